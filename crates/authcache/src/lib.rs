@@ -1,0 +1,1 @@
+//! authcache-authcache: see the crate description; filled in by its issue.

@@ -1,0 +1,227 @@
+//! Cache keys: `{prefix}:v{schema}:{kind}:{id}`, built here and nowhere else.
+//!
+//! Two different `(kind, id)` pairs never produce the same key: the prefix is fixed per
+//! [`Keyspace`] and contains no `:`, the schema and kind are fixed tokens without `:`, so
+//! everything after the fourth field is the id, verbatim. Tokens are keyed only by their
+//! SHA-256 [`Fingerprint`]; no raw token or secret can reach a key.
+
+use std::fmt;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::KeyError;
+
+/// Longest id accepted, in bytes: ids are user ids, not documents.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Default key prefix, so authcache entries are easy to find (and flush) in a shared Redis.
+pub const DEFAULT_PREFIX: &str = "authcache";
+
+/// Schema version baked into every key; bump it when the shape of a cached value changes
+/// so that old entries are simply never read again.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What a key's entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// A user record.
+    User,
+    /// The roles of a user.
+    Roles,
+    /// The permissions of a user.
+    Perms,
+    /// A token validation result, keyed by the token's fingerprint.
+    Token,
+    /// A revoked token, keyed by the token's fingerprint.
+    Revoked,
+}
+
+impl KeyKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [KeyKind; 5] = [
+        KeyKind::User,
+        KeyKind::Roles,
+        KeyKind::Perms,
+        KeyKind::Token,
+        KeyKind::Revoked,
+    ];
+
+    /// The kind's name as it appears in keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::User => "user",
+            KeyKind::Roles => "roles",
+            KeyKind::Perms => "perms",
+            KeyKind::Token => "token",
+            KeyKind::Revoked => "revoked",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The SHA-256 of a token, hex encoded: the only form in which a token reaches a key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// Fingerprints a token (the compact JWT, without any `Bearer ` scheme).
+    pub fn of(token: &str) -> Self {
+        Self(hex::encode(Sha256::digest(token.as_bytes())))
+    }
+
+    /// The 64 lowercase hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({})", self.0)
+    }
+}
+
+/// A validated id: non-empty, at most [`MAX_ID_LEN`] bytes, no whitespace or control characters.
+///
+/// # Errors
+/// The [`KeyError`] naming the first rule broken.
+pub fn validate_id(id: &str) -> Result<(), KeyError> {
+    if id.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(KeyError::TooLong {
+            len: id.len(),
+            max: MAX_ID_LEN,
+        });
+    }
+    match id
+        .char_indices()
+        .find(|(_, c)| c.is_whitespace() || c.is_control())
+    {
+        Some((at, _)) => Err(KeyError::ForbiddenCharacter(at)),
+        None => Ok(()),
+    }
+}
+
+/// A complete cache key. Cheap to clone; compares and hashes as its string.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(Arc<str>);
+
+impl Key {
+    /// The key as stored in the backend.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Key {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", self.0)
+    }
+}
+
+/// The namespace keys live in: a prefix and the schema version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyspace {
+    prefix: Arc<str>,
+    schema: u32,
+}
+
+impl Default for Keyspace {
+    fn default() -> Self {
+        Self {
+            prefix: Arc::from(DEFAULT_PREFIX),
+            schema: SCHEMA_VERSION,
+        }
+    }
+}
+
+impl Keyspace {
+    /// A keyspace with a custom prefix (one application's entries apart from another's).
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidPrefix`] when the prefix is empty or contains `:`, whitespace or
+    /// control characters.
+    pub fn new(prefix: &str) -> Result<Self, KeyError> {
+        let bad = |c: char| c == ':' || c.is_whitespace() || c.is_control();
+        if prefix.is_empty() || prefix.len() > MAX_ID_LEN || prefix.contains(bad) {
+            return Err(KeyError::InvalidPrefix(prefix.to_owned()));
+        }
+        Ok(Self {
+            prefix: Arc::from(prefix),
+            schema: SCHEMA_VERSION,
+        })
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The key of `(kind, id)`, after validating the id.
+    ///
+    /// # Errors
+    /// The [`KeyError`] from [`validate_id`].
+    pub fn key(&self, kind: KeyKind, id: &str) -> Result<Key, KeyError> {
+        validate_id(id)?;
+        Ok(self.compose(kind, id))
+    }
+
+    /// The key of a token-scoped entry ([`KeyKind::Token`] or [`KeyKind::Revoked`]).
+    pub fn token_key(&self, kind: KeyKind, fingerprint: &Fingerprint) -> Key {
+        self.compose(kind, fingerprint.as_str())
+    }
+
+    /// The pub/sub channel that carries invalidated keys between instances.
+    pub fn invalidation_channel(&self) -> String {
+        format!("{}:invalidate", self.prefix)
+    }
+
+    /// Splits a key of this keyspace back into `(kind, id)`; `None` for anything else
+    /// (another prefix, an older schema, garbage from the bus).
+    pub fn parse<'k>(&self, key: &'k str) -> Option<(KeyKind, &'k str)> {
+        let rest = key.strip_prefix(&*self.prefix)?.strip_prefix(":v")?;
+        let (schema, rest) = rest.split_once(':')?;
+        if schema.parse::<u32>().ok()? != self.schema {
+            return None;
+        }
+        let (kind, id) = rest.split_once(':')?;
+        let kind = KeyKind::from_name(kind)?;
+        validate_id(id).ok()?;
+        Some((kind, id))
+    }
+
+    fn compose(&self, kind: KeyKind, id: &str) -> Key {
+        Key(Arc::from(format!(
+            "{}:v{}:{}:{}",
+            self.prefix,
+            self.schema,
+            kind.as_str(),
+            id
+        )))
+    }
+}

@@ -1,0 +1,1 @@
+//! authcache-jwt: see the crate description; filled in by its issue.

@@ -1,0 +1,1 @@
+//! authcache-memory: see the crate description; filled in by its issue.

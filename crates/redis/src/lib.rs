@@ -1,0 +1,1 @@
+//! authcache-redis: see the crate description; filled in by its issue.

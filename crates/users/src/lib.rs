@@ -1,0 +1,1 @@
+//! authcache-users: see the crate description; filled in by its issue.

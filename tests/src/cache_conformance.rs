@@ -1,0 +1,1 @@
+//! The cache backend conformance suite, written once and run against every backend.

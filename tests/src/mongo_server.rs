@@ -1,0 +1,1 @@
+//! Spawns a throwaway SecantusDB (MongoDB-compatible) server (written by the users issue).

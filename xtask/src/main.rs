@@ -1,0 +1,40 @@
+//! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
+//!
+//! - `ci` — everything CI checks, provisioning the servers tests need when missing.
+//! - `bench` — the criterion benches, then a side-by-side table of ours vs the raw clients.
+//! - `services install|up|down` — install, start or stop throwaway servers for manual use.
+
+mod bench;
+mod ci;
+mod run;
+mod services;
+#[cfg(test)]
+mod tidy;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <ci | bench | services install|up|down>";
+
+fn main() {
+    if let Err(error) = dispatch() {
+        eprintln!("xtask: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["ci"] => ci::run(),
+        ["bench", rest @ ..] => bench::run(rest),
+        ["services", "install"] => services::install().map(|_| ()),
+        ["services", "up"] => services::up(),
+        ["services", "down"] => services::down(),
+        _ => bail!("{USAGE}"),
+    }
+}
