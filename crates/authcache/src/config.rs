@@ -29,6 +29,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use authcache_core::Ttls;
 use serde::Deserialize;
 
 use crate::{AuthError, Result};
@@ -40,9 +41,9 @@ use crate::{AuthError, Result};
 pub enum CacheConfig {
     /// In-process only: single-instance mode (feature `memory`, on by default).
     Memory {
-        /// Most entries kept in the in-process L2; default [`CacheConfig::DEFAULT_CAPACITY`].
-        #[serde(default)]
-        capacity: Option<u64>,
+        /// Most bytes kept in the in-process L2 (default 64 MiB).
+        #[serde(default, alias = "maxBytes")]
+        max_bytes: Option<u64>,
     },
     /// A standalone Redis server (feature `redis`).
     Redis {
@@ -69,12 +70,9 @@ impl Default for CacheConfig {
 }
 
 impl CacheConfig {
-    /// 100,000 entries: a few hundred bytes each, tens of MiB at most.
-    pub const DEFAULT_CAPACITY: u64 = 100_000;
-
     /// The in-process cache with the default capacity.
     pub fn memory() -> Self {
-        Self::Memory { capacity: None }
+        Self::Memory { max_bytes: None }
     }
 
     /// A standalone Redis at `url`.
@@ -166,7 +164,9 @@ impl RepositoryConfig {
     pub fn ensure_compiled(&self) -> Result<()> {
         match self {
             Self::Memory { .. } => Ok(()),
-            Self::Mongodb { .. } => ensure_feature(cfg!(feature = "mongodb"), "repository", "mongodb"),
+            Self::Mongodb { .. } => {
+                ensure_feature(cfg!(feature = "mongodb"), "repository", "mongodb")
+            }
         }
     }
 }
@@ -192,7 +192,12 @@ pub struct TtlSettings {
     #[serde(alias = "userTTL", alias = "userTtl", alias = "userttl")]
     pub user_ttl: Option<u64>,
     /// Roles of a user (default 900 s).
-    #[serde(alias = "rolesTTL", alias = "rolesTtl", alias = "rolesttl", alias = "role_ttl")]
+    #[serde(
+        alias = "rolesTTL",
+        alias = "rolesTtl",
+        alias = "rolesttl",
+        alias = "role_ttl"
+    )]
     pub roles_ttl: Option<u64>,
     /// Permissions of a user (default 900 s).
     #[serde(
@@ -204,7 +209,12 @@ pub struct TtlSettings {
     )]
     pub permissions_ttl: Option<u64>,
     /// Cap on cached token validations (default 120 s; never beyond the token's `exp`).
-    #[serde(alias = "tokenTTL", alias = "tokenTtl", alias = "tokenttl", alias = "validation_ttl")]
+    #[serde(
+        alias = "tokenTTL",
+        alias = "tokenTtl",
+        alias = "tokenttl",
+        alias = "validation_ttl"
+    )]
     pub token_ttl: Option<u64>,
     /// Unknown users (default 30 s).
     #[serde(alias = "negativeTTL", alias = "negativeTtl", alias = "negativettl")]
@@ -217,18 +227,19 @@ pub struct TtlSettings {
 }
 
 impl TtlSettings {
-    /// Each set value as a [`Duration`], in the order user, roles, permissions, token,
-    /// negative, L1 cap.
-    pub(crate) fn durations(&self) -> [Option<Duration>; 6] {
-        [
-            self.user_ttl,
-            self.roles_ttl,
-            self.permissions_ttl,
-            self.token_ttl,
-            self.negative_ttl,
-            self.l1_cap,
-        ]
-        .map(|secs| secs.map(Duration::from_secs))
+    /// `ttls` with every setting that is present replacing the corresponding value.
+    pub fn apply(&self, ttls: Ttls) -> Ttls {
+        let secs =
+            |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
+        Ttls {
+            user: secs(self.user_ttl, ttls.user),
+            roles: secs(self.roles_ttl, ttls.roles),
+            perms: secs(self.permissions_ttl, ttls.perms),
+            token: secs(self.token_ttl, ttls.token),
+            negative: secs(self.negative_ttl, ttls.negative),
+            l1_cap: secs(self.l1_cap, ttls.l1_cap),
+            jitter: self.jitter.unwrap_or(ttls.jitter),
+        }
     }
 }
 
@@ -302,7 +313,9 @@ where
         };
         let path: Vec<String> = rest.split("__").map(field_name).collect();
         if path.iter().any(String::is_empty) {
-            return Err(AuthError::Config(format!("environment variable {name}: empty section")));
+            return Err(AuthError::Config(format!(
+                "environment variable {name}: empty section"
+            )));
         }
         sections.insert(path, env_value(value.as_ref()));
     }
@@ -315,7 +328,8 @@ where
 
 fn strip_prefix_ignore_case<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
     let head = name.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &name[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &name[prefix.len()..])
 }
 
 /// Env names are upper case by convention; fields are snake case, and the backends' tags
@@ -330,7 +344,9 @@ fn env_value(raw: &str) -> toml::Value {
         .ok()
         .and_then(|mut t| t.remove("v"));
     match parsed {
-        Some(value @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => value,
+        Some(
+            value @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
+        ) => value,
         Some(value @ toml::Value::Array(_)) => value,
         _ => toml::Value::String(raw.to_owned()),
     }
@@ -399,7 +415,10 @@ mod tests {
                 timeout_ms: Some(50)
             }
         );
-        assert_eq!(config.repository, RepositoryConfig::mongodb("mongodb://127.0.0.1:27017", "app"));
+        assert_eq!(
+            config.repository,
+            RepositoryConfig::mongodb("mongodb://127.0.0.1:27017", "app")
+        );
         assert_eq!(config.ttls.user_ttl, Some(60));
         assert_eq!(config.ttls.roles_ttl, Some(120));
         assert_eq!(config.ttls.permissions_ttl, Some(180));
@@ -415,11 +434,27 @@ mod tests {
     }
 
     #[test]
+    fn settings_override_only_what_they_name() {
+        let settings = AuthConfig::from_toml("[ttls]\nuserTTL = 60\njitter = 0.0\n")
+            .unwrap()
+            .ttls;
+        let ttls = settings.apply(Ttls::default());
+        assert_eq!(ttls.user, Duration::from_secs(60));
+        assert_eq!(ttls.jitter, 0.0);
+        assert_eq!(ttls.roles, Ttls::default().roles);
+        assert_eq!(ttls.negative, Ttls::default().negative);
+    }
+
+    #[test]
     fn cluster_takes_a_list_of_urls() {
-        let config =
-            AuthConfig::from_toml("[cache]\nbackend = \"redis-cluster\"\nurls = [\"redis://a:1\", \"redis://b:2\"]\n")
-                .unwrap();
-        assert_eq!(config.cache, CacheConfig::redis_cluster(["redis://a:1", "redis://b:2"]));
+        let config = AuthConfig::from_toml(
+            "[cache]\nbackend = \"redis-cluster\"\nurls = [\"redis://a:1\", \"redis://b:2\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.cache,
+            CacheConfig::redis_cluster(["redis://a:1", "redis://b:2"])
+        );
     }
 
     #[test]
@@ -448,7 +483,10 @@ mod tests {
         .unwrap();
         assert_eq!(config.prefix.as_deref(), Some("envapp"));
         assert_eq!(config.cache, CacheConfig::redis("redis://127.0.0.1:7000"));
-        assert_eq!(config.repository, RepositoryConfig::mongodb("mongodb://127.0.0.1:27017", "app"));
+        assert_eq!(
+            config.repository,
+            RepositoryConfig::mongodb("mongodb://127.0.0.1:27017", "app")
+        );
         assert_eq!(config.ttls.user_ttl, Some(77));
         assert_eq!(config.ttls.jitter, Some(0.05));
     }
@@ -457,11 +495,17 @@ mod tests {
     fn env_lists_and_the_ttl_spelling() {
         let config = AuthConfig::from_env_vars([
             ("AUTHCACHE_CACHE__BACKEND", "redis-cluster"),
-            ("AUTHCACHE_CACHE__URLS", "[\"redis://a:1\", \"redis://b:2\"]"),
+            (
+                "AUTHCACHE_CACHE__URLS",
+                "[\"redis://a:1\", \"redis://b:2\"]",
+            ),
             ("AUTHCACHE_TTLS__USERTTL", "9"),
         ])
         .unwrap();
-        assert_eq!(config.cache, CacheConfig::redis_cluster(["redis://a:1", "redis://b:2"]));
+        assert_eq!(
+            config.cache,
+            CacheConfig::redis_cluster(["redis://a:1", "redis://b:2"])
+        );
         assert_eq!(config.ttls.user_ttl, Some(9));
     }
 
@@ -473,7 +517,9 @@ mod tests {
 
     #[test]
     fn a_value_that_is_also_a_section_is_an_error() {
-        let error = AuthConfig::from_env_vars([("AUTHCACHE_CACHE", "x"), ("AUTHCACHE_CACHE__URL", "y")]).unwrap_err();
+        let error =
+            AuthConfig::from_env_vars([("AUTHCACHE_CACHE", "x"), ("AUTHCACHE_CACHE__URL", "y")])
+                .unwrap_err();
         assert!(matches!(error, AuthError::Config(_)));
     }
 
@@ -486,39 +532,54 @@ mod tests {
     #[cfg(not(feature = "redis"))]
     #[test]
     fn redis_without_its_feature_names_the_feature() {
-        let error = CacheConfig::redis("redis://127.0.0.1").ensure_compiled().unwrap_err();
+        let error = CacheConfig::redis("redis://127.0.0.1")
+            .ensure_compiled()
+            .unwrap_err();
         assert!(error.to_string().contains("`redis` feature"), "{error}");
     }
 
     #[cfg(feature = "redis")]
     #[test]
     fn redis_with_its_feature_is_accepted() {
-        CacheConfig::redis("redis://127.0.0.1").ensure_compiled().unwrap();
+        CacheConfig::redis("redis://127.0.0.1")
+            .ensure_compiled()
+            .unwrap();
     }
 
     #[cfg(not(feature = "redis-cluster"))]
     #[test]
     fn cluster_without_its_feature_names_the_feature() {
-        let error = CacheConfig::redis_cluster(["redis://a:1"]).ensure_compiled().unwrap_err();
-        assert!(error.to_string().contains("`redis-cluster` feature"), "{error}");
+        let error = CacheConfig::redis_cluster(["redis://a:1"])
+            .ensure_compiled()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("`redis-cluster` feature"),
+            "{error}"
+        );
     }
 
     #[cfg(feature = "redis-cluster")]
     #[test]
     fn cluster_with_its_feature_is_accepted() {
-        CacheConfig::redis_cluster(["redis://a:1"]).ensure_compiled().unwrap();
+        CacheConfig::redis_cluster(["redis://a:1"])
+            .ensure_compiled()
+            .unwrap();
     }
 
     #[cfg(not(feature = "mongodb"))]
     #[test]
     fn mongodb_without_its_feature_names_the_feature() {
-        let error = RepositoryConfig::mongodb("mongodb://x", "db").ensure_compiled().unwrap_err();
+        let error = RepositoryConfig::mongodb("mongodb://x", "db")
+            .ensure_compiled()
+            .unwrap_err();
         assert!(error.to_string().contains("`mongodb` feature"), "{error}");
     }
 
     #[cfg(feature = "mongodb")]
     #[test]
     fn mongodb_with_its_feature_is_accepted() {
-        RepositoryConfig::mongodb("mongodb://x", "db").ensure_compiled().unwrap();
+        RepositoryConfig::mongodb("mongodb://x", "db")
+            .ensure_compiled()
+            .unwrap();
     }
 }

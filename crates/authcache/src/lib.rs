@@ -1,1 +1,102 @@
-//! authcache-authcache: see the crate description; filled in by its issue.
+//! Who is behind this bearer token, and what may they do? — verified, cached and fast.
+//!
+//! [`AuthService`] verifies a JWT, then loads the user, their roles and their permissions
+//! from the system of record ([`UserRepository`]: MongoDB or in-memory) through two cache
+//! tiers: an in-process L1 of decoded values and a shared L2 (Redis, Redis Cluster, or
+//! in-process for a single instance) of versioned, optionally HMAC-signed envelopes. Each
+//! kind of answer has its own TTL, concurrent misses for one key load once, a dead or hung
+//! Redis never fails a request, and invalidations reach every instance over Redis pub/sub.
+//!
+//! ```
+//! use authcache::{AuthError, AuthService, CacheConfig, JwtVerifier, MemoryUserRepository, TokenIssuer, User};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let secret = b"a-long-random-secret-of-32-bytes!";
+//! let repository = MemoryUserRepository::new()
+//!     .with_role("admin", ["users:read", "users:write"])?
+//!     .with_user(User::new("u1", "ada@example.com", "Ada").with_roles(["admin"]))?;
+//!
+//! let auth = AuthService::builder()
+//!     .verifier(JwtVerifier::hs256(secret))
+//!     .repository(repository)
+//!     .cache(CacheConfig::memory())            // or CacheConfig::redis("redis://127.0.0.1:6379")
+//!     .signing_key(b"another-secret-for-cache-entries")
+//!     .build()
+//!     .await?;
+//!
+//! let token = TokenIssuer::hs256(secret).issue("u1", Duration::from_secs(600))?;
+//! let bearer = format!("Bearer {token}");
+//! let who = auth.authenticate(&bearer).await?;
+//! assert_eq!(who.id(), "u1");
+//! assert!(who.has_role("admin") && who.has_permission("users:write"));
+//!
+//! auth.logout(&bearer).await?;
+//! let refused = auth.authenticate(&bearer).await.unwrap_err();
+//! assert_eq!(refused, AuthError::Revoked);
+//! assert_eq!(refused.status_code(), 401);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The order of checks
+//! Size → signature and claims (or this process's own cached verification of the very same
+//! token) → revocation → user, roles, permissions. Nothing read from a cache is used before
+//! the signature is known to be good: see [`AuthService::authenticate`].
+//!
+//! # Validation cache
+//! A token this process verified is remembered by its SHA-256 fingerprint until
+//! `min(exp − 5 s, 120 s)`, in this process only (an L2 entry would let whoever can write to
+//! Redis vouch for a forged token). It pays for every algorithm: see the crate's closing
+//! notes for the bench figures; [`AuthServiceBuilder::validation_cache`] turns it off.
+//!
+//! # Configuration
+//! [`AuthConfig`] (with [`CacheConfig`], [`RepositoryConfig`], [`TtlSettings`]) reads from
+//! TOML ([`AuthConfig::from_toml`]) or `AUTHCACHE_*` environment variables
+//! ([`AuthConfig::from_env`]), and [`AuthServiceBuilder::config`] applies it. Asking for a
+//! backend whose feature is not compiled in fails with [`AuthError::Config`] naming the
+//! feature.
+//!
+//! # Feature flags
+//! - `memory` (default) — the in-process L2 for single-instance deployments
+//!   ([`CacheConfig::Memory`]). The in-process L1 is always there.
+//! - `redis` — Redis as the L2 and the invalidation bus ([`CacheConfig::Redis`]).
+//! - `redis-cluster` — Redis Cluster as the L2 ([`CacheConfig::RedisCluster`]).
+//! - `mongodb` — `MongoUserRepository` ([`RepositoryConfig::Mongodb`]).
+//! - `mock` — `MockCache` and `MockUserRepository` (mockall) for your own tests.
+//! - `full` — all of the above.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backend;
+mod builder;
+mod config;
+mod error;
+mod principal;
+#[cfg(feature = "redis")]
+mod redis_backend;
+mod service;
+mod stats;
+mod tokens;
+
+pub use builder::{AuthServiceBuilder, DEFAULT_L1_CAPACITY};
+pub use config::{AuthConfig, CacheConfig, ENV_PREFIX, RepositoryConfig, TtlSettings};
+pub use error::{AuthError, Result};
+pub use principal::Principal;
+pub use service::AuthService;
+pub use stats::{BreakerState, BreakerStats, Stats, TierStatsSnapshot, ValidationStats};
+
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub use authcache_core::MockCache;
+pub use authcache_core::{BreakerConfig, Cache, CacheError, InvalidationPublisher, Ttls};
+pub use authcache_jwt::{Algorithm, Claims, JwtVerifier, TokenError, TokenIssuer};
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub use authcache_users::MockUserRepository;
+#[cfg(feature = "mongodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongodb")))]
+pub use authcache_users::MongoUserRepository;
+pub use authcache_users::{
+    MemoryUserRepository, RepositoryError, User, UserRecord, UserRepository,
+};

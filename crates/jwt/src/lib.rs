@@ -1,1 +1,70 @@
-//! authcache-jwt: see the crate description; filled in by its issue.
+//! Strict JWT verification for authcache: who is behind this bearer token?
+//!
+//! [`JwtVerifier`] wraps [`jsonwebtoken`]'s key handling and signature primitives with the
+//! checks a service needs on every request, in an order that makes hostile input cheap:
+//!
+//! 1. **size** — at most 8 KiB by default, checked before anything is decoded;
+//! 2. **shape** — a bare token or `Bearer <token>` (scheme in any case, exactly one space),
+//!    base64url characters and exactly three segments, canonical unpadded base64url;
+//! 3. **algorithm** — an explicit allow-list ([`SUPPORTED_ALGORITHMS`]); `none` never, and a
+//!    key only ever verifies algorithms of its own family (no HS256-with-an-RSA-public-key
+//!    confusion); a `kid` selects the key in a [`jwk::JwkSet`] (an unknown `kid` is
+//!    [`TokenError::UnknownKeyId`]);
+//! 4. **signature**, then **claims** — `sub` and `exp` required, `sub` a valid cache id,
+//!    `exp`/`nbf` with a leeway (30 s), issuer and audience when configured.
+//!
+//! Every failure is a typed [`TokenError`]; nothing panics on any input.
+//!
+//! Helpers for the cache around it: [`fingerprint`] (the SHA-256 under which a token may be
+//! keyed — never the token itself), [`unverified_subject`] (cache keying only, **never an
+//! authorization decision**) and [`validation_ttl`] (how long a validation may be cached:
+//! never beyond `exp`). [`Claims`] round-trips through bincode 2's serde path so the facade
+//! can cache it. [`TokenIssuer`] and [`test_keys`] sign tokens for tests and the quickstart.
+//!
+//! ```
+//! use std::time::Duration;
+//! use authcache_jwt::{fingerprint, validation_ttl, JwtVerifier, TokenError, TokenIssuer};
+//!
+//! let secret = b"a-long-random-secret-of-32-bytes!";
+//! let verifier = JwtVerifier::hs256(secret).issuer("https://id.example.com");
+//! let token = TokenIssuer::hs256(secret)
+//!     .issuer("https://id.example.com")
+//!     .issue("user-42", Duration::from_secs(600))?;
+//!
+//! let claims = verifier.verify(format!("Bearer {token}"))?;
+//! assert_eq!(claims.sub, "user-42");
+//! assert_eq!(fingerprint(&token).len(), 64);
+//! let ttl = validation_ttl(claims.exp, authcache_jwt::unix_now(), Duration::from_secs(120));
+//! assert_eq!(ttl, Some(Duration::from_secs(120)));
+//!
+//! let forged = TokenIssuer::hs256(b"some-other-secret").issue("admin", Duration::from_secs(600))?;
+//! assert_eq!(verifier.verify(&forged), Err(TokenError::BadSignature));
+//! # Ok::<(), TokenError>(())
+//! ```
+//!
+//! # Crypto provider
+//!
+//! jsonwebtoken 11 dispatches to a process-wide `CryptoProvider`. Every constructor here
+//! installs the RustCrypto provider unless one is installed already, so verification never
+//! hits jsonwebtoken's "no provider" panic even if another crate enables a second backend
+//! feature. To use a different provider, install it before building a verifier or issuer.
+
+mod claims;
+mod error;
+mod issuer;
+pub mod test_keys;
+mod token;
+mod ttl;
+mod verifier;
+
+pub use claims::{Claims, REGISTERED_CLAIMS};
+pub use error::{Malformed, Result, TokenError};
+pub use issuer::TokenIssuer;
+pub use jsonwebtoken::Algorithm;
+/// JWK types of `jsonwebtoken`, for [`JwtVerifier::from_jwk`] and [`JwtVerifier::from_jwks`].
+pub use jsonwebtoken::jwk;
+/// The JSON types of [`Claims::extra_claims`], re-exported so callers need no version match.
+pub use serde_json;
+pub use token::{DEFAULT_MAX_TOKEN_SIZE, MAX_SUBJECT_LEN, fingerprint, unverified_subject};
+pub use ttl::{EXP_SKEW, unix_now, validation_ttl};
+pub use verifier::{DEFAULT_LEEWAY, JwtVerifier, SUPPORTED_ALGORITHMS};

@@ -79,6 +79,16 @@ mod tests {
         assert_eq!(dedup_in_order(&ids), ["b", "a", "c"]);
     }
 
+    #[cfg(feature = "mock")]
+    #[tokio::test]
+    async fn mock_stands_in_as_a_trait_object() {
+        let mut mock = MockUserRepository::<User>::new();
+        mock.expect_find_by_id()
+            .returning(|_| Err(crate::RepositoryError::Unavailable("down".into())));
+        let repo: std::sync::Arc<dyn UserRepository> = std::sync::Arc::new(mock);
+        assert!(repo.find_by_id("u1").await.unwrap_err().is_unavailable());
+    }
+
     #[test]
     fn validate_ids_rejects_any_bad_id() {
         assert!(validate_ids(&["ok".into(), "also-ok".into()]).is_ok());

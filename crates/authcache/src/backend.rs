@@ -1,0 +1,72 @@
+//! Turns a [`CacheConfig`] into the shared L2 (behind its circuit breaker) and, for Redis,
+//! the invalidation publisher and the bus to subscribe to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authcache_core::{BreakerConfig, Cache, GuardedCache, InvalidationPublisher, Keyspace};
+
+use crate::{AuthError, CacheConfig, Result};
+
+/// The L2 and what comes with it.
+pub(crate) struct Backend {
+    pub(crate) l2: Arc<dyn Cache>,
+    pub(crate) publisher: Option<Arc<dyn InvalidationPublisher>>,
+    /// Where to subscribe for other instances' invalidations.
+    #[cfg(feature = "redis")]
+    pub(crate) bus: Option<authcache_redis::RedisConfig>,
+}
+
+impl Backend {
+    /// A caller-supplied L2 (and publisher), with no bus to subscribe to.
+    pub(crate) fn explicit(
+        l2: Arc<dyn Cache>,
+        publisher: Option<Arc<dyn InvalidationPublisher>>,
+    ) -> Self {
+        Self {
+            l2,
+            publisher,
+            #[cfg(feature = "redis")]
+            bus: None,
+        }
+    }
+
+    /// Connects the backend `config` names.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) async fn connect(config: &CacheConfig, keyspace: &Keyspace) -> Result<Self> {
+        config.ensure_compiled()?;
+        match config {
+            #[cfg(feature = "memory")]
+            CacheConfig::Memory { max_bytes } => Ok(Self::explicit(
+                Arc::new(authcache_memory::MemoryCache::new(
+                    max_bytes.unwrap_or(authcache_memory::DEFAULT_MAX_BYTES),
+                )),
+                None,
+            )),
+            #[cfg(feature = "redis")]
+            CacheConfig::Redis { url, timeout_ms } => {
+                crate::redis_backend::standalone(url, timeout(*timeout_ms), keyspace).await
+            }
+            #[cfg(feature = "redis-cluster")]
+            CacheConfig::RedisCluster { urls, timeout_ms } => {
+                crate::redis_backend::cluster(urls, timeout(*timeout_ms), keyspace).await
+            }
+            // Unreachable after `ensure_compiled`, kept total for every feature combination.
+            #[allow(unreachable_patterns)]
+            other => Err(AuthError::Config(format!(
+                "cache backend `{}` is not compiled in",
+                other.required_feature()
+            ))),
+        }
+    }
+
+    /// The L2 behind its circuit breaker, shared by every tier.
+    pub(crate) fn guarded(&self, breaker: &BreakerConfig) -> Arc<GuardedCache> {
+        Arc::new(GuardedCache::new(Arc::clone(&self.l2), breaker.clone()))
+    }
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+fn timeout(millis: Option<u64>) -> Option<Duration> {
+    millis.map(Duration::from_millis)
+}

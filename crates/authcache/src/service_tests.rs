@@ -1,0 +1,485 @@
+//! Unit tests of the facade on in-process backends; fault paths with mockall mocks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use authcache_core::{CacheError, MockCache};
+use authcache_jwt::{TokenError, TokenIssuer};
+use authcache_users::{
+    MemoryUserRepository, MockUserRepository, RepositoryError, User, UserRepository,
+};
+
+use crate::{AuthError, AuthService, JwtVerifier};
+
+const SECRET: &[u8] = b"unit-test-secret-of-at-least-32-bytes";
+
+fn issuer() -> TokenIssuer {
+    TokenIssuer::hs256(SECRET)
+}
+
+fn bearer(sub: &str) -> String {
+    format!(
+        "Bearer {}",
+        issuer().issue(sub, Duration::from_secs(600)).unwrap()
+    )
+}
+
+fn repository() -> MemoryUserRepository {
+    MemoryUserRepository::new()
+        .with_role("admin", ["users:write", "users:read"])
+        .unwrap()
+        .with_role("viewer", ["users:read"])
+        .unwrap()
+        .with_user(User::new("ada", "ada@example.com", "Ada").with_roles(["admin"]))
+        .unwrap()
+        .with_user(User::new("bob", "bob@example.com", "Bob").with_roles(["viewer"]))
+        .unwrap()
+        .with_user(User::new("eve", "eve@example.com", "Eve").with_disabled(true))
+        .unwrap()
+}
+
+/// Counts `find_by_id` calls and can be switched off (the repository "server" down).
+#[derive(Clone)]
+struct Counting {
+    inner: MemoryUserRepository,
+    loads: Arc<AtomicUsize>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Counting {
+    fn new(inner: MemoryUserRepository) -> Self {
+        Self {
+            inner,
+            loads: Arc::default(),
+            down: Arc::default(),
+        }
+    }
+
+    fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> Result<(), RepositoryError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(RepositoryError::Unavailable("switched off".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UserRepository for Counting {
+    async fn find_by_id(&self, id: &str) -> Result<Option<User>, RepositoryError> {
+        self.check()?;
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        // Yield so that concurrent callers really overlap with the load.
+        tokio::task::yield_now().await;
+        self.inner.find_by_id(id).await
+    }
+    async fn find_many(&self, ids: &[String]) -> Result<Vec<User>, RepositoryError> {
+        self.check()?;
+        self.inner.find_many(ids).await
+    }
+    async fn permissions_for_roles(
+        &self,
+        roles: &[String],
+    ) -> Result<Vec<String>, RepositoryError> {
+        self.check()?;
+        self.inner.permissions_for_roles(roles).await
+    }
+    async fn upsert(&self, user: &User) -> Result<(), RepositoryError> {
+        self.check()?;
+        self.inner.upsert(user).await
+    }
+    async fn delete(&self, id: &str) -> Result<bool, RepositoryError> {
+        self.check()?;
+        self.inner.delete(id).await
+    }
+}
+
+async fn service(repository: impl UserRepository + 'static) -> AuthService {
+    AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository(repository)
+        .signing_key(b"cache-signing-key-0123456789")
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn authenticates_with_roles_and_sorted_permissions() {
+    let auth = service(repository()).await;
+    let who = auth.authenticate(&bearer("ada")).await.unwrap();
+    assert_eq!(who.id(), "ada");
+    assert_eq!(*who.roles, ["admin"]);
+    assert_eq!(*who.permissions, ["users:read", "users:write"]);
+    assert!(who.has_permission("users:write") && !who.has_permission("users:delete"));
+    assert_eq!(who.claims.sub, "ada");
+    assert_eq!(auth.stats().authenticated, 1);
+}
+
+#[tokio::test]
+async fn a_bare_token_works_as_well_as_a_bearer_header() {
+    let auth = service(repository()).await;
+    let token = issuer().issue("bob", Duration::from_secs(600)).unwrap();
+    assert_eq!(auth.authenticate(&token).await.unwrap().id(), "bob");
+}
+
+#[tokio::test]
+async fn forged_token_for_a_cached_user_is_a_bad_signature() {
+    let auth = service(repository()).await;
+    auth.authenticate(&bearer("ada")).await.unwrap();
+    let forged = TokenIssuer::hs256(b"not-the-secret-not-the-secret-xx")
+        .issue("ada", Duration::from_secs(600))
+        .unwrap();
+    let error = auth.authenticate(&forged).await.unwrap_err();
+    assert_eq!(error, AuthError::Token(TokenError::BadSignature));
+    assert_eq!(error.status_code(), 401);
+}
+
+#[tokio::test]
+async fn disabled_and_unknown_users() {
+    let auth = service(repository()).await;
+    let disabled = auth.authenticate(&bearer("eve")).await.unwrap_err();
+    assert_eq!(
+        (disabled.clone(), disabled.status_code()),
+        (AuthError::Disabled, 403)
+    );
+    let unknown = auth.authenticate(&bearer("nobody")).await.unwrap_err();
+    assert_eq!(
+        (unknown.clone(), unknown.status_code()),
+        (AuthError::UnknownUser, 401)
+    );
+    let stats = auth.stats();
+    assert_eq!(stats.rejected_users, 2);
+}
+
+#[tokio::test]
+async fn unknown_users_are_negative_cached() {
+    let repository = Counting::new(repository());
+    let auth = service(repository.clone()).await;
+    for _ in 0..5 {
+        assert_eq!(
+            auth.authenticate(&bearer("ghost")).await.unwrap_err(),
+            AuthError::UnknownUser
+        );
+    }
+    assert_eq!(repository.loads(), 1);
+}
+
+#[tokio::test]
+async fn oversized_tokens_are_rejected_before_anything_else() {
+    let auth = service(repository()).await;
+    let huge = format!("Bearer {}", "a".repeat(8 * 1024 + 1));
+    let error = auth.authenticate(&huge).await.unwrap_err();
+    assert!(
+        matches!(error, AuthError::Token(TokenError::TooLarge { .. })),
+        "{error}"
+    );
+    let at_limit = "a".repeat(8 * 1024);
+    let error = auth.authenticate(&at_limit).await.unwrap_err();
+    assert!(
+        matches!(error, AuthError::Token(TokenError::Malformed(_))),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn non_ascii_input_near_the_scheme_does_not_panic() {
+    let auth = service(repository()).await;
+    for input in ["Beare\u{e9} x", "\u{e9}\u{e9}\u{e9}\u{e9}", "", "Bearer "] {
+        assert!(auth.authenticate(input).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn a_repeat_token_skips_verification() {
+    let auth = service(repository()).await;
+    let token = bearer("ada");
+    for _ in 0..3 {
+        auth.authenticate(&token).await.unwrap();
+    }
+    let validations = auth.stats().validations;
+    assert_eq!((validations.verified, validations.hits), (1, 2));
+}
+
+#[tokio::test]
+async fn validation_cache_can_be_turned_off() {
+    let auth = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository(repository())
+        .validation_cache(false)
+        .build()
+        .await
+        .unwrap();
+    let token = bearer("ada");
+    auth.authenticate(&token).await.unwrap();
+    auth.authenticate(&token).await.unwrap();
+    assert_eq!(auth.stats().validations.verified, 2);
+}
+
+#[tokio::test]
+async fn logout_revokes_the_token_but_not_the_user() {
+    let auth = service(repository()).await;
+    let first = bearer("ada");
+    let second = format!(
+        "Bearer {}",
+        issuer().issue("ada", Duration::from_secs(601)).unwrap()
+    );
+    auth.authenticate(&first).await.unwrap();
+    auth.logout(&first).await.unwrap();
+    assert_eq!(
+        auth.authenticate(&first).await.unwrap_err(),
+        AuthError::Revoked
+    );
+    assert_eq!(auth.authenticate(&second).await.unwrap().id(), "ada");
+}
+
+#[tokio::test]
+async fn logout_needs_a_verified_token_and_accepts_an_expired_one() {
+    let auth = service(repository()).await;
+    let forged = TokenIssuer::hs256(b"not-the-secret-not-the-secret-xx")
+        .issue("ada", Duration::from_secs(600))
+        .unwrap();
+    assert_eq!(
+        auth.logout(&forged).await.unwrap_err(),
+        AuthError::Token(TokenError::BadSignature)
+    );
+    let mut claims = authcache_jwt::Claims::new("ada", authcache_jwt::unix_now() - 3_600);
+    claims.iat = Some(authcache_jwt::unix_now() - 7_200);
+    let expired = issuer().sign(&claims).unwrap();
+    auth.logout(&expired).await.unwrap();
+}
+
+#[tokio::test]
+async fn role_change_through_cache_user_takes_effect_at_once() {
+    let repository = repository();
+    let auth = service(repository.clone()).await;
+    let token = bearer("bob");
+    assert!(
+        !auth
+            .authenticate(&token)
+            .await
+            .unwrap()
+            .has_permission("users:write")
+    );
+
+    let promoted = User::new("bob", "bob@example.com", "Bob").with_roles(["admin"]);
+    repository.upsert(&promoted).await.unwrap();
+    auth.cache_user(&promoted).await.unwrap();
+
+    let who = auth.authenticate(&token).await.unwrap();
+    assert!(who.has_role("admin") && who.has_permission("users:write"));
+}
+
+#[tokio::test]
+async fn invalidate_user_reloads_from_the_repository() {
+    let repository = Counting::new(repository());
+    let auth = service(repository.clone()).await;
+    let token = bearer("bob");
+    auth.authenticate(&token).await.unwrap();
+    auth.authenticate(&token).await.unwrap();
+    assert_eq!(repository.loads(), 1);
+    repository
+        .inner
+        .upsert(&User::new("bob", "bob@example.com", "Bob").with_disabled(true))
+        .await
+        .unwrap();
+    auth.invalidate_user("bob").await.unwrap();
+    assert_eq!(
+        auth.authenticate(&token).await.unwrap_err(),
+        AuthError::Disabled
+    );
+    assert_eq!(repository.loads(), 2);
+}
+
+#[tokio::test]
+async fn user_roles_and_permissions_accessors() {
+    let auth = service(repository()).await;
+    assert_eq!(auth.user("ada").await.unwrap().name, "Ada");
+    assert_eq!(*auth.roles("bob").await.unwrap(), ["viewer"]);
+    assert_eq!(
+        *auth.permissions("ada").await.unwrap(),
+        ["users:read", "users:write"]
+    );
+    assert_eq!(
+        auth.user("nobody").await.unwrap_err(),
+        AuthError::UnknownUser
+    );
+    assert_eq!(
+        auth.user("has space").await.unwrap_err(),
+        AuthError::UnknownUser
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_cold_authentications_load_once() {
+    let repository = Counting::new(repository());
+    let auth = service(repository.clone()).await;
+    let token = Arc::new(bearer("ada"));
+    let tasks: Vec<_> = (0..1_000)
+        .map(|_| {
+            let (auth, token) = (auth.clone(), Arc::clone(&token));
+            tokio::spawn(async move { auth.authenticate(&token).await.map(|p| p.id().to_owned()) })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), "ada");
+    }
+    assert_eq!(repository.loads(), 1);
+    assert_eq!(auth.stats().authenticated, 1_000);
+}
+
+#[tokio::test]
+async fn repository_down_fails_only_uncached_answers() {
+    let repository = Counting::new(repository());
+    let auth = service(repository.clone()).await;
+    let cached = bearer("ada");
+    auth.authenticate(&cached).await.unwrap();
+    repository.down.store(true, Ordering::SeqCst);
+    assert_eq!(auth.authenticate(&cached).await.unwrap().id(), "ada");
+    let error = auth.authenticate(&bearer("bob")).await.unwrap_err();
+    assert!(error.is_unavailable(), "{error}");
+    assert_eq!(error.status_code(), 503);
+    assert_eq!(auth.stats().unavailable, 1);
+}
+
+#[tokio::test]
+async fn repository_errors_from_a_mock_are_503() {
+    let mut repository = MockUserRepository::<User>::new();
+    repository
+        .expect_find_by_id()
+        .returning(|_| Err(RepositoryError::Timeout("slow".into())));
+    let auth = service(repository).await;
+    let error = auth.authenticate(&bearer("ada")).await.unwrap_err();
+    assert_eq!(error.status_code(), 503, "{error}");
+}
+
+/// An L2 that fails every call: requests are served from L1 and the repository.
+fn broken_l2() -> MockCache {
+    let mut cache = MockCache::new();
+    cache
+        .expect_get()
+        .returning(|_| Err(CacheError::unavailable("connection refused")));
+    cache
+        .expect_set()
+        .returning(|_, _, _| Err(CacheError::unavailable("connection refused")));
+    cache
+        .expect_delete()
+        .returning(|_| Err(CacheError::unavailable("connection refused")));
+    cache
+}
+
+#[tokio::test]
+async fn a_broken_l2_never_fails_a_request() {
+    let repository = Counting::new(repository());
+    let auth = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository(repository.clone())
+        .l2(Arc::new(broken_l2()))
+        .build()
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(auth.authenticate(&bearer("ada")).await.unwrap().id(), "ada");
+    }
+    let stats = auth.stats();
+    assert!(stats.l2_errors() > 0);
+    assert_eq!(stats.authenticated, 20);
+    // Writes report the trouble; reads never do.
+    assert!(
+        auth.invalidate_user("ada")
+            .await
+            .unwrap_err()
+            .is_unavailable()
+    );
+    assert_eq!(auth.authenticate(&bearer("ada")).await.unwrap().id(), "ada");
+}
+
+#[tokio::test]
+async fn missing_verifier_or_repository_is_a_config_error() {
+    let error = AuthService::builder()
+        .repository(repository())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, AuthError::Config(m) if m.contains("verifier")),
+        "{error}"
+    );
+    let error = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, AuthError::Config(m) if m.contains("repository")),
+        "{error}"
+    );
+    let error = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository(repository())
+        .signing_key(b"short")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, AuthError::Config(m) if m.contains("signing key")),
+        "{error}"
+    );
+    let error = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository(repository())
+        .prefix("bad:prefix")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AuthError::Config(_)));
+}
+
+#[cfg(not(feature = "redis"))]
+#[tokio::test]
+async fn building_with_redis_without_the_feature_names_it() {
+    let error = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository(repository())
+        .cache(crate::CacheConfig::redis("redis://127.0.0.1:1"))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("`redis` feature"), "{error}");
+}
+
+#[cfg(not(feature = "mongodb"))]
+#[tokio::test]
+async fn building_with_mongodb_without_the_feature_names_it() {
+    let error = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository_config(crate::RepositoryConfig::mongodb(
+            "mongodb://127.0.0.1:1",
+            "app",
+        ))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("`mongodb` feature"), "{error}");
+}
+
+#[tokio::test]
+async fn builds_from_a_toml_configuration() {
+    let config = crate::AuthConfig::from_toml("prefix = \"unit\"\n[ttls]\nuserTTL = 5\n").unwrap();
+    let auth = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .config(config)
+        .build()
+        .await
+        .unwrap();
+    // The memory repository from configuration starts empty.
+    assert_eq!(
+        auth.authenticate(&bearer("ada")).await.unwrap_err(),
+        AuthError::UnknownUser
+    );
+}

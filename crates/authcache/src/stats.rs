@@ -1,0 +1,163 @@
+//! [`Stats`]: a snapshot of what the service did, per tier.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use authcache_core::{BreakerState, BreakerStats, TierStatsSnapshot};
+
+/// Counters of one [`crate::AuthService`] (shared by its clones), at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// User records.
+    pub users: TierStatsSnapshot,
+    /// Roles of users.
+    pub roles: TierStatsSnapshot,
+    /// Permissions of users.
+    pub permissions: TierStatsSnapshot,
+    /// Revocation marks (logouts), read on every authentication.
+    pub revocations: TierStatsSnapshot,
+    /// Token validations (in-process only, keyed by fingerprint).
+    pub validations: ValidationStats,
+    /// Successful authentications.
+    pub authenticated: u64,
+    /// Authentications refused for the token itself (bad, expired, revoked).
+    pub rejected_tokens: u64,
+    /// Authentications refused for the user (unknown, disabled).
+    pub rejected_users: u64,
+    /// Authentications that failed because the repository was unavailable (503).
+    pub unavailable: u64,
+    /// The shared L2's circuit breaker, when there is an L2.
+    pub breaker: Option<BreakerStats>,
+}
+
+impl Stats {
+    /// The user, roles and permissions tiers: the answers that cost a repository call.
+    pub fn data_tiers(&self) -> [&TierStatsSnapshot; 3] {
+        [&self.users, &self.roles, &self.permissions]
+    }
+
+    /// L1 hits over the data tiers.
+    pub fn l1_hits(&self) -> u64 {
+        self.data_tiers().iter().map(|t| t.l1_hits).sum()
+    }
+
+    /// L2 hits over the data tiers.
+    pub fn l2_hits(&self) -> u64 {
+        self.data_tiers().iter().map(|t| t.l2_hits).sum()
+    }
+
+    /// Repository calls: user loads plus permission loads (roles come with the user record).
+    pub fn loads(&self) -> u64 {
+        self.users.loads + self.permissions.loads
+    }
+
+    /// Callers that waited on another caller's load instead of loading, over the data tiers.
+    pub fn coalesced(&self) -> u64 {
+        self.data_tiers().iter().map(|t| t.coalesced).sum()
+    }
+
+    /// L2 calls that failed, timed out or were skipped by the open breaker, over all tiers.
+    pub fn l2_errors(&self) -> u64 {
+        self.data_tiers().iter().map(|t| t.l2_errors).sum::<u64>() + self.revocations.l2_errors
+    }
+
+    /// Share of data-tier lookups answered by L1, in `0.0..=1.0` (0 before any lookup).
+    pub fn l1_hit_ratio(&self) -> f64 {
+        ratio(self.l1_hits(), self.lookups())
+    }
+
+    /// Share of data-tier lookups answered by L2 (L1 missed, L2 had it).
+    pub fn l2_hit_ratio(&self) -> f64 {
+        ratio(self.l2_hits(), self.lookups())
+    }
+
+    fn lookups(&self) -> u64 {
+        self.data_tiers()
+            .iter()
+            .map(|t| t.l1_hits + t.l2_hits + t.misses)
+            .sum()
+    }
+}
+
+/// Counters of the in-process validation cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ValidationStats {
+    /// Tokens found already verified (signature not checked again).
+    pub hits: u64,
+    /// Tokens whose signature and claims were verified.
+    pub verified: u64,
+}
+
+impl ValidationStats {
+    /// Share of tokens that skipped verification, in `0.0..=1.0`.
+    pub fn hit_ratio(&self) -> f64 {
+        ratio(self.hits, self.hits + self.verified)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        // Precision loss above 2^52 lookups is irrelevant for a ratio.
+        #[allow(clippy::cast_precision_loss)]
+        let r = part as f64 / whole as f64;
+        r
+    }
+}
+
+/// Live request counters (relaxed atomics: statistics, not synchronisation).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) authenticated: AtomicU64,
+    pub(crate) rejected_tokens: AtomicU64,
+    pub(crate) rejected_users: AtomicU64,
+    pub(crate) unavailable: AtomicU64,
+    pub(crate) validation_hits: AtomicU64,
+    pub(crate) verified: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_zero_before_any_lookup() {
+        let stats = Stats::default();
+        assert_eq!(stats.l1_hit_ratio(), 0.0);
+        assert_eq!(stats.validations.hit_ratio(), 0.0);
+    }
+
+    #[test]
+    fn sums_cover_the_data_tiers() {
+        let tier = TierStatsSnapshot {
+            l1_hits: 3,
+            l2_hits: 1,
+            misses: 0,
+            loads: 2,
+            coalesced: 5,
+            ..TierStatsSnapshot::default()
+        };
+        let stats = Stats {
+            users: tier,
+            roles: tier,
+            permissions: tier,
+            ..Stats::default()
+        };
+        assert_eq!(stats.l1_hits(), 9);
+        assert_eq!(stats.loads(), 4);
+        assert_eq!(stats.coalesced(), 15);
+        assert!((stats.l1_hit_ratio() - 0.75).abs() < 1e-9);
+    }
+}

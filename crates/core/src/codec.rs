@@ -1,0 +1,686 @@
+//! The envelope every L2 value is stored in.
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     magic "AuCa"
+//! 4       1     format version (FORMAT_VERSION)
+//! 5       1     codec id (CodecId)
+//! 6       1     flags (bit 0: signed)
+//! 7       n     payload, encoded by the codec
+//! 7+n     32    HMAC-SHA256 over bytes 0..7+n (only when signed)
+//! ```
+//!
+//! The header makes an entry self-describing: an entry written by another codec, another
+//! format version or with another signing policy is rejected before its payload is looked
+//! at. The tag makes a poisoned cache (someone who can write to Redis) unable to forge
+//! entries. Every way an entry can be wrong is a [`DecodeError`], which callers treat as a
+//! miss; nothing here panics on input.
+
+use std::fmt;
+
+use bytes::Bytes;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// First four bytes of every envelope.
+pub const MAGIC: [u8; 4] = *b"AuCa";
+
+/// Version of the envelope layout above; bump when the layout changes.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Bytes before the payload: magic, version, codec id, flags.
+pub const HEADER_LEN: usize = MAGIC.len() + 3;
+
+/// Length of the HMAC-SHA256 tag.
+pub const TAG_LEN: usize = 32;
+
+/// Shortest signing key accepted: 16 bytes (128 bits) is the least HMAC-SHA256 should be
+/// keyed with; shorter keys are guessable.
+pub const MIN_SIGNING_KEY_LEN: usize = 16;
+
+/// Largest payload accepted by default, 1 MiB: a user with its roles is a few hundred bytes,
+/// so anything near this size is not ours.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+
+/// Upper bound on what bincode may allocate while decoding, whatever lengths a forged
+/// payload claims (bincode's limit is a compile-time constant).
+const BINCODE_DECODE_LIMIT: usize = 4 << 20;
+
+const FLAG_SIGNED: u8 = 0b0000_0001;
+
+/// Which serializer wrote a payload; stored in the envelope header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u8)]
+pub enum CodecId {
+    /// bincode 2, serde path, standard configuration (varint integers).
+    Bincode = 1,
+    /// postcard 1.
+    #[cfg(feature = "postcard")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postcard")))]
+    Postcard = 2,
+}
+
+impl CodecId {
+    fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            1 => Some(Self::Bincode),
+            #[cfg(feature = "postcard")]
+            2 => Some(Self::Postcard),
+            _ => None,
+        }
+    }
+}
+
+/// A serde payload format that can fill an envelope.
+pub trait Codec {
+    /// The id written into the envelope header.
+    const ID: CodecId;
+
+    /// Appends the encoding of `value` to `out`.
+    ///
+    /// # Errors
+    /// [`CodecError::Encode`] when the value cannot be represented (e.g. a map with
+    /// non-serializable keys).
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError>;
+
+    /// Decodes a whole payload; trailing bytes are an error.
+    ///
+    /// # Errors
+    /// [`DecodeError::Payload`] when the bytes are not exactly one valid `T`.
+    fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError>;
+}
+
+/// bincode 2 through serde, with a decode allocation limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bincode;
+
+impl Bincode {
+    fn config() -> impl bincode::config::Config {
+        bincode::config::standard().with_limit::<BINCODE_DECODE_LIMIT>()
+    }
+}
+
+impl Codec for Bincode {
+    const ID: CodecId = CodecId::Bincode;
+
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        bincode::serde::encode_into_std_write(value, out, Self::config())
+            .map(drop)
+            .map_err(|e| CodecError::Encode(e.to_string()))
+    }
+
+    fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
+        let (value, read) = bincode::serde::decode_from_slice(payload, Self::config())
+            .map_err(|e| DecodeError::Payload(e.to_string()))?;
+        ensure_consumed(read, payload.len())?;
+        Ok(value)
+    }
+}
+
+/// postcard 1: compact, maintained, `no_std`-friendly.
+#[cfg(feature = "postcard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postcard")))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Postcard;
+
+#[cfg(feature = "postcard")]
+impl Codec for Postcard {
+    const ID: CodecId = CodecId::Postcard;
+
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let encoded = postcard::to_stdvec(value).map_err(|e| CodecError::Encode(e.to_string()))?;
+        out.extend_from_slice(&encoded);
+        Ok(())
+    }
+
+    fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
+        // postcard reads lengths against the slice, so a forged length cannot allocate
+        // more than the payload holds.
+        let (value, rest) =
+            postcard::take_from_bytes(payload).map_err(|e| DecodeError::Payload(e.to_string()))?;
+        ensure_consumed(payload.len() - rest.len(), payload.len())?;
+        Ok(value)
+    }
+}
+
+fn ensure_consumed(read: usize, len: usize) -> Result<(), DecodeError> {
+    if read == len {
+        Ok(())
+    } else {
+        Err(DecodeError::Payload(format!(
+            "{} trailing bytes after the value",
+            len.saturating_sub(read)
+        )))
+    }
+}
+
+/// A secret for HMAC-SHA256 tags. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub struct SigningKey(HmacSha256);
+
+impl SigningKey {
+    /// Prepares a signing key; share the same bytes between every instance of a deployment.
+    ///
+    /// # Errors
+    /// [`CodecError::WeakKey`] when shorter than [`MIN_SIGNING_KEY_LEN`] bytes.
+    pub fn new(bytes: impl AsRef<[u8]>) -> Result<Self, CodecError> {
+        let bytes = bytes.as_ref();
+        let weak = || CodecError::WeakKey {
+            len: bytes.len(),
+            min: MIN_SIGNING_KEY_LEN,
+        };
+        if bytes.len() < MIN_SIGNING_KEY_LEN {
+            return Err(weak());
+        }
+        HmacSha256::new_from_slice(bytes)
+            .map(Self)
+            .map_err(|_| weak())
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+/// Writes and reads envelopes with one codec and one signing policy.
+///
+/// Cheap to clone. Every instance sharing an L2 must use the same codec and signing key;
+/// entries written otherwise are read as misses, never misread.
+#[derive(Debug, Clone)]
+pub struct EnvelopeCodec {
+    codec: CodecId,
+    key: Option<SigningKey>,
+    max_payload: usize,
+}
+
+impl Default for EnvelopeCodec {
+    fn default() -> Self {
+        Self {
+            codec: CodecId::Bincode,
+            key: None,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+}
+
+impl EnvelopeCodec {
+    /// bincode, unsigned, payloads up to [`DEFAULT_MAX_PAYLOAD`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Selects the payload codec.
+    pub fn with_codec(mut self, codec: CodecId) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Signs every entry written and requires a valid tag on every entry read.
+    pub fn with_signing_key(mut self, key: SigningKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Largest payload written or read, in bytes.
+    pub fn with_max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// The payload codec.
+    pub fn codec_id(&self) -> CodecId {
+        self.codec
+    }
+
+    /// `true` when entries carry an HMAC tag.
+    pub fn is_signed(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Wraps `value` in an envelope.
+    ///
+    /// # Errors
+    /// [`CodecError::Encode`] when the codec rejects the value, [`CodecError::TooLarge`] when
+    /// the payload exceeds the configured maximum.
+    pub fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, CodecError> {
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(&MAGIC);
+        out.push(FORMAT_VERSION);
+        out.push(self.codec as u8);
+        out.push(if self.key.is_some() { FLAG_SIGNED } else { 0 });
+        match self.codec {
+            CodecId::Bincode => Bincode::encode(value, &mut out)?,
+            #[cfg(feature = "postcard")]
+            CodecId::Postcard => Postcard::encode(value, &mut out)?,
+        }
+        let payload_len = out.len() - HEADER_LEN;
+        if payload_len > self.max_payload {
+            return Err(CodecError::TooLarge {
+                len: payload_len,
+                max: self.max_payload,
+            });
+        }
+        if let Some(key) = &self.key {
+            let mut mac = key.0.clone();
+            mac.update(&out);
+            out.extend_from_slice(&mac.finalize().into_bytes());
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// Checks and unwraps an envelope.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the first check that failed; callers treat every one of
+    /// them as a cache miss.
+    pub fn decode<T: DeserializeOwned>(&self, entry: &[u8]) -> Result<T, DecodeError> {
+        let payload = self.open(entry)?;
+        if payload.len() > self.max_payload {
+            return Err(DecodeError::TooLarge {
+                len: payload.len(),
+                max: self.max_payload,
+            });
+        }
+        match self.codec {
+            CodecId::Bincode => Bincode::decode(payload),
+            #[cfg(feature = "postcard")]
+            CodecId::Postcard => Postcard::decode(payload),
+        }
+    }
+
+    /// Validates the header and tag; returns the payload.
+    fn open<'e>(&self, entry: &'e [u8]) -> Result<&'e [u8], DecodeError> {
+        let (header, body) = entry
+            .split_at_checked(HEADER_LEN)
+            .ok_or(DecodeError::Truncated)?;
+        if header[..MAGIC.len()] != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let [version, codec, flags] = [header[4], header[5], header[6]];
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        if CodecId::from_byte(codec) != Some(self.codec) {
+            return Err(DecodeError::CodecMismatch {
+                found: codec,
+                expected: self.codec,
+            });
+        }
+        if flags & !FLAG_SIGNED != 0 {
+            return Err(DecodeError::UnknownFlags(flags));
+        }
+        match (&self.key, flags & FLAG_SIGNED != 0) {
+            (None, false) => Ok(body),
+            (None, true) => Err(DecodeError::UnexpectedTag),
+            (Some(_), false) => Err(DecodeError::MissingTag),
+            (Some(key), true) => verify(key, entry),
+        }
+    }
+}
+
+/// Checks the trailing tag over everything before it, in constant time.
+fn verify<'e>(key: &SigningKey, entry: &'e [u8]) -> Result<&'e [u8], DecodeError> {
+    let signed_len = entry
+        .len()
+        .checked_sub(TAG_LEN)
+        .filter(|&len| len >= HEADER_LEN)
+        .ok_or(DecodeError::Truncated)?;
+    let (signed, tag) = entry.split_at(signed_len);
+    let mut mac = key.0.clone();
+    mac.update(signed);
+    // `verify_slice` compares through `subtle`, so timing reveals nothing about the tag.
+    mac.verify_slice(tag).map_err(|_| DecodeError::BadTag)?;
+    Ok(&signed[HEADER_LEN..])
+}
+
+/// Why a value could not be written, or a signing key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The codec could not represent the value.
+    #[error("cannot encode value: {0}")]
+    Encode(String),
+    /// The encoded payload is larger than the configured maximum.
+    #[error("encoded value is {len} bytes; the limit is {max}")]
+    TooLarge {
+        /// Payload length in bytes.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The signing key is too short to be safe.
+    #[error("signing key is {len} bytes; at least {min} are required")]
+    WeakKey {
+        /// The key's length in bytes.
+        len: usize,
+        /// The minimum, [`MIN_SIGNING_KEY_LEN`].
+        min: usize,
+    },
+}
+
+impl From<CodecError> for crate::CacheError {
+    fn from(error: CodecError) -> Self {
+        Self::Codec(error.to_string())
+    }
+}
+
+/// Why an entry was rejected. Every variant means "treat as a miss".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Shorter than its header (and tag, when signed).
+    #[error("entry is truncated")]
+    Truncated,
+    /// Does not start with [`MAGIC`]: not an authcache envelope.
+    #[error("entry does not start with the authcache magic")]
+    BadMagic,
+    /// Written with another envelope layout.
+    #[error("entry has envelope format version {0}; expected {FORMAT_VERSION}")]
+    UnsupportedVersion(u8),
+    /// Written by another codec (or one not compiled in).
+    #[error("entry was written by codec {found}; this reader uses {expected:?}")]
+    CodecMismatch {
+        /// The codec id byte found in the header.
+        found: u8,
+        /// The codec this reader is configured with.
+        expected: CodecId,
+    },
+    /// Header flags this version does not know.
+    #[error("entry has unknown flags {0:#04x}")]
+    UnknownFlags(u8),
+    /// Signing is configured but the entry is not signed.
+    #[error("entry is not signed but a signing key is configured")]
+    MissingTag,
+    /// The entry is signed but no signing key is configured.
+    #[error("entry is signed but no signing key is configured")]
+    UnexpectedTag,
+    /// The tag does not match: tampered, or signed with another key.
+    #[error("entry tag does not verify")]
+    BadTag,
+    /// The payload is larger than the configured maximum.
+    #[error("entry payload is {len} bytes; the limit is {max}")]
+    TooLarge {
+        /// Payload length in bytes.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The payload is not one valid value of the expected type.
+    #[error("entry payload does not decode: {0}")]
+    Payload(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct User {
+        id: String,
+        email: String,
+        roles: Vec<String>,
+        disabled: bool,
+        updated_at: u64,
+    }
+
+    fn user() -> User {
+        User {
+            id: "42".into(),
+            email: "ada@example.com".into(),
+            roles: vec!["admin".into(), "billing".into()],
+            disabled: false,
+            updated_at: 1_700_000_000,
+        }
+    }
+
+    fn key(byte: u8) -> SigningKey {
+        SigningKey::new([byte; 32]).unwrap()
+    }
+
+    fn signed() -> EnvelopeCodec {
+        EnvelopeCodec::new().with_signing_key(key(7))
+    }
+
+    fn codecs() -> Vec<EnvelopeCodec> {
+        let all = vec![EnvelopeCodec::new(), signed()];
+        #[cfg(feature = "postcard")]
+        let all = [
+            all,
+            vec![
+                EnvelopeCodec::new().with_codec(CodecId::Postcard),
+                signed().with_codec(CodecId::Postcard),
+            ],
+        ]
+        .concat();
+        all
+    }
+
+    #[test]
+    fn round_trips_with_every_codec_and_signing_policy() {
+        for codec in codecs() {
+            let entry = codec.encode(&user()).unwrap();
+            assert_eq!(&entry[..4], b"AuCa");
+            assert_eq!(entry[4], FORMAT_VERSION);
+            assert_eq!(entry[5], codec.codec_id() as u8);
+            assert_eq!(codec.decode::<User>(&entry).unwrap(), user());
+            let expected_tail = if codec.is_signed() { TAG_LEN } else { 0 };
+            let payload_len = entry.len() - HEADER_LEN - expected_tail;
+            assert!(payload_len > 0 && payload_len < 100, "{payload_len}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_a_miss() {
+        for codec in codecs() {
+            let entry = codec.encode(&user()).unwrap();
+            for len in 0..entry.len() {
+                assert!(
+                    codec.decode::<User>(&entry[..len]).is_err(),
+                    "{:?} decoded a truncation to {len} bytes",
+                    codec.codec_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_of_a_signed_entry_is_a_miss() {
+        let codec = signed();
+        let entry = codec.encode(&user()).unwrap();
+        for at in 0..entry.len() {
+            for bit in 0..8 {
+                let mut bad = entry.to_vec();
+                bad[at] ^= 1 << bit;
+                assert!(codec.decode::<User>(&bad).is_err(), "byte {at} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_region_names_its_error() {
+        let codec = signed();
+        let entry = codec.encode(&user()).unwrap();
+        let flip = |at: usize| {
+            let mut bad = entry.to_vec();
+            bad[at] ^= 0x01;
+            codec.decode::<User>(&bad).unwrap_err()
+        };
+        assert_eq!(flip(0), DecodeError::BadMagic);
+        assert_eq!(flip(4), DecodeError::UnsupportedVersion(FORMAT_VERSION ^ 1));
+        assert!(matches!(flip(5), DecodeError::CodecMismatch { .. }));
+        assert_eq!(flip(6), DecodeError::MissingTag);
+        assert_eq!(flip(HEADER_LEN + 1), DecodeError::BadTag);
+        assert_eq!(flip(entry.len() - 1), DecodeError::BadTag);
+    }
+
+    #[test]
+    fn flipped_header_bits_of_an_unsigned_entry_are_a_miss() {
+        let codec = EnvelopeCodec::new();
+        let entry = codec.encode(&user()).unwrap();
+        for at in 0..HEADER_LEN {
+            for bit in 0..8 {
+                let mut bad = entry.to_vec();
+                bad[at] ^= 1 << bit;
+                assert!(codec.decode::<User>(&bad).is_err(), "byte {at} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_magic_version_and_codec_id_are_rejected() {
+        let codec = EnvelopeCodec::new();
+        let entry = codec.encode(&user()).unwrap().to_vec();
+        let with = |at: usize, byte: u8| {
+            let mut bad = entry.clone();
+            bad[at] = byte;
+            codec.decode::<User>(&bad).unwrap_err()
+        };
+        assert_eq!(with(0, b'X'), DecodeError::BadMagic);
+        assert_eq!(with(4, 2), DecodeError::UnsupportedVersion(2));
+        assert_eq!(with(4, 0), DecodeError::UnsupportedVersion(0));
+        assert_eq!(
+            with(5, 99),
+            DecodeError::CodecMismatch {
+                found: 99,
+                expected: CodecId::Bincode
+            }
+        );
+        assert_eq!(with(6, 0x80), DecodeError::UnknownFlags(0x80));
+    }
+
+    #[cfg(feature = "postcard")]
+    #[test]
+    fn an_entry_of_another_codec_is_never_misread() {
+        let bincode = EnvelopeCodec::new();
+        let postcard = EnvelopeCodec::new().with_codec(CodecId::Postcard);
+        let entry = postcard.encode(&user()).unwrap();
+        assert!(matches!(
+            bincode.decode::<User>(&entry),
+            Err(DecodeError::CodecMismatch { found: 2, .. })
+        ));
+        let entry = bincode.encode(&user()).unwrap();
+        assert!(matches!(
+            postcard.decode::<User>(&entry),
+            Err(DecodeError::CodecMismatch { found: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn signing_policies_must_agree() {
+        let unsigned = EnvelopeCodec::new().encode(&user()).unwrap();
+        assert_eq!(
+            signed().decode::<User>(&unsigned),
+            Err(DecodeError::MissingTag)
+        );
+        let tagged = signed().encode(&user()).unwrap();
+        assert_eq!(
+            EnvelopeCodec::new().decode::<User>(&tagged),
+            Err(DecodeError::UnexpectedTag)
+        );
+        // An unsigned entry with the signed flag forged on is too short for its "tag" or
+        // fails verification: never accepted.
+        let mut forged = unsigned.to_vec();
+        forged[6] = FLAG_SIGNED;
+        assert!(signed().decode::<User>(&forged).is_err());
+    }
+
+    #[test]
+    fn a_tag_made_with_another_key_is_rejected() {
+        let other = EnvelopeCodec::new().with_signing_key(key(8));
+        let entry = other.encode(&user()).unwrap();
+        assert_eq!(signed().decode::<User>(&entry), Err(DecodeError::BadTag));
+        // Re-signing a tampered payload needs the key: a forged tag of zeros fails too.
+        let mut forged = entry.to_vec();
+        let len = forged.len();
+        forged[len - TAG_LEN..].fill(0);
+        assert_eq!(signed().decode::<User>(&forged), Err(DecodeError::BadTag));
+    }
+
+    #[test]
+    fn garbage_is_a_miss() {
+        // A small deterministic generator: the test must be reproducible.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for codec in codecs() {
+            for len in 0..300 {
+                let garbage: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                assert!(codec.decode::<User>(&garbage).is_err());
+                // A valid header followed by garbage.
+                let mut framed = codec.encode(&()).unwrap()[..HEADER_LEN].to_vec();
+                framed.extend_from_slice(&garbage);
+                assert!(codec.decode::<User>(&framed).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_a_miss() {
+        let codec = EnvelopeCodec::new();
+        let mut entry = codec.encode(&user()).unwrap().to_vec();
+        entry.push(0);
+        assert!(matches!(
+            codec.decode::<User>(&entry),
+            Err(DecodeError::Payload(_))
+        ));
+    }
+
+    #[test]
+    fn a_forged_length_cannot_allocate_gigabytes() {
+        for codec in codecs() {
+            let mut entry = codec.encode(&Vec::<u64>::new()).unwrap()[..HEADER_LEN].to_vec();
+            // bincode varint 253 = "u64 follows"; postcard varint of u64::MAX; both claim
+            // ~2^64 elements followed by nothing.
+            entry.extend_from_slice(&[253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+            entry.extend_from_slice(&[0xff; 10]);
+            assert!(codec.decode::<Vec<u64>>(&entry).is_err());
+            assert!(codec.decode::<String>(&entry).is_err());
+        }
+    }
+
+    #[test]
+    fn payload_size_is_bounded_both_ways() {
+        let small = EnvelopeCodec::new().with_max_payload(16);
+        let big = vec![0u8; 100];
+        assert!(matches!(
+            small.encode(&big),
+            Err(CodecError::TooLarge { .. })
+        ));
+        let entry = EnvelopeCodec::new().encode(&big).unwrap();
+        assert!(matches!(
+            small.decode::<Vec<u8>>(&entry),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn weak_keys_are_refused_and_keys_never_print() {
+        assert!(matches!(
+            SigningKey::new(b"short"),
+            Err(CodecError::WeakKey { len: 5, min: 16 })
+        ));
+        let key = SigningKey::new(b"0123456789abcdef-secret").unwrap();
+        assert_eq!(format!("{key:?}"), "SigningKey(<redacted>)");
+        let codec = EnvelopeCodec::new().with_signing_key(key);
+        assert!(!format!("{codec:?}").contains("secret"));
+    }
+
+    #[test]
+    fn codec_errors_convert_into_cache_errors() {
+        let error: crate::CacheError = CodecError::Encode("x".into()).into();
+        assert!(matches!(error, crate::CacheError::Codec(_)));
+    }
+}

@@ -1,0 +1,214 @@
+//! How long each kind of answer is kept, and the jitter that keeps entries written
+//! together from expiring together.
+
+use std::time::Duration;
+
+use crate::KeyKind;
+
+/// 300 s: profile data changes rarely within a session, and changes go through
+/// write-through/invalidation anyway; this is what the replaced systems used.
+pub const DEFAULT_USER_TTL: Duration = Duration::from_secs(300);
+
+/// 900 s: role assignments change less often than profiles (replaced systems: 15 min).
+pub const DEFAULT_ROLES_TTL: Duration = Duration::from_secs(900);
+
+/// 900 s: permissions follow roles, so they share their lifetime.
+pub const DEFAULT_PERMS_TTL: Duration = Duration::from_secs(900);
+
+/// 120 s: the longest a token validation result is trusted; the token's own `exp` can only
+/// shorten it.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(120);
+
+/// 30 s: "no such user" is remembered briefly, enough to absorb a burst of requests for an
+/// unknown id, short enough that a user created meanwhile appears quickly.
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(30);
+
+/// 30 s: the in-process tier cannot hear invalidations it missed (bus reconnect), so its
+/// entries are short-lived; this bounds staleness across instances.
+pub const DEFAULT_L1_CAP: Duration = Duration::from_secs(30);
+
+/// ±10 %: enough to spread a burst of writes over a window, small enough not to matter.
+pub const DEFAULT_JITTER: f64 = 0.10;
+
+/// The smallest TTL jitter may produce from a non-zero TTL: one millisecond, the resolution
+/// of Redis `PX`.
+pub const MIN_TTL: Duration = Duration::from_millis(1);
+
+/// TTL policy. A zero TTL disables caching for that kind (or, for `l1_cap`, the L1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ttls {
+    /// User records.
+    pub user: Duration,
+    /// Roles of a user.
+    pub roles: Duration,
+    /// Permissions of a user.
+    pub perms: Duration,
+    /// Upper bound for token validation results (and the default for revocations, which
+    /// callers should write with the token's remaining lifetime instead).
+    pub token: Duration,
+    /// "Known absent" entries.
+    pub negative: Duration,
+    /// Upper bound for any L1 entry.
+    pub l1_cap: Duration,
+    /// Jitter as a fraction of the TTL (`0.1` = ±10 %); clamped to `0.0..=0.5`.
+    pub jitter: f64,
+}
+
+impl Default for Ttls {
+    fn default() -> Self {
+        Self {
+            user: DEFAULT_USER_TTL,
+            roles: DEFAULT_ROLES_TTL,
+            perms: DEFAULT_PERMS_TTL,
+            token: DEFAULT_TOKEN_TTL,
+            negative: DEFAULT_NEGATIVE_TTL,
+            l1_cap: DEFAULT_L1_CAP,
+            jitter: DEFAULT_JITTER,
+        }
+    }
+}
+
+impl Ttls {
+    /// The L2 TTL of a kind, before jitter.
+    pub fn for_kind(&self, kind: KeyKind) -> Duration {
+        match kind {
+            KeyKind::User => self.user,
+            KeyKind::Roles => self.roles,
+            KeyKind::Perms => self.perms,
+            KeyKind::Token | KeyKind::Revoked => self.token,
+        }
+    }
+
+    /// The jittered L2 TTL for a new entry of `kind`. For [`KeyKind::Token`] and
+    /// [`KeyKind::Revoked`] the configured value is a cap, so jitter only shortens it.
+    pub fn jittered_for(&self, kind: KeyKind) -> Duration {
+        match kind {
+            KeyKind::Token | KeyKind::Revoked => self.jittered_below(self.token),
+            _ => self.jittered(self.for_kind(kind)),
+        }
+    }
+
+    /// `ttl` ± the configured jitter; zero stays zero.
+    pub fn jittered(&self, ttl: Duration) -> Duration {
+        jitter(ttl, self.jitter, None)
+    }
+
+    /// `ttl` minus up to the configured jitter, never above `ttl`: for TTLs that are hard
+    /// limits (a token's remaining lifetime).
+    pub fn jittered_below(&self, ttl: Duration) -> Duration {
+        jitter(ttl, self.jitter, Some(ttl))
+    }
+
+    /// The L1 TTL for an entry whose L2 TTL is `l2_ttl`: never longer than either.
+    pub fn l1_ttl(&self, l2_ttl: Duration) -> Duration {
+        l2_ttl.min(self.l1_cap)
+    }
+}
+
+/// `ttl` scaled by a random factor in `1 ± fraction`, then clamped to at least [`MIN_TTL`]
+/// (or `ttl`, if smaller) and at most `cap`. A non-zero `ttl` never becomes zero, which
+/// backends read as "no expiry" or an error; a zero `ttl` (or cap) stays zero: it means
+/// "do not cache".
+pub fn jitter(ttl: Duration, fraction: f64, cap: Option<Duration>) -> Duration {
+    jitter_with(ttl, fraction, cap, rand::random::<f64>())
+}
+
+/// [`jitter`] with the random draw `unit` in `0.0..1.0` given, so it can be tested.
+fn jitter_with(ttl: Duration, fraction: f64, cap: Option<Duration>, unit: f64) -> Duration {
+    if ttl.is_zero() {
+        return ttl;
+    }
+    let fraction = if fraction.is_finite() {
+        fraction.clamp(0.0, 0.5)
+    } else {
+        0.0
+    };
+    let factor = 1.0 + fraction * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+    let jittered = ttl.mul_f64(factor);
+    // The floor never exceeds `ttl` itself, so a sub-millisecond TTL is not lengthened.
+    let floored = jittered.max(MIN_TTL.min(ttl));
+    cap.map_or(floored, |cap| floored.min(cap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let t = Ttls::default();
+        assert_eq!(t.user, Duration::from_secs(300));
+        assert_eq!(t.roles, Duration::from_secs(900));
+        assert_eq!(t.perms, Duration::from_secs(900));
+        assert_eq!(t.token, Duration::from_secs(120));
+        assert_eq!(t.negative, Duration::from_secs(30));
+        assert_eq!(t.l1_cap, Duration::from_secs(30));
+        assert!((t.jitter - 0.10).abs() < f64::EPSILON);
+        assert_eq!(t.for_kind(KeyKind::Roles), t.roles);
+        assert_eq!(t.for_kind(KeyKind::Token), t.token);
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds_at_the_extremes() {
+        let ttl = Duration::from_secs(100);
+        assert_eq!(jitter_with(ttl, 0.1, None, 0.0), Duration::from_secs(90));
+        assert_eq!(jitter_with(ttl, 0.1, None, 0.5), ttl);
+        assert_eq!(jitter_with(ttl, 0.1, None, 1.0), Duration::from_secs(110));
+        assert_eq!(jitter_with(ttl, 0.1, Some(ttl), 1.0), ttl);
+        assert_eq!(jitter_with(ttl, 0.0, None, 1.0), ttl);
+    }
+
+    #[test]
+    fn random_jitter_is_within_range_and_never_zero() {
+        let t = Ttls::default();
+        for _ in 0..10_000 {
+            let j = t.jittered(Duration::from_secs(300));
+            assert!(
+                j >= Duration::from_secs(270) && j <= Duration::from_secs(330),
+                "{j:?}"
+            );
+            let below = t.jittered_below(Duration::from_secs(10));
+            assert!(below >= Duration::from_secs(9) && below <= Duration::from_secs(10));
+            assert!(!t.jittered(Duration::from_nanos(1)).is_zero());
+        }
+    }
+
+    #[test]
+    fn kind_ttls_respect_caps() {
+        let t = Ttls::default();
+        for _ in 0..1_000 {
+            assert!(t.jittered_for(KeyKind::Token) <= t.token);
+            assert!(t.jittered_for(KeyKind::Revoked) <= t.token);
+            let user = t.jittered_for(KeyKind::User);
+            assert!(user >= Duration::from_secs(270) && user <= Duration::from_secs(330));
+        }
+    }
+
+    #[test]
+    fn zero_means_do_not_cache_and_tiny_ttls_never_become_zero() {
+        assert!(jitter_with(Duration::ZERO, 0.1, None, 0.0).is_zero());
+        let tiny = jitter_with(Duration::from_nanos(10), 0.5, None, 0.0);
+        assert!(!tiny.is_zero() && tiny <= Duration::from_nanos(10));
+        assert!(jitter_with(Duration::from_micros(1), 0.1, None, 0.0) >= Duration::from_nanos(900));
+    }
+
+    #[test]
+    fn nonsense_fractions_are_clamped() {
+        let ttl = Duration::from_secs(10);
+        assert_eq!(jitter_with(ttl, f64::NAN, None, 0.0), ttl);
+        assert_eq!(jitter_with(ttl, 7.0, None, 0.0), Duration::from_secs(5));
+        assert_eq!(jitter_with(ttl, -1.0, None, 0.0), ttl);
+    }
+
+    #[test]
+    fn l1_ttl_is_the_smaller_of_l2_ttl_and_cap() {
+        let t = Ttls::default();
+        assert_eq!(t.l1_ttl(Duration::from_secs(300)), Duration::from_secs(30));
+        assert_eq!(t.l1_ttl(Duration::from_secs(5)), Duration::from_secs(5));
+        let off = Ttls {
+            l1_cap: Duration::ZERO,
+            ..Ttls::default()
+        };
+        assert!(off.l1_ttl(Duration::from_secs(5)).is_zero());
+    }
+}

@@ -1,0 +1,580 @@
+//! [`Claims`]: what a verified token says, in a form the cache can store.
+//!
+//! Two serde forms exist on purpose. The token's JSON (registered claims plus arbitrary
+//! extras, `aud` as a string or an array, numbers as integers or floats) is read by the
+//! hand-written visitor in this module, which needs `deserialize_any`-style flexibility.
+//! `Claims`' own derived `Serialize`/`Deserialize` is the *cache* form: fixed fields, the
+//! extras kept as their raw JSON text in a `String`, so it round-trips through bincode 2's
+//! serde path, which cannot deserialize self-describing values such as `serde_json::Value`.
+
+use std::cell::Cell;
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::{Malformed, Result, TokenError};
+
+/// Names of the claims [`Claims`] holds in fields; everything else is an extra.
+pub const REGISTERED_CLAIMS: [&str; 7] = ["sub", "exp", "nbf", "iat", "iss", "aud", "jti"];
+
+/// The claims of a verified token.
+///
+/// `sub` and `exp` are always present (the verifier requires them); the other registered
+/// claims are optional. A single-string `aud` becomes a one-element list.
+///
+/// Claims that are not registered ("extras": `roles`, `scope`, `email`…) are kept as the raw
+/// JSON text of an object, read with [`Claims::extra_claims`] or [`Claims::extra_claim`]. They are
+/// stored as text rather than a `serde_json::Map` so that `Claims` stays encodable by bincode 2
+/// (the cache codec), which cannot decode self-describing values; parse them when needed.
+///
+/// The derived serde form is the cache form, not the JWT payload; use
+/// [`Claims::to_jwt_payload`] for the latter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Subject: the user id. Non-empty, at most 256 bytes, no whitespace or control characters.
+    pub sub: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Not before, seconds since the Unix epoch.
+    pub nbf: Option<u64>,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: Option<u64>,
+    /// Issuer.
+    pub iss: Option<String>,
+    /// Audiences (empty when the token has no `aud`).
+    pub aud: Vec<String>,
+    /// Token id.
+    pub jti: Option<String>,
+    /// Raw JSON text of the non-registered claims: `""` when there are none, else an object.
+    extra: String,
+}
+
+impl Claims {
+    /// Claims with the two required fields and nothing else.
+    pub fn new(sub: impl Into<String>, exp: u64) -> Self {
+        Self {
+            sub: sub.into(),
+            exp,
+            nbf: None,
+            iat: None,
+            iss: None,
+            aud: Vec::new(),
+            jti: None,
+            extra: String::new(),
+        }
+    }
+
+    /// Replaces the extra claims. Registered names (see [`REGISTERED_CLAIMS`]) are skipped:
+    /// they live in the fields.
+    pub fn with_extra(mut self, extra: Map<String, Value>) -> Self {
+        let kept: Map<String, Value> = extra
+            .into_iter()
+            .filter(|(k, _)| !REGISTERED_CLAIMS.contains(&k.as_str()))
+            .collect();
+        self.extra = if kept.is_empty() {
+            String::new()
+        } else {
+            Value::Object(kept).to_string()
+        };
+        self
+    }
+
+    /// The extra claims as JSON text: `""` when there are none, else a JSON object.
+    pub fn extra_json(&self) -> &str {
+        &self.extra
+    }
+
+    /// The extra claims, parsed.
+    ///
+    /// # Errors
+    ///
+    /// Only if the stored text is not a JSON object, which cannot happen for claims built by
+    /// this crate (it can for a value forged in a cache without an integrity key).
+    pub fn extra_claims(&self) -> serde_json::Result<Map<String, Value>> {
+        if self.extra.is_empty() {
+            return Ok(Map::new());
+        }
+        serde_json::from_str(&self.extra)
+    }
+
+    /// One extra claim, deserialized as `T`; `Ok(None)` when absent.
+    ///
+    /// # Errors
+    ///
+    /// When the claim is present but is not a `T`.
+    pub fn extra_claim<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> serde_json::Result<Option<T>> {
+        match self.extra_claims()?.remove(name) {
+            Some(v) => serde_json::from_value(v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The JWT payload these claims stand for (what [`TokenIssuer`](crate::TokenIssuer) signs).
+    pub fn to_jwt_payload(&self) -> Value {
+        let mut map = self.extra_claims().unwrap_or_default();
+        map.insert("sub".into(), self.sub.clone().into());
+        map.insert("exp".into(), self.exp.into());
+        let optional = [("nbf", self.nbf), ("iat", self.iat)];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                map.insert(name.into(), v.into());
+            }
+        }
+        if let Some(iss) = &self.iss {
+            map.insert("iss".into(), iss.clone().into());
+        }
+        match self.aud.as_slice() {
+            [] => {}
+            [one] => {
+                map.insert("aud".into(), one.clone().into());
+            }
+            many => {
+                map.insert("aud".into(), many.to_vec().into());
+            }
+        }
+        if let Some(jti) = &self.jti {
+            map.insert("jti".into(), jti.clone().into());
+        }
+        Value::Object(map)
+    }
+}
+
+/// Parses the decoded claims segment of a token.
+///
+/// # Errors
+///
+/// [`Malformed::ClaimsJson`] / [`Malformed::DuplicateClaim`] for bad JSON,
+/// [`TokenError::InvalidClaim`] for a registered claim of the wrong type,
+/// [`TokenError::MissingClaim`] for an absent `sub` or `exp`.
+pub(crate) fn parse_claims(json: &[u8]) -> Result<Claims> {
+    let current = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let parsed = ClaimsSeed { current: &current }
+        .deserialize(&mut de)
+        .and_then(|c| de.end().map(|()| c));
+    let raw = parsed.map_err(|e| classify(&e, current.get()))?;
+    raw.into_claims()
+}
+
+/// A type error while a registered claim was being read is that claim's fault; anything else
+/// (syntax, duplicates, a non-object payload) makes the payload malformed.
+fn classify(e: &serde_json::Error, current: Option<Field>) -> TokenError {
+    if e.to_string().starts_with(DUPLICATE) {
+        return Malformed::DuplicateClaim.into();
+    }
+    match (e.classify(), current) {
+        (serde_json::error::Category::Data, Some(field)) => TokenError::InvalidClaim {
+            claim: field.name(),
+            reason: field.expected(),
+        },
+        _ => Malformed::ClaimsJson.into(),
+    }
+}
+
+const DUPLICATE: &str = "duplicate claim";
+
+/// Reads only `sub`, for [`crate::unverified_subject`].
+pub(crate) fn parse_subject_only(json: &[u8]) -> Result<String> {
+    #[derive(Deserialize)]
+    struct SubjectOnly {
+        sub: Option<Value>,
+    }
+    if !starts_as_object(json) {
+        return Err(Malformed::ClaimsJson.into());
+    }
+    let parsed: SubjectOnly = serde_json::from_slice(json).map_err(|_| Malformed::ClaimsJson)?;
+    match parsed.sub {
+        None => Err(TokenError::MissingClaim("sub")),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(TokenError::InvalidClaim {
+            claim: "sub",
+            reason: Field::Sub.expected(),
+        }),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Sub,
+    Exp,
+    Nbf,
+    Iat,
+    Iss,
+    Aud,
+    Jti,
+}
+
+impl Field {
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "sub" => Self::Sub,
+            "exp" => Self::Exp,
+            "nbf" => Self::Nbf,
+            "iat" => Self::Iat,
+            "iss" => Self::Iss,
+            "aud" => Self::Aud,
+            "jti" => Self::Jti,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sub => "sub",
+            Self::Exp => "exp",
+            Self::Nbf => "nbf",
+            Self::Iat => "iat",
+            Self::Iss => "iss",
+            Self::Aud => "aud",
+            Self::Jti => "jti",
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Self::Exp | Self::Nbf | Self::Iat => "expected a non-negative NumericDate",
+            Self::Aud => "expected a string or an array of strings",
+            Self::Sub | Self::Iss | Self::Jti => "expected a string",
+        }
+    }
+}
+
+/// A claims object as read from the token, before the required claims are enforced.
+#[derive(Default)]
+struct RawClaims {
+    sub: Option<String>,
+    exp: Option<u64>,
+    nbf: Option<u64>,
+    iat: Option<u64>,
+    iss: Option<String>,
+    aud: Option<Vec<String>>,
+    jti: Option<String>,
+    extra: String,
+}
+
+impl RawClaims {
+    fn into_claims(self) -> Result<Claims> {
+        Ok(Claims {
+            sub: self.sub.ok_or(TokenError::MissingClaim("sub"))?,
+            exp: self.exp.ok_or(TokenError::MissingClaim("exp"))?,
+            nbf: self.nbf,
+            iat: self.iat,
+            iss: self.iss,
+            aud: self.aud.unwrap_or_default(),
+            jti: self.jti,
+            extra: self.extra,
+        })
+    }
+}
+
+/// Deserializes the claims object, recording which registered claim is being read so that a
+/// type error can be blamed on it.
+struct ClaimsSeed<'c> {
+    current: &'c Cell<Option<Field>>,
+}
+
+impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
+    type Value = RawClaims;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<RawClaims, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+    type Value = RawClaims;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims, A::Error> {
+        let mut raw = RawClaims::default();
+        let mut seen_extras = BTreeSet::new();
+        while let Some(name) = map.next_key::<KeyName<'de>>()? {
+            match Field::from_name(name.as_str()) {
+                Some(field) => self.read_field(field, &mut map, &mut raw)?,
+                None => {
+                    let value: Box<RawValue> = map.next_value()?;
+                    append_extra(&mut raw.extra, name.as_str(), &value);
+                    if !seen_extras.insert(name.into_owned()) {
+                        return Err(de::Error::custom(DUPLICATE));
+                    }
+                }
+            }
+        }
+        if !raw.extra.is_empty() {
+            raw.extra.push('}');
+        }
+        Ok(raw)
+    }
+}
+
+impl ClaimsSeed<'_> {
+    fn read_field<'de, A: MapAccess<'de>>(
+        &self,
+        field: Field,
+        map: &mut A,
+        raw: &mut RawClaims,
+    ) -> Result<(), A::Error> {
+        self.current.set(Some(field));
+        let fresh = match field {
+            Field::Sub => set_once(&mut raw.sub, map.next_value()?),
+            Field::Iss => set_once(&mut raw.iss, map.next_value()?),
+            Field::Jti => set_once(&mut raw.jti, map.next_value()?),
+            Field::Exp => set_once(&mut raw.exp, map.next_value::<NumericDate>()?.0),
+            Field::Nbf => set_once(&mut raw.nbf, map.next_value::<NumericDate>()?.0),
+            Field::Iat => set_once(&mut raw.iat, map.next_value::<NumericDate>()?.0),
+            Field::Aud => set_once(&mut raw.aud, map.next_value::<OneOrMany>()?.0),
+        };
+        self.current.set(None);
+        if fresh {
+            Ok(())
+        } else {
+            Err(de::Error::custom(DUPLICATE))
+        }
+    }
+}
+
+/// Stores `value` unless the slot is already filled; `false` means a duplicate.
+fn set_once<T>(slot: &mut Option<T>, value: T) -> bool {
+    if slot.is_some() {
+        return false;
+    }
+    *slot = Some(value);
+    true
+}
+
+/// Appends `"name":value` to the extras object under construction (closed by the caller).
+fn append_extra(extra: &mut String, name: &str, value: &RawValue) {
+    extra.push(if extra.is_empty() { '{' } else { ',' });
+    // Serializing a `str` to JSON cannot fail; the fallback keeps this total anyway.
+    extra.push_str(&serde_json::to_string(name).unwrap_or_else(|_| String::from("\"\"")));
+    extra.push(':');
+    extra.push_str(value.get());
+}
+
+/// A claim name, borrowed from the input when it has no escapes.
+enum KeyName<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl KeyName<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Borrowed(s) => s,
+            Self::Owned(s) => s,
+        }
+    }
+
+    fn into_owned(self) -> String {
+        match self {
+            Self::Borrowed(s) => s.to_owned(),
+            Self::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = KeyName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(KeyName::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(KeyName::Owned(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(KeyName::Owned(v))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// RFC 7519 NumericDate: a JSON number of seconds; fractions are truncated, negative or
+/// non-finite values rejected.
+struct NumericDate(u64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DateVisitor;
+        impl Visitor<'_> for DateVisitor {
+            type Value = NumericDate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a non-negative number of seconds")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
+                u64::try_from(v)
+                    .map(NumericDate)
+                    .map_err(|_| E::custom("negative NumericDate"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
+                // 2^63 bounds the cast; any real date is far below.
+                const LIMIT: f64 = (1u64 << 63) as f64;
+                if v.is_finite() && (0.0..LIMIT).contains(&v) {
+                    Ok(NumericDate(v.trunc() as u64))
+                } else {
+                    Err(E::custom("NumericDate out of range"))
+                }
+            }
+        }
+        deserializer.deserialize_any(DateVisitor)
+    }
+}
+
+/// `aud`: one string or an array of strings.
+struct OneOrMany(Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AudVisitor;
+        impl<'de> Visitor<'de> for AudVisitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
+                while let Some(s) = seq.next_element::<String>()? {
+                    all.push(s);
+                }
+                Ok(OneOrMany(all))
+            }
+        }
+        deserializer.deserialize_any(AudVisitor)
+    }
+}
+
+/// `true` when the JSON text opens an object. Derived struct deserializers also accept an
+/// array (`["RS256"]` would read as `{"alg":"RS256"}`); JOSE headers and claims are objects.
+pub(crate) fn starts_as_object(json: &[u8]) -> bool {
+    json.trim_ascii_start().first() == Some(&b'{')
+}
+
+/// Header fields this crate reads; anything else is ignored, duplicates are rejected.
+#[derive(Deserialize)]
+pub(crate) struct RawHeader {
+    pub(crate) alg: String,
+    #[serde(default)]
+    pub(crate) kid: Option<String>,
+    #[serde(default)]
+    pub(crate) crit: Option<IgnoredAny>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<Claims> {
+        parse_claims(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn registered_claims_and_extras_are_split() {
+        let c = parse(json!({
+            "sub": "u1", "exp": 10, "nbf": 1.9, "iat": 1, "iss": "i", "aud": "a", "jti": "j",
+            "roles": ["admin"], "n\"q": {"x": 1}
+        }))
+        .unwrap();
+        assert_eq!(c.sub, "u1");
+        assert_eq!(c.nbf, Some(1));
+        assert_eq!(c.aud, vec!["a".to_string()]);
+        let extra = c.extra_claims().unwrap();
+        assert_eq!(extra["roles"], json!(["admin"]));
+        assert_eq!(extra["n\"q"], json!({"x": 1}));
+        assert_eq!(
+            c.extra_claim::<Vec<String>>("roles").unwrap(),
+            Some(vec!["admin".into()])
+        );
+    }
+
+    #[test]
+    fn type_errors_blame_the_claim() {
+        let err = parse(json!({"sub": 1, "exp": 10})).unwrap_err();
+        assert!(matches!(err, TokenError::InvalidClaim { claim: "sub", .. }));
+        let err = parse(json!({"sub": "a", "exp": -1})).unwrap_err();
+        assert!(matches!(err, TokenError::InvalidClaim { claim: "exp", .. }));
+        let err = parse(json!({"sub": "a", "exp": 1, "aud": [1]})).unwrap_err();
+        assert!(matches!(err, TokenError::InvalidClaim { claim: "aud", .. }));
+    }
+
+    #[test]
+    fn duplicates_and_syntax_errors_are_malformed() {
+        let dup = br#"{"sub":"a","sub":"b","exp":1}"#;
+        assert_eq!(parse_claims(dup), Err(Malformed::DuplicateClaim.into()));
+        let dup_extra = br#"{"sub":"a","exp":1,"r":1,"r":2}"#;
+        assert_eq!(
+            parse_claims(dup_extra),
+            Err(Malformed::DuplicateClaim.into())
+        );
+        assert_eq!(
+            parse_claims(br#"{"sub":"a","exp":1"#),
+            Err(Malformed::ClaimsJson.into())
+        );
+        assert_eq!(
+            parse_claims(br#"{"sub":"a","exp":1} x"#),
+            Err(Malformed::ClaimsJson.into())
+        );
+        assert_eq!(parse_claims(b"[]"), Err(Malformed::ClaimsJson.into()));
+    }
+
+    #[test]
+    fn round_trips_through_bincode_2_serde() {
+        let claims = Claims {
+            iss: Some("i".into()),
+            aud: vec!["a".into(), "b".into()],
+            ..Claims::new("u", 9)
+        }
+        .with_extra(
+            json!({"roles": ["r"], "sub": "ignored"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
+        let cfg = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&claims, cfg).unwrap();
+        let (back, _): (Claims, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
+        assert_eq!(back, claims);
+        assert_eq!(
+            back.extra_claims().unwrap(),
+            *json!({"roles": ["r"]}).as_object().unwrap()
+        );
+    }
+
+    #[test]
+    fn jwt_payload_round_trips_through_the_parser() {
+        let claims = Claims {
+            aud: vec!["a".into()],
+            jti: Some("j".into()),
+            ..Claims::new("u", 9)
+        }
+        .with_extra(json!({"scope": "read"}).as_object().cloned().unwrap());
+        let back = parse(claims.to_jwt_payload()).unwrap();
+        assert_eq!(back.extra_claims().unwrap(), claims.extra_claims().unwrap());
+        assert_eq!(
+            (back.sub, back.aud, back.jti),
+            (claims.sub, claims.aud, claims.jti)
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! [`TokenIssuer`]: signs tokens for tests, benches and the quickstart.
+
+use std::fmt;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey, Header};
+use serde_json::Value;
+
+use crate::claims::Claims;
+use crate::error::{Result, TokenError};
+use crate::test_keys;
+use crate::ttl::unix_now;
+use crate::verifier::{SUPPORTED_ALGORITHMS, ensure_crypto_provider};
+
+/// Signs tokens (HS256/384/512, RS256/384/512, PS256, ES256/384, EdDSA).
+///
+/// Meant for tests, benches and the quickstart: a real deployment gets its tokens from an
+/// identity provider. The `test_*` constructors use the published [`test_keys`]; pair them
+/// with the matching `JwtVerifier::test_*`.
+///
+/// ```
+/// use std::time::Duration;
+/// use authcache_jwt::{JwtVerifier, TokenIssuer};
+///
+/// let token = TokenIssuer::test_rs256().audience("api").issue("user-42", Duration::from_secs(60))?;
+/// let claims = JwtVerifier::test_rs256().audience("api").verify(&token)?;
+/// assert_eq!((claims.sub.as_str(), claims.aud.as_slice()), ("user-42", &["api".to_string()][..]));
+/// # Ok::<(), authcache_jwt::TokenError>(())
+/// ```
+#[derive(Clone)]
+pub struct TokenIssuer {
+    alg: Algorithm,
+    key: EncodingKey,
+    kid: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenIssuer")
+            .field("alg", &self.alg)
+            .field("key", &"[redacted]")
+            .field("kid", &self.kid)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+impl TokenIssuer {
+    /// An HS256 issuer with a shared secret.
+    pub fn hs256(secret: impl AsRef<[u8]>) -> Self {
+        Self::new(Algorithm::HS256, EncodingKey::from_secret(secret.as_ref()))
+    }
+
+    /// An HMAC issuer (HS256, HS384 or HS512).
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] when `alg` is not HMAC.
+    pub fn from_secret(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<Self> {
+        if alg.family() != AlgorithmFamily::Hmac {
+            return Err(TokenError::invalid_key(format!(
+                "{alg:?} is not an HMAC algorithm"
+            )));
+        }
+        Ok(Self::new(alg, EncodingKey::from_secret(secret.as_ref())))
+    }
+
+    /// An issuer with a PEM private key (PKCS#1 or PKCS#8 for RSA; PKCS#8 for EC and Ed25519).
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] when the PEM holds no private key for `alg`.
+    pub fn from_pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Result<Self> {
+        if !SUPPORTED_ALGORITHMS.contains(&alg) {
+            return Err(TokenError::invalid_key(format!("{alg:?} is not supported")));
+        }
+        let pem = pem.as_ref();
+        let key = match alg.family() {
+            AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(pem),
+            AlgorithmFamily::Ec => EncodingKey::from_ec_pem(pem),
+            AlgorithmFamily::Ed => EncodingKey::from_ed_pem(pem),
+            AlgorithmFamily::Hmac => {
+                return Err(TokenError::invalid_key("HMAC keys are secrets, not PEM"));
+            }
+        }
+        .map_err(TokenError::invalid_key)?;
+        Ok(Self::new(alg, key))
+    }
+
+    /// HS256 with [`test_keys::HS256_SECRET`]. Test key: never in production.
+    pub fn test_hs256() -> Self {
+        Self::hs256(test_keys::HS256_SECRET)
+    }
+
+    /// RS256 with RSA key "A" ([`test_keys::RSA_A_PRIVATE_PEM`]). Test key: never in production.
+    pub fn test_rs256() -> Self {
+        Self::new(
+            Algorithm::RS256,
+            EncodingKey::from_rsa_der(test_keys::RSA_A_PRIVATE_DER),
+        )
+    }
+
+    /// RS256 with RSA key "B": a well-formed signature that key "A" must reject. Test key.
+    pub fn test_rs256_other() -> Self {
+        Self::new(
+            Algorithm::RS256,
+            EncodingKey::from_rsa_der(test_keys::RSA_B_PRIVATE_DER),
+        )
+    }
+
+    /// ES256 with the P-256 test key. Test key: never in production.
+    pub fn test_es256() -> Self {
+        Self::new(
+            Algorithm::ES256,
+            EncodingKey::from_ec_der(test_keys::EC_P256_PRIVATE_DER),
+        )
+    }
+
+    /// ES384 with the P-384 test key. Test key: never in production.
+    pub fn test_es384() -> Self {
+        Self::new(
+            Algorithm::ES384,
+            EncodingKey::from_ec_der(test_keys::EC_P384_PRIVATE_DER),
+        )
+    }
+
+    /// EdDSA with the Ed25519 test key. Test key: never in production.
+    pub fn test_eddsa() -> Self {
+        Self::new(
+            Algorithm::EdDSA,
+            EncodingKey::from_ed_der(test_keys::ED25519_PRIVATE_DER),
+        )
+    }
+
+    fn new(alg: Algorithm, key: EncodingKey) -> Self {
+        ensure_crypto_provider();
+        Self {
+            alg,
+            key,
+            kid: None,
+            issuer: None,
+            audience: None,
+        }
+    }
+
+    /// Puts `kid` in the header of every token.
+    #[must_use]
+    pub fn kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// Sets `iss` in tokens made by [`TokenIssuer::issue`].
+    #[must_use]
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Sets `aud` in tokens made by [`TokenIssuer::issue`].
+    #[must_use]
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// The signing algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// A token for `sub`, issued now, valid for `ttl`, with this issuer's `iss` and `aud`.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] when signing fails.
+    pub fn issue(&self, sub: &str, ttl: Duration) -> Result<String> {
+        let now = unix_now();
+        let mut claims = Claims::new(sub, now.saturating_add(ttl.as_secs()));
+        claims.iat = Some(now);
+        claims.iss.clone_from(&self.issuer);
+        claims.aud = self.audience.iter().cloned().collect();
+        self.sign(&claims)
+    }
+
+    /// Signs exactly these claims.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] when signing fails.
+    pub fn sign(&self, claims: &Claims) -> Result<String> {
+        self.sign_payload(&claims.to_jwt_payload())
+    }
+
+    /// Signs an arbitrary JSON payload — including invalid claims, for negative tests.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] when signing fails.
+    pub fn sign_payload(&self, payload: &Value) -> Result<String> {
+        let mut header = Header::new(self.alg);
+        header.kid.clone_from(&self.kid);
+        jsonwebtoken::encode(&header, payload, &self.key).map_err(TokenError::invalid_key)
+    }
+}

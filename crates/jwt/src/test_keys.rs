@@ -1,0 +1,96 @@
+//! Fixed key pairs for tests, benches and the quickstart. **Test keys: never use them in
+//! production** — the private halves are published in this crate's source.
+//!
+//! Generated once with `openssl genpkey` (RSA 2048, P-256, P-384, Ed25519) and checked in
+//! under `src/testkeys/` as PEM, plus the DER/raw forms the infallible test constructors use
+//! (RSA keys are never generated at run time: that is slow, unoptimised). The two RSA keys
+//! let tests present a token "signed by another key".
+
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey};
+
+use crate::error::{Result, TokenError};
+use crate::verifier::ensure_crypto_provider;
+
+/// HMAC secret of [`TokenIssuer::test_hs256`](crate::TokenIssuer::test_hs256).
+pub const HS256_SECRET: &[u8] = b"authcache-test-secret-never-use-in-production";
+
+/// RSA 2048 key "A" (PKCS#8 private key, PEM).
+pub const RSA_A_PRIVATE_PEM: &str = include_str!("testkeys/rsa_a.key.pem");
+/// RSA key "A", public half (SPKI, PEM).
+pub const RSA_A_PUBLIC_PEM: &str = include_str!("testkeys/rsa_a.pub.pem");
+/// RSA 2048 key "B": the "other" key, for signatures that must not verify under "A".
+pub const RSA_B_PRIVATE_PEM: &str = include_str!("testkeys/rsa_b.key.pem");
+/// RSA key "B", public half (SPKI, PEM).
+pub const RSA_B_PUBLIC_PEM: &str = include_str!("testkeys/rsa_b.pub.pem");
+/// P-256 key for ES256 (PKCS#8 private key, PEM).
+pub const EC_P256_PRIVATE_PEM: &str = include_str!("testkeys/ec_p256.key.pem");
+/// P-256 public key (SPKI, PEM).
+pub const EC_P256_PUBLIC_PEM: &str = include_str!("testkeys/ec_p256.pub.pem");
+/// P-384 key for ES384 (PKCS#8 private key, PEM).
+pub const EC_P384_PRIVATE_PEM: &str = include_str!("testkeys/ec_p384.key.pem");
+/// P-384 public key (SPKI, PEM).
+pub const EC_P384_PUBLIC_PEM: &str = include_str!("testkeys/ec_p384.pub.pem");
+/// Ed25519 key for EdDSA (PKCS#8 private key, PEM).
+pub const ED25519_PRIVATE_PEM: &str = include_str!("testkeys/ed25519.key.pem");
+/// Ed25519 public key (SPKI, PEM).
+pub const ED25519_PUBLIC_PEM: &str = include_str!("testkeys/ed25519.pub.pem");
+
+/// `kid` of RSA key "A" in [`jwks`].
+pub const RSA_A_KID: &str = "test-rsa-a";
+/// `kid` of RSA key "B" in [`jwks`].
+pub const RSA_B_KID: &str = "test-rsa-b";
+/// `kid` of the P-256 key in [`jwks`].
+pub const EC_P256_KID: &str = "test-ec-p256";
+/// `kid` of the Ed25519 key in [`jwks`].
+pub const ED25519_KID: &str = "test-ed25519";
+
+pub(crate) const RSA_A_PRIVATE_DER: &[u8] = include_bytes!("testkeys/rsa_a.key.der");
+pub(crate) const RSA_A_PUBLIC_DER: &[u8] = include_bytes!("testkeys/rsa_a.pub.der");
+pub(crate) const RSA_B_PRIVATE_DER: &[u8] = include_bytes!("testkeys/rsa_b.key.der");
+pub(crate) const EC_P256_PRIVATE_DER: &[u8] = include_bytes!("testkeys/ec_p256.key.der");
+pub(crate) const EC_P256_PUBLIC_RAW: &[u8] = include_bytes!("testkeys/ec_p256.pub.raw");
+pub(crate) const EC_P384_PRIVATE_DER: &[u8] = include_bytes!("testkeys/ec_p384.key.der");
+pub(crate) const ED25519_PRIVATE_DER: &[u8] = include_bytes!("testkeys/ed25519.key.der");
+pub(crate) const ED25519_PUBLIC_RAW: &[u8] = include_bytes!("testkeys/ed25519.pub.raw");
+
+/// A JWK set of the public test keys (RSA "A" as RS256, RSA "B" as RS256, P-256 as ES256,
+/// Ed25519 as EdDSA), each with its `kid`: for key-rotation tests.
+///
+/// # Errors
+///
+/// Only if the crypto backend cannot read the checked-in keys.
+pub fn jwks() -> Result<JwkSet> {
+    ensure_crypto_provider();
+    let keys = [
+        (
+            RSA_A_KID,
+            EncodingKey::from_rsa_der(RSA_A_PRIVATE_DER),
+            Algorithm::RS256,
+        ),
+        (
+            RSA_B_KID,
+            EncodingKey::from_rsa_der(RSA_B_PRIVATE_DER),
+            Algorithm::RS256,
+        ),
+        (
+            EC_P256_KID,
+            EncodingKey::from_ec_der(EC_P256_PRIVATE_DER),
+            Algorithm::ES256,
+        ),
+        (
+            ED25519_KID,
+            EncodingKey::from_ed_der(ED25519_PRIVATE_DER),
+            Algorithm::EdDSA,
+        ),
+    ];
+    let keys = keys
+        .into_iter()
+        .map(|(kid, key, alg)| {
+            let mut jwk = Jwk::from_encoding_key(&key, alg).map_err(TokenError::invalid_key)?;
+            jwk.common.key_id = Some(kid.to_owned());
+            Ok(jwk)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(JwkSet { keys })
+}

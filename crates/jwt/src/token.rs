@@ -1,0 +1,204 @@
+//! The token as bytes: `Bearer` handling, size and alphabet checks, segments, fingerprints.
+//!
+//! Everything here runs before any base64 or JSON decoding, so that a hostile input costs at
+//! most one linear scan of at most `max_size` bytes.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use crate::claims::parse_subject_only;
+use crate::error::{Malformed, Result, TokenError};
+
+/// 8 KiB: far above any real access token (a few hundred bytes to ~2 KiB with many claims),
+/// small enough that a hostile header costs nothing to reject.
+pub const DEFAULT_MAX_TOKEN_SIZE: usize = 8 * 1024;
+
+/// Longest accepted `sub`, the same bound `authcache-core` puts on cache key ids.
+pub const MAX_SUBJECT_LEN: usize = 256;
+
+const BEARER: &[u8] = b"bearer";
+
+/// A token split into its three segments; every byte is base64url or one of the two dots.
+pub(crate) struct Segments<'t> {
+    pub(crate) header: &'t [u8],
+    pub(crate) claims: &'t [u8],
+    pub(crate) signature: &'t str,
+    /// `header.claims`: the bytes the signature covers.
+    pub(crate) signed: &'t [u8],
+}
+
+/// Removes an optional `Bearer ` scheme (case-insensitive, exactly one space): O(1).
+///
+/// `Bearer` alone yields an empty token; any other scheme is left in place and later fails
+/// the alphabet check on its space.
+pub(crate) fn strip_bearer(input: &[u8]) -> &[u8] {
+    if input.eq_ignore_ascii_case(BEARER) {
+        return &[];
+    }
+    match input.split_at_checked(BEARER.len()) {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case(BEARER) && rest.first() == Some(&b' ') =>
+        {
+            &rest[1..]
+        }
+        _ => input,
+    }
+}
+
+/// Size check, then alphabet check and split, in that order.
+///
+/// # Errors
+///
+/// [`TokenError::TooLarge`] before anything else is looked at, then [`TokenError::Malformed`].
+pub(crate) fn split(input: &[u8], max_size: usize) -> Result<Segments<'_>> {
+    let token = strip_bearer(input);
+    if token.len() > max_size {
+        return Err(TokenError::TooLarge {
+            size: token.len(),
+            max: max_size,
+        });
+    }
+    if token.is_empty() {
+        return Err(Malformed::Empty.into());
+    }
+    let (first, second) = find_dots(token)?;
+    let signature =
+        std::str::from_utf8(&token[second + 1..]).map_err(|_| Malformed::InvalidCharacter)?;
+    Ok(Segments {
+        header: &token[..first],
+        claims: &token[first + 1..second],
+        signature,
+        signed: &token[..second],
+    })
+}
+
+/// One pass: rejects bytes outside base64url, returns the positions of exactly two dots.
+fn find_dots(token: &[u8]) -> Result<(usize, usize)> {
+    let mut dots = [0usize; 2];
+    let mut count = 0;
+    for (i, &b) in token.iter().enumerate() {
+        if b == b'.' {
+            if count == 2 {
+                return Err(Malformed::SegmentCount.into());
+            }
+            dots[count] = i;
+            count += 1;
+        } else if !is_base64url(b) {
+            return Err(Malformed::InvalidCharacter.into());
+        }
+    }
+    if count != 2 {
+        return Err(Malformed::SegmentCount.into());
+    }
+    Ok((dots[0], dots[1]))
+}
+
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Decodes one segment; the engine rejects padding and non-zero trailing bits, so every
+/// accepted segment has exactly one encoding (no malleability through the spare bits).
+pub(crate) fn decode_segment(segment: &[u8], on_error: Malformed) -> Result<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| on_error.into())
+}
+
+/// Checks a subject the way `authcache-core` checks cache key ids: non-empty, at most
+/// [`MAX_SUBJECT_LEN`] bytes, no whitespace and no control characters.
+pub(crate) fn check_subject(sub: &str) -> Result<()> {
+    let reason = if sub.is_empty() {
+        "empty"
+    } else if sub.len() > MAX_SUBJECT_LEN {
+        "longer than 256 bytes"
+    } else if sub.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "contains whitespace or a control character"
+    } else {
+        return Ok(());
+    };
+    Err(TokenError::InvalidClaim {
+        claim: "sub",
+        reason,
+    })
+}
+
+/// SHA-256 of the token, lower-case hex (64 characters): the only form in which a token may
+/// appear in a cache key or a log line.
+///
+/// A leading `Bearer ` (any case) is removed first, so a header value and the bare token it
+/// carries have the same fingerprint. Nothing is validated: hashing is cheap and total.
+///
+/// ```
+/// let fp = authcache_jwt::fingerprint("Bearer abc");
+/// assert_eq!(fp, authcache_jwt::fingerprint("abc"));
+/// assert_eq!(fp.len(), 64);
+/// ```
+pub fn fingerprint(token: impl AsRef<[u8]>) -> String {
+    hex::encode(Sha256::digest(strip_bearer(token.as_ref())))
+}
+
+/// The `sub` of a token **whose signature has not been checked**.
+///
+/// **For cache keying only — never an authorization decision.** Anyone can mint a token with
+/// any `sub`; this exists so that a caller can, for instance, find the cache entries to drop
+/// for a token it is about to reject or revoke. To learn who is behind a token, use
+/// [`JwtVerifier::verify`](crate::JwtVerifier::verify).
+///
+/// Applies the same structural checks as the verifier (default size limit first, alphabet,
+/// segments, canonical base64url, JSON) and the same subject rules.
+///
+/// # Errors
+///
+/// [`TokenError::TooLarge`], [`TokenError::Malformed`], [`TokenError::MissingClaim`] or
+/// [`TokenError::InvalidClaim`] for `sub`.
+pub fn unverified_subject(token: impl AsRef<[u8]>) -> Result<String> {
+    let segments = split(token.as_ref(), DEFAULT_MAX_TOKEN_SIZE)?;
+    let json = decode_segment(segments.claims, Malformed::ClaimsEncoding)?;
+    let sub = parse_subject_only(&json)?;
+    check_subject(&sub)?;
+    Ok(sub)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_needs_exactly_one_space() {
+        assert_eq!(strip_bearer(b"Bearer a.b.c"), b"a.b.c");
+        assert_eq!(strip_bearer(b"bEaReR a.b.c"), b"a.b.c");
+        assert_eq!(strip_bearer(b"Bearer  a.b.c"), b" a.b.c");
+        assert_eq!(strip_bearer(b"Bearer"), b"");
+        assert_eq!(strip_bearer(b"Bearer "), b"");
+        assert_eq!(strip_bearer(b"Basic a.b.c"), b"Basic a.b.c");
+        assert_eq!(strip_bearer(b"a.b.c"), b"a.b.c");
+        assert_eq!(strip_bearer(b"Bearera.b.c"), b"Bearera.b.c");
+    }
+
+    #[test]
+    fn size_is_checked_before_anything_else() {
+        let huge = vec![0u8; DEFAULT_MAX_TOKEN_SIZE + 1];
+        assert!(matches!(
+            split(&huge, DEFAULT_MAX_TOKEN_SIZE),
+            Err(TokenError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn fingerprint_is_sha256_hex() {
+        assert_eq!(
+            fingerprint(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn subject_rules_match_cache_ids() {
+        assert!(check_subject("user-42").is_ok());
+        assert!(check_subject(&"x".repeat(256)).is_ok());
+        assert!(check_subject(&"x".repeat(257)).is_err());
+        assert!(check_subject("").is_err());
+        assert!(check_subject("a b").is_err());
+        assert!(check_subject("a\u{7f}").is_err());
+    }
+}

@@ -1,0 +1,565 @@
+//! [`JwtVerifier`]: strict verification of compact JWS tokens.
+
+use std::time::Duration;
+
+use jsonwebtoken::crypto::{CryptoProvider, rust_crypto};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
+
+use crate::claims::{Claims, RawHeader, parse_claims, starts_as_object};
+use crate::error::{Malformed, Result, TokenError};
+use crate::test_keys;
+use crate::token::{DEFAULT_MAX_TOKEN_SIZE, Segments, check_subject, decode_segment, split};
+use crate::ttl::unix_now;
+
+/// The algorithms a verifier can be configured to accept (the `none` algorithm is not, and
+/// never will be, one of them).
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 10] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// 30 s: covers ordinary clock drift between the issuer and this service without keeping
+/// an expired token alive for long.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Verifies bearer tokens: size, structure, algorithm, key, signature, then claims.
+///
+/// Built once from a key (HMAC secret, PEM, JWK or JWK set) and shared (`Clone` is cheap
+/// enough; wrap it in an `Arc` to share one copy). The allow-list of algorithms is explicit:
+/// by default exactly the algorithm of the key (or the `alg` of each JWK), never `none`, and
+/// a token is verified only with a key of its algorithm's family, so an HS256 token cannot be
+/// checked against an RSA public key used as an HMAC secret.
+///
+/// Checks, in order: size (before any decoding) → alphabet and three segments → header →
+/// algorithm allowed → key (by `kid` in a set) → signature → claims JSON → `sub` and `exp`
+/// present, `sub` a valid id → `exp`/`nbf` with leeway → `iss` → `aud`.
+///
+/// ```
+/// use std::time::Duration;
+/// use authcache_jwt::{JwtVerifier, TokenError, TokenIssuer};
+///
+/// let issuer = TokenIssuer::hs256(b"a-long-random-secret-of-32-bytes!").issuer("https://id.example.com");
+/// let verifier = JwtVerifier::hs256(b"a-long-random-secret-of-32-bytes!").issuer("https://id.example.com");
+/// let token = issuer.issue("user-42", Duration::from_secs(300))?;
+/// assert_eq!(verifier.verify(format!("Bearer {token}"))?.sub, "user-42");
+/// assert_eq!(verifier.verify("Bearer"), Err(TokenError::Malformed(authcache_jwt::Malformed::Empty)));
+/// # Ok::<(), TokenError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct JwtVerifier {
+    keys: KeyRing,
+    algorithms: Vec<Algorithm>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: u64,
+    max_token_size: usize,
+}
+
+#[derive(Debug, Clone)]
+enum KeyRing {
+    /// One key, used whatever `kid` the token names.
+    Single(VerifyingKey),
+    /// A JWK set: the token's `kid` selects the key.
+    Set(Vec<VerifyingKey>),
+    /// Built from an unusable secret by an infallible constructor: every token is refused.
+    Unusable(&'static str),
+}
+
+#[derive(Debug, Clone)]
+struct VerifyingKey {
+    kid: Option<String>,
+    key: DecodingKey,
+    /// The JWK's `alg`, when it declares one: the key then verifies that algorithm only.
+    declared: Option<Algorithm>,
+}
+
+impl VerifyingKey {
+    fn accepts(&self, alg: Algorithm) -> bool {
+        self.key.family() == alg.family() && self.declared.is_none_or(|d| d == alg)
+    }
+}
+
+impl JwtVerifier {
+    /// An HS256 verifier with a shared secret (use at least 32 random bytes).
+    ///
+    /// Infallible so it can be written inline in a builder; an empty secret yields a verifier
+    /// that refuses every token with [`TokenError::InvalidKey`].
+    pub fn hs256(secret: impl AsRef<[u8]>) -> Self {
+        Self::from_secret(Algorithm::HS256, secret).unwrap_or_else(|_| {
+            Self::new(
+                KeyRing::Unusable("empty HMAC secret"),
+                vec![Algorithm::HS256],
+            )
+        })
+    }
+
+    /// An HMAC verifier (HS256, HS384 or HS512) with a shared secret.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] when `alg` is not HMAC or the secret is empty.
+    pub fn from_secret(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<Self> {
+        ensure_crypto_provider();
+        if alg.family() != AlgorithmFamily::Hmac {
+            return Err(TokenError::invalid_key(format!(
+                "{alg:?} is not an HMAC algorithm"
+            )));
+        }
+        if secret.as_ref().is_empty() {
+            return Err(TokenError::invalid_key("empty HMAC secret"));
+        }
+        Ok(Self::single(DecodingKey::from_secret(secret.as_ref()), alg))
+    }
+
+    /// A verifier with a PEM public key (PKCS#1 or SPKI for RSA; SPKI for EC and Ed25519).
+    /// A certificate (`BEGIN CERTIFICATE`) is accepted too; its public key is used.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] when the PEM does not hold a key for `alg`, or `alg` is not
+    /// supported or is HMAC (use [`JwtVerifier::from_secret`]).
+    pub fn from_pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Result<Self> {
+        ensure_crypto_provider();
+        check_supported(alg)?;
+        let pem = pem.as_ref();
+        let key = match alg.family() {
+            AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
+            AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
+            AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
+            AlgorithmFamily::Hmac => {
+                return Err(TokenError::invalid_key("HMAC keys are secrets, not PEM"));
+            }
+        }
+        .map_err(TokenError::invalid_key)?;
+        probe(&key, alg)?;
+        Ok(Self::single(key, alg))
+    }
+
+    /// A verifier with one JWK; its `alg` (or, absent one, the usual algorithm of its key
+    /// type) is the allow-list.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] when the JWK is not a usable verification key.
+    pub fn from_jwk(jwk: &Jwk) -> Result<Self> {
+        ensure_crypto_provider();
+        let (key, alg) = load_jwk(jwk)?;
+        Ok(Self::new(KeyRing::Single(key), vec![alg]))
+    }
+
+    /// A verifier with a JWK set, for key rotation: the token's `kid` selects the key (a token
+    /// without `kid` is accepted only when the set holds one key). Keys meant for encryption
+    /// (`"use": "enc"`) or of unsupported types are skipped. The allow-list is the union of the
+    /// keys' algorithms.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] when a signing key is broken or no usable key remains.
+    pub fn from_jwks(set: &JwkSet) -> Result<Self> {
+        ensure_crypto_provider();
+        let mut keys = Vec::with_capacity(set.keys.len());
+        let mut algorithms = Vec::new();
+        for jwk in set.keys.iter().filter(|j| is_signing_key(j)) {
+            let (key, alg) = load_jwk(jwk)?;
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err(TokenError::invalid_key(
+                "the JWK set holds no usable signing key",
+            ));
+        }
+        Ok(Self::new(KeyRing::Set(keys), algorithms))
+    }
+
+    /// [`JwtVerifier::from_jwks`] from the JSON text of a JWK set (`{"keys": [...]}`).
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] when the text is not a JWK set or holds no usable key.
+    pub fn from_jwks_json(json: &str) -> Result<Self> {
+        let set: JwkSet = serde_json::from_str(json).map_err(TokenError::invalid_key)?;
+        Self::from_jwks(&set)
+    }
+
+    /// Verifier for [`TokenIssuer::test_hs256`](crate::TokenIssuer::test_hs256). Test key: never in production.
+    pub fn test_hs256() -> Self {
+        Self::hs256(test_keys::HS256_SECRET)
+    }
+
+    /// Verifier for [`TokenIssuer::test_rs256`](crate::TokenIssuer::test_rs256). Test key: never in production.
+    pub fn test_rs256() -> Self {
+        ensure_crypto_provider();
+        Self::single(
+            DecodingKey::from_rsa_der(test_keys::RSA_A_PUBLIC_DER),
+            Algorithm::RS256,
+        )
+    }
+
+    /// Verifier for [`TokenIssuer::test_es256`](crate::TokenIssuer::test_es256). Test key: never in production.
+    pub fn test_es256() -> Self {
+        ensure_crypto_provider();
+        Self::single(
+            DecodingKey::from_ec_der(test_keys::EC_P256_PUBLIC_RAW),
+            Algorithm::ES256,
+        )
+    }
+
+    /// Verifier for [`TokenIssuer::test_eddsa`](crate::TokenIssuer::test_eddsa). Test key: never in production.
+    pub fn test_eddsa() -> Self {
+        ensure_crypto_provider();
+        Self::single(
+            DecodingKey::from_ed_der(test_keys::ED25519_PUBLIC_RAW),
+            Algorithm::EdDSA,
+        )
+    }
+
+    fn single(key: DecodingKey, alg: Algorithm) -> Self {
+        Self::new(
+            KeyRing::Single(VerifyingKey {
+                kid: None,
+                key,
+                declared: None,
+            }),
+            vec![alg],
+        )
+    }
+
+    fn new(keys: KeyRing, algorithms: Vec<Algorithm>) -> Self {
+        Self {
+            keys,
+            algorithms,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway: DEFAULT_LEEWAY.as_secs(),
+            max_token_size: DEFAULT_MAX_TOKEN_SIZE,
+        }
+    }
+
+    /// Accepts tokens whose `iss` is `issuer` (call again to accept several). Once an issuer
+    /// is set, tokens without `iss` are refused.
+    #[must_use]
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Accepts tokens whose `aud` names `audience` (call again to accept several). Once an
+    /// audience is set, tokens without `aud` are refused; with none set, tokens that carry an
+    /// `aud` are refused (RFC 7519 §4.1.3).
+    #[must_use]
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Tolerance for `exp` and `nbf` (default [`DEFAULT_LEEWAY`]); whole seconds.
+    #[must_use]
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway.as_secs();
+        self
+    }
+
+    /// Longest accepted token in bytes, not counting a `Bearer ` prefix (default 8 KiB).
+    #[must_use]
+    pub fn max_token_size(mut self, bytes: usize) -> Self {
+        self.max_token_size = bytes;
+        self
+    }
+
+    /// Replaces the algorithm allow-list.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] when the list is empty, names an unsupported algorithm, or
+    /// names one that none of the keys can verify.
+    pub fn algorithms(mut self, algorithms: &[Algorithm]) -> Result<Self> {
+        if algorithms.is_empty() {
+            return Err(TokenError::invalid_key("empty algorithm allow-list"));
+        }
+        for &alg in algorithms {
+            check_supported(alg)?;
+            if !self.keys.iter().any(|k| k.accepts(alg)) {
+                return Err(TokenError::invalid_key(format!(
+                    "no key can verify {alg:?}"
+                )));
+            }
+        }
+        self.algorithms = algorithms.to_vec();
+        Ok(self)
+    }
+
+    /// The algorithms this verifier accepts.
+    pub fn allowed_algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    /// Verifies a token (bare, or as `Bearer <token>`) against the current time.
+    ///
+    /// # Errors
+    ///
+    /// The first check that fails, as a [`TokenError`]; see the type's docs for the order.
+    pub fn verify(&self, token: impl AsRef<[u8]>) -> Result<Claims> {
+        self.verify_at(token.as_ref(), unix_now())
+    }
+
+    /// [`JwtVerifier::verify`] at a given time (seconds since the Unix epoch): for tests and
+    /// for callers with their own clock.
+    ///
+    /// # Errors
+    ///
+    /// As [`JwtVerifier::verify`].
+    pub fn verify_at(&self, token: impl AsRef<[u8]>, now: u64) -> Result<Claims> {
+        let segments = split(token.as_ref(), self.max_token_size)?;
+        let header = parse_header(segments.header)?;
+        let alg = self.check_algorithm(&header.alg)?;
+        let key = self.keys.select(header.kid.as_deref())?;
+        if !key.accepts(alg) {
+            return Err(TokenError::DisallowedAlgorithm(alg));
+        }
+        check_signature(&segments, &key.key, alg)?;
+        let claims = parse_claims(&decode_segment(segments.claims, Malformed::ClaimsEncoding)?)?;
+        check_subject(&claims.sub)?;
+        self.check_times(&claims, now)?;
+        self.check_issuer(&claims)?;
+        self.check_audience(&claims)?;
+        Ok(claims)
+    }
+
+    fn check_algorithm(&self, name: &str) -> Result<Algorithm> {
+        let alg: Algorithm = name
+            .parse()
+            .map_err(|_| TokenError::unsupported_algorithm(name))?;
+        if !SUPPORTED_ALGORITHMS.contains(&alg) {
+            return Err(TokenError::unsupported_algorithm(name));
+        }
+        if !self.algorithms.contains(&alg) {
+            return Err(TokenError::DisallowedAlgorithm(alg));
+        }
+        Ok(alg)
+    }
+
+    fn check_times(&self, claims: &Claims, now: u64) -> Result<()> {
+        if now >= claims.exp.saturating_add(self.leeway) {
+            return Err(TokenError::Expired);
+        }
+        match claims.nbf {
+            Some(nbf) if nbf > now.saturating_add(self.leeway) => Err(TokenError::NotYetValid),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_issuer(&self, claims: &Claims) -> Result<()> {
+        if self.issuers.is_empty() {
+            return Ok(());
+        }
+        match &claims.iss {
+            None => Err(TokenError::MissingClaim("iss")),
+            Some(iss) if self.issuers.contains(iss) => Ok(()),
+            Some(_) => Err(TokenError::WrongIssuer),
+        }
+    }
+
+    fn check_audience(&self, claims: &Claims) -> Result<()> {
+        if self.audiences.is_empty() {
+            return if claims.aud.is_empty() {
+                Ok(())
+            } else {
+                Err(TokenError::WrongAudience)
+            };
+        }
+        if claims.aud.is_empty() {
+            return Err(TokenError::MissingClaim("aud"));
+        }
+        if claims.aud.iter().any(|a| self.audiences.contains(a)) {
+            Ok(())
+        } else {
+            Err(TokenError::WrongAudience)
+        }
+    }
+}
+
+impl KeyRing {
+    fn select(&self, kid: Option<&str>) -> Result<&VerifyingKey> {
+        match (self, kid) {
+            (Self::Single(key), _) => Ok(key),
+            (Self::Set(keys), Some(kid)) => keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .ok_or_else(|| TokenError::UnknownKeyId(shorten(kid))),
+            (Self::Set(keys), None) => match keys.as_slice() {
+                [only] => Ok(only),
+                _ => Err(TokenError::MissingKeyId),
+            },
+            (Self::Unusable(reason), _) => Err(TokenError::invalid_key(reason)),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &VerifyingKey> {
+        let keys: &[VerifyingKey] = match self {
+            Self::Single(key) => std::slice::from_ref(key),
+            Self::Set(keys) => keys,
+            Self::Unusable(_) => &[],
+        };
+        keys.iter()
+    }
+}
+
+/// Attacker-chosen text kept in an error: at most 64 bytes, escaped.
+fn shorten(text: &str) -> String {
+    let mut end = text.len().min(64);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].escape_default().to_string()
+}
+
+fn parse_header(segment: &[u8]) -> Result<RawHeader> {
+    let json = decode_segment(segment, Malformed::HeaderEncoding)?;
+    if !starts_as_object(&json) {
+        return Err(Malformed::HeaderJson.into());
+    }
+    let header: RawHeader = serde_json::from_slice(&json).map_err(|_| Malformed::HeaderJson)?;
+    if header.crit.is_some() {
+        return Err(Malformed::CriticalHeader.into());
+    }
+    Ok(header)
+}
+
+fn check_signature(segments: &Segments<'_>, key: &DecodingKey, alg: Algorithm) -> Result<()> {
+    match jsonwebtoken::crypto::verify(segments.signature, segments.signed, key, alg) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(TokenError::BadSignature),
+        Err(e) if matches!(e.kind(), ErrorKind::Base64(_)) => {
+            Err(Malformed::SignatureEncoding.into())
+        }
+        // The key cannot serve this algorithm (e.g. a P-256 key and an ES384 token).
+        Err(_) => Err(TokenError::BadSignature),
+    }
+}
+
+fn check_supported(alg: Algorithm) -> Result<()> {
+    if SUPPORTED_ALGORITHMS.contains(&alg) {
+        Ok(())
+    } else {
+        Err(TokenError::invalid_key(format!("{alg:?} is not supported")))
+    }
+}
+
+fn is_signing_key(jwk: &Jwk) -> bool {
+    let signing_use = !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption));
+    let supported = !matches!(jwk.algorithm, AlgorithmParameters::Other(_));
+    let alg_ok = jwk
+        .common
+        .key_algorithm
+        .is_none_or(|a| key_algorithm(a).is_some_and(|a| SUPPORTED_ALGORITHMS.contains(&a)));
+    signing_use && supported && alg_ok
+}
+
+/// Converts a JWK into a key and the algorithm it stands for, refusing any key the crypto
+/// backend would reject (or, for short Ed25519 keys, panic on) at verification time.
+fn load_jwk(jwk: &Jwk) -> Result<(VerifyingKey, Algorithm)> {
+    let declared = match jwk.common.key_algorithm {
+        Some(a) => Some(
+            key_algorithm(a)
+                .ok_or_else(|| TokenError::invalid_key(format!("JWK alg {a:?} cannot sign")))?,
+        ),
+        None => None,
+    };
+    let alg = match declared {
+        Some(alg) => alg,
+        None => default_algorithm(&jwk.algorithm)?,
+    };
+    check_supported(alg)?;
+    let key = DecodingKey::from_jwk(jwk).map_err(TokenError::invalid_key)?;
+    if key.family() != alg.family() {
+        return Err(TokenError::invalid_key(format!(
+            "JWK key type does not match {alg:?}"
+        )));
+    }
+    if matches!(key.kind(), DecodingKeyKind::SecretOrDer(bytes) if bytes.is_empty()) {
+        return Err(TokenError::invalid_key("empty key material"));
+    }
+    probe(&key, alg)?;
+    Ok((
+        VerifyingKey {
+            kid: jwk.common.key_id.clone(),
+            key,
+            declared,
+        },
+        alg,
+    ))
+}
+
+/// The signature algorithm a JWK `alg` names (`None` for encryption algorithms).
+fn key_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::HS256 => Algorithm::HS256,
+        KeyAlgorithm::HS384 => Algorithm::HS384,
+        KeyAlgorithm::HS512 => Algorithm::HS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+fn default_algorithm(params: &AlgorithmParameters) -> Result<Algorithm> {
+    match params {
+        AlgorithmParameters::RSA(_) => Ok(Algorithm::RS256),
+        AlgorithmParameters::OctetKey(_) => Ok(Algorithm::HS256),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Ok(Algorithm::ES256),
+            EllipticCurve::P384 => Ok(Algorithm::ES384),
+            _ => Err(TokenError::invalid_key("unsupported elliptic curve")),
+        },
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            Ok(Algorithm::EdDSA)
+        }
+        _ => Err(TokenError::invalid_key("unsupported key type")),
+    }
+}
+
+/// Runs the backend's key parsing once, so a broken key fails at construction and not on the
+/// first request. Ed25519 keys must be exactly 32 bytes: the backend slices `[..32]` unchecked.
+fn probe(key: &DecodingKey, alg: Algorithm) -> Result<()> {
+    if alg.family() == AlgorithmFamily::Ed {
+        let len = key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0);
+        if len != 32 {
+            return Err(TokenError::invalid_key("an Ed25519 public key is 32 bytes"));
+        }
+    }
+    jsonwebtoken::crypto::verify("", b"", key, alg)
+        .map(drop)
+        .map_err(TokenError::invalid_key)
+}
+
+/// Installs jsonwebtoken's RustCrypto provider as the process default unless one is already
+/// installed. jsonwebtoken picks it automatically only when exactly one backend feature is
+/// enabled in the whole build, and otherwise *panics* on first use; installing it from every
+/// constructor makes verification total whatever features other crates turn on. An
+/// application that wants another provider installs it before building a verifier.
+pub(crate) fn ensure_crypto_provider() {
+    // `Err` means a provider is already installed, which is what we want.
+    let _ = CryptoProvider::install_default(&rust_crypto::DEFAULT_PROVIDER);
+}

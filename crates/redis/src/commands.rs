@@ -1,0 +1,181 @@
+//! The cache commands, written once over any redis-rs async connection (a standalone
+//! `ConnectionManager` or a Cluster connection), each bounded by the configured timeout.
+
+use std::future::Future;
+use std::time::Duration;
+
+use authcache_core::{CacheError, Key, Result};
+use bytes::Bytes;
+use redis::aio::ConnectionLike;
+use redis::{Cmd, FromRedisValue, RedisError};
+
+use crate::config::Redactor;
+
+/// Largest `PX` sent, ~2 230 years: Redis rejects expiry times that overflow its clock.
+const MAX_PX_MILLIS: u64 = 1 << 46;
+
+/// A connection plus the rules every call obeys: bounded in time, errors typed and scrubbed.
+#[derive(Clone)]
+pub(crate) struct Commands<C> {
+    conn: C,
+    timeout: Duration,
+    redactor: Redactor,
+}
+
+impl<C> Commands<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    pub(crate) fn new(conn: C, timeout: Duration, redactor: Redactor) -> Self {
+        Self {
+            conn,
+            timeout,
+            redactor,
+        }
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs one command under the timeout. Cloning the connection is a reference-count
+    /// bump; it lets calls run concurrently on the one multiplexed connection.
+    async fn run<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        bounded(self.timeout, &self.redactor, async move {
+            cmd.query_async::<T>(&mut conn).await
+        })
+        .await
+    }
+
+    pub(crate) async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key.as_str());
+        Ok(self.run::<Option<Vec<u8>>>(cmd).await?.map(Bytes::from))
+    }
+
+    pub(crate) async fn set(&self, key: &Key, value: &[u8], ttl: Duration) -> Result<()> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key.as_str())
+            .arg(value)
+            .arg("PX")
+            .arg(px_millis(ttl));
+        self.run::<()>(cmd).await
+    }
+
+    pub(crate) async fn delete(&self, key: &Key) -> Result<bool> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(key.as_str());
+        Ok(self.run::<u64>(cmd).await? > 0)
+    }
+
+    /// One `MGET`. On a Cluster, redis-rs splits it per hash slot, sends the parts
+    /// concurrently and puts the answers back in key order.
+    pub(crate) async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(key.as_str());
+        }
+        let values = self.run::<Vec<Option<Vec<u8>>>>(cmd).await?;
+        if values.len() != keys.len() {
+            return Err(CacheError::unavailable(format!(
+                "MGET of {} keys answered {} values",
+                keys.len(),
+                values.len()
+            )));
+        }
+        Ok(values
+            .into_iter()
+            .map(|value| value.map(Bytes::from))
+            .collect())
+    }
+
+    /// One multi-key `DEL`. On a Cluster, redis-rs splits it per hash slot and sums the counts.
+    pub(crate) async fn delete_many(&self, keys: &[Key]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("DEL");
+        for key in keys {
+            cmd.arg(key.as_str());
+        }
+        self.run::<u64>(cmd).await
+    }
+
+    /// `PUBLISH channel message`; returns how many subscribers (of the node) received it.
+    pub(crate) async fn publish(&self, channel: &str, message: &str) -> Result<u64> {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(message);
+        self.run::<u64>(cmd).await
+    }
+}
+
+/// Bounds `fut` by `timeout` and turns its error into a scrubbed [`CacheError`].
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    redactor: &Redactor,
+    fut: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(map_error(&err, timeout, redactor)),
+        Err(_elapsed) => Err(CacheError::Timeout(timeout)),
+    }
+}
+
+/// redis-rs' own response/connect timeouts are I/O errors of kind `TimedOut`; they mean
+/// the same as ours. Everything else is "unavailable", with the password scrubbed.
+pub(crate) fn map_error(err: &RedisError, timeout: Duration, redactor: &Redactor) -> CacheError {
+    if err.is_timeout() {
+        CacheError::Timeout(timeout)
+    } else {
+        CacheError::unavailable(redactor.scrub(err))
+    }
+}
+
+/// Milliseconds for `PX`: rounded up, so a sub-millisecond TTL becomes 1 ms (`PX 0` is an
+/// error in Redis) and no entry lives shorter than asked; capped at [`MAX_PX_MILLIS`].
+pub(crate) fn px_millis(ttl: Duration) -> u64 {
+    let millis = ttl.as_nanos().div_ceil(1_000_000);
+    u64::try_from(millis)
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_PX_MILLIS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn px_rounds_up_and_never_reaches_zero() {
+        assert_eq!(px_millis(Duration::ZERO), 1);
+        assert_eq!(px_millis(Duration::from_nanos(1)), 1);
+        assert_eq!(px_millis(Duration::from_micros(999)), 1);
+        assert_eq!(px_millis(Duration::from_millis(1)), 1);
+        assert_eq!(px_millis(Duration::from_micros(1_001)), 2);
+        assert_eq!(px_millis(Duration::from_secs(300)), 300_000);
+        assert_eq!(px_millis(Duration::MAX), MAX_PX_MILLIS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_future_that_never_answers_costs_one_timeout() {
+        let timeout = Duration::from_millis(100);
+        let never = std::future::pending::<redis::RedisResult<()>>();
+        let err = bounded(timeout, &Redactor::default(), never)
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+    }
+
+    #[test]
+    fn io_timeouts_are_timeouts_and_the_rest_unavailable() {
+        let timeout = Duration::from_millis(100);
+        let timed_out = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(map_error(&timed_out, timeout, &Redactor::default()).is_timeout());
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(map_error(&refused, timeout, &Redactor::default()).is_unavailable());
+    }
+}

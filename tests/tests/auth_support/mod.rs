@@ -1,0 +1,104 @@
+//! Shared pieces of the facade's integration tests (`auth_*.rs`): seeded repositories on
+//! each backend, services on each cache, tokens.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authcache::{
+    AuthService, CacheConfig, JwtVerifier, MemoryUserRepository, MongoUserRepository, TokenIssuer,
+    User, UserRepository,
+};
+use authcache_tests::mongo_server::MongoServer;
+
+pub const SECRET: &[u8] = b"integration-test-secret-32-bytes-long";
+pub const SIGNING_KEY: &[u8] = b"integration-cache-signing-key-0123";
+
+/// Bound on every wait for a cross-instance effect: the bus delivers in milliseconds.
+pub const PROPAGATION: Duration = Duration::from_secs(5);
+
+pub const ROLES: [(&str, &[&str]); 2] = [
+    ("admin", &["users:read", "users:write"]),
+    ("viewer", &["users:read"]),
+];
+
+pub fn users() -> Vec<User> {
+    vec![
+        User::new("ada", "ada@example.com", "Ada").with_roles(["admin"]),
+        User::new("bob", "bob@example.com", "Bob").with_roles(["viewer"]),
+        User::new("eve", "eve@example.com", "Eve").with_disabled(true),
+    ]
+    .into_iter()
+    .chain((0..50).map(|i| {
+        User::new(
+            format!("user-{i}"),
+            format!("u{i}@example.com"),
+            format!("U{i}"),
+        )
+        .with_roles(["viewer"])
+    }))
+    .collect()
+}
+
+pub fn bearer(sub: &str) -> String {
+    let token = TokenIssuer::hs256(SECRET)
+        .issue(sub, Duration::from_secs(600))
+        .unwrap();
+    format!("Bearer {token}")
+}
+
+/// A second, distinct token for the same user (another `exp`).
+pub fn another_bearer(sub: &str) -> String {
+    let token = TokenIssuer::hs256(SECRET)
+        .issue(sub, Duration::from_secs(700))
+        .unwrap();
+    format!("Bearer {token}")
+}
+
+pub fn forged(sub: &str) -> String {
+    let token = TokenIssuer::hs256(b"the-attacker-does-not-know-the-secret")
+        .issue(sub, Duration::from_secs(600))
+        .unwrap();
+    format!("Bearer {token}")
+}
+
+pub async fn memory_repository() -> Arc<dyn UserRepository> {
+    let mut repository = MemoryUserRepository::new();
+    for (role, permissions) in ROLES {
+        repository = repository
+            .with_role(role, permissions.iter().copied())
+            .unwrap();
+    }
+    for user in users() {
+        repository.upsert(&user).await.unwrap();
+    }
+    Arc::new(repository)
+}
+
+pub async fn mongo_repository(server: &MongoServer) -> Arc<dyn UserRepository> {
+    let repository = MongoUserRepository::connect(&server.uri(), &server.fresh_database())
+        .await
+        .unwrap();
+    for (role, permissions) in ROLES {
+        repository
+            .upsert_role(role, permissions.iter().copied())
+            .await
+            .unwrap();
+    }
+    for user in users() {
+        repository.upsert(&user).await.unwrap();
+    }
+    Arc::new(repository)
+}
+
+pub async fn service(cache: CacheConfig, repository: Arc<dyn UserRepository>) -> AuthService {
+    AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .shared_repository(repository)
+        .cache(cache)
+        .signing_key(SIGNING_KEY)
+        .prefix("itest")
+        .build()
+        .await
+        .unwrap()
+}

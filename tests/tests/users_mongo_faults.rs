@@ -1,0 +1,167 @@
+#![cfg(feature = "users")]
+//! `MongoUserRepository` against a real (SecantusDB) server made to misbehave: corrupt
+//! documents, a killed server, a hung server. Every wait is bounded so a regression fails
+//! instead of hanging.
+// The suite's helpers are not `#[test]` fns, but a failed unwrap there is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::time::Duration;
+
+use authcache_tests::mongo_server::MongoServer;
+use authcache_users::{MongoOptions, MongoUserRepository, RepositoryError, User, UserRepository};
+use mongodb::bson::{Document, doc};
+
+/// Far above every repository timeout: reaching it means the repository hung.
+const NO_HANG: Duration = Duration::from_secs(30);
+
+async fn bounded<T>(what: &str, work: impl Future<Output = T>) -> T {
+    tokio::time::timeout(NO_HANG, work)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for {NO_HANG:?}"))
+}
+
+#[tokio::test]
+async fn corrupt_documents_are_typed_errors_naming_the_id() {
+    let server = MongoServer::start().await;
+    let database = server.fresh_database();
+    let repo = MongoUserRepository::<User>::connect(&server.uri(), &database)
+        .await
+        .unwrap();
+    repo.upsert(&User::new("u-good", "good@example.com", "Good"))
+        .await
+        .unwrap();
+    let raw = server.client().await.database(&database);
+    raw.collection::<Document>("users")
+        .insert_one(doc! { "_id": "u-bad", "email": 42, "name": "Bad" })
+        .await
+        .unwrap();
+    raw.collection::<Document>("roles")
+        .insert_one(doc! { "_id": "r-bad", "permissions": "not-an-array" })
+        .await
+        .unwrap();
+
+    let error = repo.find_by_id("u-bad").await.unwrap_err();
+    eprintln!("CORRUPT {error}");
+    assert_eq!(error.corrupt_id(), Some("u-bad"), "{error:?}");
+    let error = repo
+        .find_many(&["u-good".into(), "u-bad".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(error.corrupt_id(), Some("u-bad"), "{error:?}");
+    let error = repo
+        .permissions_for_roles(&["r-bad".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(error.corrupt_id(), Some("r-bad"), "{error:?}");
+    // The good document is still served.
+    assert!(repo.find_by_id("u-good").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn killed_server_is_unavailable_promptly_and_recovers_after_restart() {
+    let mut server = MongoServer::start().await;
+    let database = server.fresh_database();
+    let repo = MongoUserRepository::<User>::connect(&server.uri(), &database)
+        .await
+        .unwrap();
+    repo.upsert(&User::new("u1", "u1@example.com", "One"))
+        .await
+        .unwrap();
+
+    server.kill();
+    let t = std::time::Instant::now();
+    let error = bounded("find_by_id on a killed server", repo.find_by_id("u1"))
+        .await
+        .unwrap_err();
+    eprintln!("KILL find {:?} {error:?}", t.elapsed());
+    assert!(error.is_transient(), "{error:?}");
+    let error = bounded(
+        "upsert on a killed server",
+        repo.upsert(&User::new("u2", "u2@example.com", "Two")),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    let error = bounded(
+        "connect to a killed server",
+        MongoUserRepository::<User>::connect(&server.uri(), &database),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, RepositoryError::Unavailable(_)),
+        "{error:?}"
+    );
+
+    server.restart().await;
+    // Storage is in memory: the restarted server is empty, and the same repository works again.
+    let found = bounded("find_by_id after restart", async {
+        loop {
+            match repo.find_by_id("u1").await {
+                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(50)).await,
+                other => break other,
+            }
+        }
+    })
+    .await;
+    assert_eq!(found.unwrap(), None);
+}
+
+#[tokio::test]
+async fn hung_server_times_out() {
+    let server = MongoServer::start().await;
+    let options = MongoOptions::default().operation_timeout(Duration::from_secs(1));
+    let repo =
+        MongoUserRepository::<User>::connect_with(&server.uri(), &server.fresh_database(), options)
+            .await
+            .unwrap();
+    repo.upsert(&User::new("u1", "u1@example.com", "One"))
+        .await
+        .unwrap();
+
+    server.hang();
+    let t = std::time::Instant::now();
+    let result = bounded("find_by_id on a hung server", repo.find_by_id("u1")).await;
+    eprintln!("HANG find {:?} {result:?}", t.elapsed());
+    server.resume();
+    let error = result.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+
+    let found = bounded("find_by_id after resume", async {
+        loop {
+            match repo.find_by_id("u1").await {
+                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(50)).await,
+                other => break other,
+            }
+        }
+    })
+    .await;
+    assert_eq!(found.unwrap().map(|u| u.id), Some("u1".to_owned()));
+}
+
+#[tokio::test]
+async fn email_index_is_created_once_and_reconnecting_is_idempotent() {
+    let server = MongoServer::start().await;
+    let database = server.fresh_database();
+    for _ in 0..2 {
+        MongoUserRepository::<User>::connect(&server.uri(), &database)
+            .await
+            .unwrap();
+    }
+    let indexes = server
+        .client()
+        .await
+        .database(&database)
+        .collection::<Document>("users")
+        .list_indexes()
+        .await
+        .unwrap();
+    let indexes: Vec<_> = futures::TryStreamExt::try_collect(indexes).await.unwrap();
+    let email: Vec<_> = indexes
+        .iter()
+        .filter(|i| i.keys.contains_key("email"))
+        .collect();
+    assert_eq!(email.len(), 1, "{indexes:?}");
+    let options = email[0].options.as_ref().unwrap();
+    assert_eq!(options.unique, Some(true), "{indexes:?}");
+}
