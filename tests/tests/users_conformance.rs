@@ -222,3 +222,4 @@ async fn mongo_repository_conforms() {
     })
     .await;
 }
+

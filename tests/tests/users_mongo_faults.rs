@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use authcache_tests::mongo_server::MongoServer;
 use authcache_users::{MongoOptions, MongoUserRepository, RepositoryError, User, UserRepository};
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 
 /// Far above every repository timeout: reaching it means the repository hung.
 const NO_HANG: Duration = Duration::from_secs(30);
@@ -164,4 +164,14 @@ async fn email_index_is_created_once_and_reconnecting_is_idempotent() {
     assert_eq!(email.len(), 1, "{indexes:?}");
     let options = email[0].options.as_ref().unwrap();
     assert_eq!(options.unique, Some(true), "{indexes:?}");
+    assert!(options.partial_filter_expression.is_some(), "{indexes:?}");
+    // Record types without an email (or with `email: null`) never clash on it.
+    let users = server.client().await.database(&database).collection::<Document>("users");
+    for (id, email) in [("a", None), ("b", None), ("c", Some(Bson::Null)), ("d", Some(Bson::Null))] {
+        let mut document = doc! { "_id": id };
+        if let Some(email) = email {
+            document.insert("email", email);
+        }
+        users.insert_one(document).await.unwrap();
+    }
 }

@@ -308,6 +308,17 @@ impl JwtVerifier {
         &self.algorithms
     }
 
+    /// The largest token accepted, in bytes; callers that fingerprint a token before
+    /// verifying it check this first, so an oversized token is never hashed.
+    pub fn token_size_limit(&self) -> usize {
+        self.max_token_size
+    }
+
+    /// The clock skew tolerated on `exp` and `nbf`; a revocation must outlive `exp` by it.
+    pub fn clock_leeway(&self) -> Duration {
+        Duration::from_secs(self.leeway)
+    }
+
     /// Verifies a token (bare, or as `Bearer <token>`) against the current time.
     ///
     /// # Errors

@@ -309,6 +309,42 @@ mod tests {
         repo.upsert(&User::new("c", "new@x", "C")).await.unwrap();
     }
 
+    /// An application's own record type, without an email.
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Account {
+        #[serde(rename = "_id")]
+        id: String,
+        roles: Vec<String>,
+        disabled: bool,
+    }
+
+    impl UserRecord for Account {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn roles(&self) -> &[String] {
+            &self.roles
+        }
+        fn disabled(&self) -> bool {
+            self.disabled
+        }
+    }
+
+    #[tokio::test]
+    async fn records_without_email_never_clash() {
+        let repo = MemoryUserRepository::<Account>::from_json_str(
+            r#"{"users": [{"_id": "a", "roles": [], "disabled": false}]}"#,
+        )
+        .unwrap();
+        let b = Account {
+            id: "b".into(),
+            roles: vec![],
+            disabled: true,
+        };
+        repo.upsert(&b).await.unwrap();
+        assert_eq!(repo.find_many(&["b".into(), "a".into()]).await.unwrap().len(), 2);
+    }
+
     #[tokio::test]
     async fn clones_share_data() {
         let repo = MemoryUserRepository::new();

@@ -188,11 +188,17 @@ impl<U: UserRecord> MongoUserRepository<U> {
     }
 
     /// Creating an identical index is a no-op for MongoDB, so this runs at every start.
-    /// Sparse, so record types without an email are not all "duplicates" of `null`.
+    /// Partial (string emails only) rather than sparse: a sparse index still holds explicit
+    /// `null`s, so two users of a record type with `email: None` would clash.
     async fn ensure_email_index(&self) -> Result<()> {
+        let only_strings = doc! { "email": { "$type": "string" } };
+        let options = IndexOptions::builder()
+            .unique(true)
+            .partial_filter_expression(only_strings)
+            .build();
         let index = IndexModel::builder()
             .keys(doc! { "email": 1 })
-            .options(IndexOptions::builder().unique(true).sparse(true).build())
+            .options(options)
             .build();
         let created = self
             .within_timeout("create email index", async {

@@ -1,0 +1,164 @@
+#![cfg(feature = "facade")]
+//! `AuthService` under load and under failure, against real servers: one repository load
+//! for a thousand concurrent cold requests; Redis killed mid-run and restarted; the
+//! repository's server killed.
+
+mod auth_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_support::{bearer, memory_repository, mongo_repository, service};
+use authcache::{AuthError, AuthService, BreakerState, CacheConfig};
+use authcache_tests::mongo_server::MongoServer;
+use authcache_tests::process::eventually;
+use authcache_tests::redis_server::RedisServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_cold_requests_load_the_user_once() {
+    let (redis, mongo) = (RedisServer::start(), MongoServer::start().await);
+    let repository = mongo_repository(&mongo).await;
+    let auth = service(CacheConfig::redis(redis.url()), repository).await;
+    let token = Arc::new(bearer("ada"));
+    let tasks: Vec<_> = (0..1_000)
+        .map(|_| {
+            let (auth, token) = (auth.clone(), Arc::clone(&token));
+            tokio::spawn(async move {
+                auth.authenticate(&token)
+                    .await
+                    .map(|who| who.id().to_owned())
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), "ada");
+    }
+    let stats = auth.stats();
+    assert_eq!(stats.users.loads, 1, "{stats:?}");
+    assert_eq!(stats.permissions.loads, 1, "{stats:?}");
+    assert_eq!(stats.authenticated, 1_000);
+}
+
+/// Authenticates every user of `ids` once; returns how many failed.
+async fn round(auth: &AuthService, ids: &[String]) -> usize {
+    let mut failed = 0;
+    for id in ids {
+        if let Err(error) = auth.authenticate(&bearer(id)).await {
+            eprintln!("{id}: {error}");
+            failed += 1;
+        }
+    }
+    failed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_run_fails_no_request_and_is_used_again_once_back() {
+    let mut redis = RedisServer::start();
+    let repository = memory_repository().await;
+    let auth = service(CacheConfig::redis(redis.url()), Arc::clone(&repository)).await;
+    let ids: Vec<String> = (0..50).map(|i| format!("user-{i}")).collect();
+    let (cached, cold) = ids.split_at(25);
+    assert_eq!(round(&auth, cached).await, 0);
+
+    // Traffic keeps flowing in the background while Redis dies.
+    let background = {
+        let (auth, ids) = (auth.clone(), ids.clone());
+        tokio::spawn(async move {
+            let mut failed = 0;
+            for _ in 0..5 {
+                failed += round(&auth, &ids).await;
+            }
+            failed
+        })
+    };
+    redis.kill();
+    assert_eq!(
+        round(&auth, cached).await,
+        0,
+        "cached users while Redis is down"
+    );
+    assert_eq!(
+        round(&auth, cold).await,
+        0,
+        "uncached users while Redis is down"
+    );
+    assert_eq!(background.await.unwrap(), 0, "requests during the kill");
+    let stats = auth.stats();
+    assert!(stats.l2_errors() > 0, "Redis was down: {stats:?}");
+
+    // Back on the same port: the breaker closes, new answers are written to and read from L2.
+    redis.restart();
+    let fresh = service(CacheConfig::redis(redis.url()), Arc::clone(&repository)).await;
+    let mut next = 0;
+    eventually(
+        Duration::from_secs(15),
+        "L2 to serve a user the first instance wrote after the restart",
+        || {
+            next += 1;
+            let user = format!("user-{}", 25 + next % 25);
+            let (auth, fresh) = (auth.clone(), fresh.clone());
+            async move {
+                auth.invalidate_user(&user).await.ok();
+                let before = fresh.stats().users.l2_hits;
+                auth.authenticate(&bearer(&user)).await.is_ok()
+                    && fresh.authenticate(&bearer(&user)).await.is_ok()
+                    && fresh.stats().users.l2_hits > before
+            }
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(15), "the breaker to close", || async {
+        round(&auth, &ids[..1]).await == 0
+            && auth
+                .stats()
+                .breaker
+                .is_some_and(|b| b.state == BreakerState::Closed)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn repository_down_fails_only_uncached_answers_with_503() {
+    let mut mongo = MongoServer::start().await;
+    let repository = mongo_repository(&mongo).await;
+    let auth = service(CacheConfig::memory(), repository).await;
+    let cached = bearer("ada");
+    auth.authenticate(&cached).await.unwrap();
+
+    mongo.kill();
+    assert_eq!(
+        auth.authenticate(&cached).await.unwrap().id(),
+        "ada",
+        "cached user"
+    );
+    let error = auth.authenticate(&bearer("bob")).await.unwrap_err();
+    assert!(matches!(error, AuthError::Unavailable { .. }), "{error}");
+    assert_eq!(error.status_code(), 503);
+    // The failure is not cached: nothing remembers "bob" as unknown.
+    assert_eq!(auth.stats().unavailable, 1);
+}
+
+#[tokio::test]
+async fn repository_down_with_redis_serves_what_redis_holds() {
+    let (redis, mut mongo) = (RedisServer::start(), MongoServer::start().await);
+    let repository = mongo_repository(&mongo).await;
+    let writer = service(CacheConfig::redis(redis.url()), Arc::clone(&repository)).await;
+    writer.authenticate(&bearer("bob")).await.unwrap();
+
+    mongo.kill();
+    // A fresh instance has nothing in L1 but finds bob in Redis.
+    let reader = service(CacheConfig::redis(redis.url()), repository).await;
+    assert_eq!(
+        reader.authenticate(&bearer("bob")).await.unwrap().id(),
+        "bob"
+    );
+    assert!(reader.stats().users.l2_hits >= 1);
+    assert_eq!(
+        reader
+            .authenticate(&bearer("user-3"))
+            .await
+            .unwrap_err()
+            .status_code(),
+        503
+    );
+}

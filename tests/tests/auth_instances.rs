@@ -1,0 +1,169 @@
+#![cfg(feature = "facade")]
+//! Several `AuthService` instances sharing one Redis (standalone and Cluster): what one does
+//! with `invalidate_user`, `cache_user` and `logout`, the others see at once — through the
+//! invalidation bus, not by waiting out the L1 cap (30 s; every wait here is bounded to 5 s).
+
+mod auth_support;
+
+use std::sync::Arc;
+
+use auth_support::{PROPAGATION, bearer, memory_repository, service};
+use authcache::{AuthError, AuthService, CacheConfig, User, UserRepository};
+use authcache_tests::process::eventually;
+use authcache_tests::redis_server::{RedisClusterServer, RedisServer};
+
+async fn instances(
+    cache: &CacheConfig,
+    repository: &Arc<dyn UserRepository>,
+    count: usize,
+) -> Vec<AuthService> {
+    let mut instances = Vec::with_capacity(count);
+    for _ in 0..count {
+        instances.push(service(cache.clone(), Arc::clone(repository)).await);
+    }
+    instances
+}
+
+/// Every instance has the user and the token in its L1 before anything changes.
+async fn warm(instances: &[AuthService], token: &str) {
+    for auth in instances {
+        assert!(auth.authenticate(token).await.is_ok());
+        assert!(auth.authenticate(token).await.is_ok());
+    }
+}
+
+async fn invalidation_reaches_every_instance(cache: CacheConfig, count: usize) {
+    let repository = memory_repository().await;
+    let instances = instances(&cache, &repository, count).await;
+    let token = bearer("bob");
+    warm(&instances, &token).await;
+
+    repository
+        .upsert(&User::new("bob", "bob@example.com", "Bob").with_disabled(true))
+        .await
+        .unwrap();
+    instances[0].invalidate_user("bob").await.unwrap();
+    for (i, other) in instances.iter().enumerate().skip(1) {
+        eventually(
+            PROPAGATION,
+            &format!("instance {i} to see bob disabled"),
+            || async { other.authenticate(&token).await.err() == Some(AuthError::Disabled) },
+        )
+        .await;
+    }
+}
+
+async fn logout_reaches_every_instance(cache: CacheConfig, count: usize) {
+    let repository = memory_repository().await;
+    let instances = instances(&cache, &repository, count).await;
+    let token = bearer("ada");
+    warm(&instances, &token).await;
+
+    instances[count - 1].logout(&token).await.unwrap();
+    for (i, other) in instances.iter().enumerate() {
+        eventually(
+            PROPAGATION,
+            &format!("instance {i} to reject the logged-out token"),
+            || async { other.authenticate(&token).await.err() == Some(AuthError::Revoked) },
+        )
+        .await;
+    }
+    // Another token of the same user still works everywhere.
+    for other in &instances {
+        assert_eq!(
+            other
+                .authenticate(&auth_support::another_bearer("ada"))
+                .await
+                .unwrap()
+                .id(),
+            "ada"
+        );
+    }
+}
+
+async fn write_through_reaches_every_instance(cache: CacheConfig, count: usize) {
+    let repository = memory_repository().await;
+    let instances = instances(&cache, &repository, count).await;
+    let token = bearer("user-7");
+    warm(&instances, &token).await;
+
+    let promoted = User::new("user-7", "u7@example.com", "U7").with_roles(["admin"]);
+    repository.upsert(&promoted).await.unwrap();
+    instances[1].cache_user(&promoted).await.unwrap();
+    for (i, other) in instances.iter().enumerate() {
+        eventually(
+            PROPAGATION,
+            &format!("instance {i} to see user-7 promoted"),
+            || async {
+                other
+                    .authenticate(&token)
+                    .await
+                    .is_ok_and(|who| who.has_permission("users:write"))
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn two_instances_see_each_others_invalidations() {
+    let redis = RedisServer::start();
+    invalidation_reaches_every_instance(CacheConfig::redis(redis.url()), 2).await;
+}
+
+#[tokio::test]
+async fn three_instances_see_each_others_invalidations() {
+    let redis = RedisServer::start();
+    invalidation_reaches_every_instance(CacheConfig::redis(redis.url()), 3).await;
+}
+
+#[tokio::test]
+async fn two_instances_see_each_others_logouts() {
+    let redis = RedisServer::start();
+    logout_reaches_every_instance(CacheConfig::redis(redis.url()), 2).await;
+}
+
+#[tokio::test]
+async fn three_instances_see_each_others_logouts() {
+    let redis = RedisServer::start();
+    logout_reaches_every_instance(CacheConfig::redis(redis.url()), 3).await;
+}
+
+#[tokio::test]
+async fn three_instances_see_each_others_write_through() {
+    let redis = RedisServer::start();
+    write_through_reaches_every_instance(CacheConfig::redis(redis.url()), 3).await;
+}
+
+#[tokio::test]
+async fn three_instances_on_a_cluster_see_invalidations_and_logouts() {
+    let cluster = RedisClusterServer::start();
+    let cache = CacheConfig::redis_cluster(cluster.urls());
+    invalidation_reaches_every_instance(cache.clone(), 3).await;
+    logout_reaches_every_instance(cache, 3).await;
+}
+
+/// Instances with different prefixes share a Redis without seeing each other's entries.
+#[tokio::test]
+async fn prefixes_keep_applications_apart() {
+    let redis = RedisServer::start();
+    let repository = memory_repository().await;
+    let one = service(CacheConfig::redis(redis.url()), Arc::clone(&repository)).await;
+    let other = AuthService::builder()
+        .verifier(authcache::JwtVerifier::hs256(auth_support::SECRET))
+        .shared_repository(Arc::clone(&repository))
+        .cache(CacheConfig::redis(redis.url()))
+        .prefix("otherapp")
+        .build()
+        .await
+        .unwrap();
+    let token = bearer("ada");
+    one.authenticate(&token).await.unwrap();
+    other.authenticate(&token).await.unwrap();
+    one.logout(&token).await.unwrap();
+    assert_eq!(
+        one.authenticate(&token).await.unwrap_err(),
+        AuthError::Revoked
+    );
+    assert_eq!(other.authenticate(&token).await.unwrap().id(), "ada");
+}
