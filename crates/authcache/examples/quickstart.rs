@@ -314,7 +314,7 @@ async fn worker(
         if done == workload.half {
             workload.midway.notify_one();
         }
-        if done % 512 == 0 {
+        if done.is_multiple_of(512) {
             progress.set_position(done);
         }
     }

@@ -249,21 +249,21 @@ impl<U: UserRecord> Inner<U> {
 
     /// Claims of a token whose signature this process has verified, now or earlier.
     fn verified_claims(&self, bearer: &str, fingerprint: &str) -> Result<Arc<Claims>> {
-        if self.validation_cache {
-            if let Some(claims) = self.tiers.validations.get(fingerprint) {
-                Counters::bump(&self.counters.validation_hits);
-                return Ok(claims);
-            }
+        if self.validation_cache
+            && let Some(claims) = self.tiers.validations.get(fingerprint)
+        {
+            Counters::bump(&self.counters.validation_hits);
+            return Ok(claims);
         }
         let now = unix_now();
         let claims = Arc::new(self.verifier.verify_at(bearer, now)?);
         Counters::bump(&self.counters.verified);
-        if self.validation_cache {
-            if let Some(ttl) = validation_ttl(claims.exp, now, self.ttls.token) {
-                self.tiers
-                    .validations
-                    .insert(fingerprint, Arc::clone(&claims), ttl);
-            }
+        if self.validation_cache
+            && let Some(ttl) = validation_ttl(claims.exp, now, self.ttls.token)
+        {
+            self.tiers
+                .validations
+                .insert(fingerprint, Arc::clone(&claims), ttl);
         }
         Ok(claims)
     }

@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authcache_core::CacheError;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
 /// Why a Redis URL was rejected. Never contains the URL itself (it may hold a password).
@@ -25,6 +26,14 @@ pub enum ConfigError {
     /// No URL was given.
     #[error("no Redis URL given")]
     NoNodes,
+}
+
+/// A bad configuration makes the backend unusable; callers that only speak [`CacheError`]
+/// (the facade's `?`) get it as [`CacheError::Unavailable`].
+impl From<ConfigError> for CacheError {
+    fn from(err: ConfigError) -> Self {
+        CacheError::unavailable(err)
+    }
 }
 
 /// Connection settings of a Redis deployment: one node (standalone) or the seed nodes of a

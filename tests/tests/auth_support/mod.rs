@@ -1,6 +1,6 @@
 //! Shared pieces of the facade's integration tests (`auth_*.rs`): seeded repositories on
 //! each backend, services on each cache, tokens.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
