@@ -24,14 +24,21 @@ fn find_by_id(c: &mut Criterion) {
     let server = runtime.block_on(MongoServer::start());
     let database = server.fresh_database();
     let repository = runtime
-        .block_on(MongoUserRepository::<User>::connect(&server.uri(), &database))
+        .block_on(MongoUserRepository::<User>::connect(
+            &server.uri(),
+            &database,
+        ))
         .expect("connect the repository");
-    runtime.block_on(repository.upsert(&user())).expect("seed the user");
+    runtime
+        .block_on(repository.upsert(&user()))
+        .expect("seed the user");
     let client = runtime.block_on(server.client());
     let raw = client.database(&database).collection::<User>("users");
 
     let mut group = c.benchmark_group("users_find_by_id");
-    group.measurement_time(Duration::from_secs(3)).sample_size(30);
+    group
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
     group.bench_function("raw", |b| {
         b.to_async(&runtime).iter(|| async {
             raw.find_one(doc! { "_id": ID })

@@ -4,7 +4,7 @@
 //! how to get it (`cargo xtask services install`); nothing is ever skipped.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
-pub mod process;
 pub mod cache_conformance;
 pub mod mongo_server;
+pub mod process;
 pub mod redis_server;

@@ -222,4 +222,3 @@ async fn mongo_repository_conforms() {
     })
     .await;
 }
-

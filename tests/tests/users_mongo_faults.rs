@@ -166,8 +166,17 @@ async fn email_index_is_created_once_and_reconnecting_is_idempotent() {
     assert_eq!(options.unique, Some(true), "{indexes:?}");
     assert!(options.partial_filter_expression.is_some(), "{indexes:?}");
     // Record types without an email (or with `email: null`) never clash on it.
-    let users = server.client().await.database(&database).collection::<Document>("users");
-    for (id, email) in [("a", None), ("b", None), ("c", Some(Bson::Null)), ("d", Some(Bson::Null))] {
+    let users = server
+        .client()
+        .await
+        .database(&database)
+        .collection::<Document>("users");
+    for (id, email) in [
+        ("a", None),
+        ("b", None),
+        ("c", Some(Bson::Null)),
+        ("d", Some(Bson::Null)),
+    ] {
         let mut document = doc! { "_id": id };
         if let Some(email) = email {
             document.insert("email", email);

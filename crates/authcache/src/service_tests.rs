@@ -483,3 +483,21 @@ async fn builds_from_a_toml_configuration() {
         AuthError::UnknownUser
     );
 }
+
+#[tokio::test]
+async fn a_logout_the_l2_refused_still_holds_on_this_instance() {
+    let auth = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository(repository())
+        .l2(Arc::new(broken_l2()))
+        .build()
+        .await
+        .unwrap();
+    let token = bearer("ada");
+    auth.authenticate(&token).await.unwrap();
+    assert!(auth.logout(&token).await.unwrap_err().is_unavailable());
+    assert_eq!(
+        auth.authenticate(&token).await.unwrap_err(),
+        AuthError::Revoked
+    );
+}

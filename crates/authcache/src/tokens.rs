@@ -53,10 +53,15 @@ impl Validations {
 /// most the L1 cap, is dropped when the bus announces a revocation of that fingerprint (or
 /// when the bus reconnects), and a check that started before such an announcement does
 /// not record its (possibly stale) answer — the generation counter tells.
+///
+/// The same local memory also holds revocations the L2 refused (Redis down during a
+/// logout), so this instance at least rejects the token; the caller is told the logout
+/// could not be shared.
 #[derive(Debug)]
 pub(crate) struct Revocations {
     marks: Tiered<u64>,
-    cleared: MemoryL1<()>,
+    /// `Present`: checked, not revoked. `Absent`: revoked here while the L2 was unusable.
+    local: MemoryL1<()>,
     cleared_ttl: Duration,
     generation: AtomicU64,
 }
@@ -65,7 +70,7 @@ impl Revocations {
     pub(crate) fn new(marks: Tiered<u64>, max_entries: u64, cleared_ttl: Duration) -> Self {
         Self {
             marks,
-            cleared: MemoryL1::new(max_entries),
+            local: MemoryL1::new(max_entries),
             cleared_ttl,
             generation: AtomicU64::new(0),
         }
@@ -74,8 +79,10 @@ impl Revocations {
     /// Whether the token was revoked. Cache trouble reads as "not revoked" (the request is
     /// served), and is not remembered, so the next request asks L2 again.
     pub(crate) async fn is_revoked(&self, fingerprint: &str) -> bool {
-        if self.cleared.get(fingerprint).is_some() {
-            return false;
+        match self.local.get(fingerprint) {
+            Some(L1Entry::Present(_)) => return false,
+            Some(L1Entry::Absent) => return true,
+            None => {}
         }
         let generation = self.generation.load(Ordering::Acquire);
         let errors_before = self.marks.stats().l2_errors;
@@ -83,7 +90,7 @@ impl Revocations {
         let answered = self.marks.stats().l2_errors == errors_before;
         let unchanged = self.generation.load(Ordering::Acquire) == generation;
         if !revoked && answered && unchanged && !self.cleared_ttl.is_zero() {
-            self.cleared.insert(
+            self.local.insert(
                 fingerprint,
                 L1Entry::Present(Arc::new(())),
                 self.cleared_ttl,
@@ -100,13 +107,17 @@ impl Revocations {
         ttl: Duration,
     ) -> Result<(), CacheError> {
         self.evict_local(fingerprint);
-        self.marks.set_with_ttl(fingerprint, exp, ttl).await
+        let shared = self.marks.set_with_ttl(fingerprint, exp, ttl).await;
+        if shared.is_err() {
+            self.local.insert(fingerprint, L1Entry::Absent, ttl);
+        }
+        shared
     }
 
     /// Another instance revoked this fingerprint.
     pub(crate) fn evict_local(&self, fingerprint: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.cleared.remove(fingerprint);
+        self.local.remove(fingerprint);
         self.marks.evict_local(fingerprint);
     }
 
@@ -114,7 +125,7 @@ impl Revocations {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn clear_local(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.cleared.clear();
+        self.local.clear();
         self.marks.clear_local();
     }
 

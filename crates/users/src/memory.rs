@@ -342,7 +342,13 @@ mod tests {
             disabled: true,
         };
         repo.upsert(&b).await.unwrap();
-        assert_eq!(repo.find_many(&["b".into(), "a".into()]).await.unwrap().len(), 2);
+        assert_eq!(
+            repo.find_many(&["b".into(), "a".into()])
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]
