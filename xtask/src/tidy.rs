@@ -60,15 +60,19 @@ fn no_placeholder_or_debugging_macros() {
     );
 }
 
+/// A `//` comment that is not a doc comment (`//!` or `///`).
+fn is_plain_comment(line: &str) -> bool {
+    line.starts_with("//") && !line.starts_with("//!") && !line.starts_with("///")
+}
+
 #[test]
 fn every_rust_file_opens_with_a_module_doc() {
     let undocumented: Vec<String> = workspace_sources()
         .iter()
         .filter(|(_, text)| {
-            let first_code = text
-                .lines()
-                .map(str::trim)
-                .find(|line| !line.is_empty() && !line.starts_with("#!["));
+            let first_code = text.lines().map(str::trim).find(|line| {
+                !line.is_empty() && !line.starts_with("#![") && !is_plain_comment(line)
+            });
             !first_code.is_some_and(|line| line.starts_with("//!"))
         })
         .map(|(path, _)| path.display().to_string())

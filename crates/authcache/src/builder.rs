@@ -8,7 +8,7 @@ use authcache_core::{
     BreakerConfig, Cache, EnvelopeCodec, GuardedCache, InvalidationPublisher, KeyKind, Keyspace,
     SigningKey, Tiered, Ttls,
 };
-use authcache_jwt::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_SIZE, JwtVerifier};
+use authcache_jwt::JwtVerifier;
 use authcache_memory::MemoryL1;
 use authcache_users::{MemoryUserRepository, User, UserRecord, UserRepository};
 use serde::Serialize;
@@ -42,7 +42,7 @@ pub struct AuthServiceBuilder<U: UserRecord = User> {
     breaker: BreakerConfig,
     l1_capacity: u64,
     validation_cache: bool,
-    max_token_size: usize,
+    max_token_size: Option<usize>,
     leeway: Option<Duration>,
 }
 
@@ -80,7 +80,7 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             breaker: BreakerConfig::default(),
             l1_capacity: DEFAULT_L1_CAPACITY,
             validation_cache: true,
-            max_token_size: DEFAULT_MAX_TOKEN_SIZE,
+            max_token_size: None,
             leeway: None,
         }
     }
@@ -167,15 +167,16 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
         self
     }
 
-    /// Largest token accepted, in bytes (default 8 KiB); applied to the verifier too.
+    /// Largest token accepted, in bytes, overriding the verifier's own limit (8 KiB unless
+    /// it was configured otherwise).
     pub fn max_token_size(mut self, bytes: usize) -> Self {
-        self.max_token_size = bytes;
+        self.max_token_size = Some(bytes);
         self
     }
 
-    /// Clock leeway for `exp`/`nbf` (default 30 s); applied to the verifier too, and added
-    /// to the lifetime of revocations so a logged-out token stays rejected for as long as
-    /// the verifier would still accept it.
+    /// Clock leeway for `exp`/`nbf`, overriding the verifier's own (30 s unless configured
+    /// otherwise). Whichever applies is added to the lifetime of revocations, so a
+    /// logged-out token stays rejected for as long as the verifier would accept it.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = Some(leeway);
         self
@@ -210,8 +211,14 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
         let verifier = self.verifier.clone().ok_or_else(|| {
             AuthError::Config("a verifier is required: call `.verifier(…)`".into())
         })?;
-        let leeway = self.leeway.unwrap_or(DEFAULT_LEEWAY);
-        let verifier = verifier.max_token_size(self.max_token_size).leeway(leeway);
+        let verifier = match self.max_token_size {
+            Some(bytes) => verifier.max_token_size(bytes),
+            None => verifier,
+        };
+        let verifier = match self.leeway {
+            Some(leeway) => verifier.leeway(leeway),
+            None => verifier,
+        };
         let keyspace = self.keyspace()?;
         let codec = self.codec()?;
         let repository = self.connect_repository().await?;
@@ -231,9 +238,9 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             None => None,
         };
         Ok(AuthService::from_inner(Inner {
+            max_token_size: verifier.token_size_limit(),
+            leeway: verifier.clock_leeway(),
             verifier,
-            max_token_size: self.max_token_size,
-            leeway,
             validation_cache: self.validation_cache,
             ttls: self.ttls,
             repository,

@@ -46,10 +46,14 @@
 //! the signature is known to be good: see [`AuthService::authenticate`].
 //!
 //! # Validation cache
-//! A token this process verified is remembered by its SHA-256 fingerprint until
-//! `min(exp − 5 s, 120 s)`, in this process only (an L2 entry would let whoever can write to
-//! Redis vouch for a forged token). It pays for every algorithm: see the crate's closing
-//! notes for the bench figures; [`AuthServiceBuilder::validation_cache`] turns it off.
+//! A token this process verified is remembered by its SHA-256 fingerprint for
+//! `min(exp − 5 s, 120 s)`, in this process only: an entry in the shared L2 would let
+//! whoever can write to Redis vouch for a forged token. It pays for every algorithm, so it
+//! is on by default ([`AuthServiceBuilder::validation_cache`] turns it off). Measured warm,
+//! release build, `cargo bench -p authcache-benches --features facade --bench auth`
+//! (groups `auth_validation_cache_*`): HS256 3.7 µs without → 2.3 µs with (the JSON
+//! parsing of the claims costs more than the moka lookup that replaces it); RS256
+//! 341 µs → 3.1 µs.
 //!
 //! # Configuration
 //! [`AuthConfig`] (with [`CacheConfig`], [`RepositoryConfig`], [`TtlSettings`]) reads from

@@ -501,3 +501,37 @@ async fn a_logout_the_l2_refused_still_holds_on_this_instance() {
         AuthError::Revoked
     );
 }
+
+#[tokio::test]
+async fn the_verifiers_own_size_limit_applies_before_hashing() {
+    let auth = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET).max_token_size(64))
+        .repository(repository())
+        .build()
+        .await
+        .unwrap();
+    let error = auth.authenticate(&bearer("ada")).await.unwrap_err();
+    assert_eq!(
+        error,
+        AuthError::Token(TokenError::TooLarge {
+            size: error_size(&bearer("ada")),
+            max: 64
+        })
+    );
+
+    let relaxed = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET).max_token_size(64))
+        .repository(repository())
+        .max_token_size(4_096)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        relaxed.authenticate(&bearer("ada")).await.unwrap().id(),
+        "ada"
+    );
+}
+
+fn error_size(bearer: &str) -> usize {
+    bearer.len() - "Bearer ".len()
+}
