@@ -1,9 +1,8 @@
-#![cfg(feature = "facade")]
-// Test helpers outside `#[test]` functions fail loudly too.
-#![allow(clippy::unwrap_used)]
 //! `AuthService` under load and under failure, against real servers: one repository load
 //! for a thousand concurrent cold requests; Redis killed mid-run and restarted; the
 //! repository's server killed.
+// Test helpers outside `#[test]` functions fail loudly too.
+#![allow(clippy::unwrap_used)]
 
 mod auth_support;
 

@@ -1,9 +1,8 @@
-#![cfg(feature = "facade")]
-// Test helpers outside `#[test]` functions fail loudly too.
-#![allow(clippy::unwrap_used)]
 //! The whole authentication flow through `AuthService`, once per backend combination the
 //! features allow: cache memory | Redis | Redis Cluster × repository memory | MongoDB
 //! (SecantusDB), all real servers from the test kit.
+// Test helpers outside `#[test]` functions fail loudly too.
+#![allow(clippy::unwrap_used)]
 
 mod auth_support;
 

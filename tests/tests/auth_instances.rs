@@ -1,9 +1,8 @@
-#![cfg(feature = "facade")]
-// Test helpers outside `#[test]` functions fail loudly too.
-#![allow(clippy::unwrap_used)]
 //! Several `AuthService` instances sharing one Redis (standalone and Cluster): what one does
 //! with `invalidate_user`, `cache_user` and `logout`, the others see at once — through the
 //! invalidation bus, not by waiting out the L1 cap (30 s; every wait here is bounded to 5 s).
+// Test helpers outside `#[test]` functions fail loudly too.
+#![allow(clippy::unwrap_used)]
 
 mod auth_support;
 

@@ -1,4 +1,3 @@
-#![cfg(feature = "redis")]
 //! The one conformance suite (`authcache_tests::cache_conformance`) against every backend:
 //! `MemoryCache`, `RedisCache` on a throwaway server, `RedisClusterCache` on a 3-master Cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

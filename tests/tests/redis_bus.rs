@@ -1,4 +1,3 @@
-#![cfg(feature = "redis")]
 //! The invalidation bus on real servers: every subscriber receives a publish; a server
 //! restart makes every subscriber report `Resubscribed` and receive again afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,4 +1,3 @@
-#![cfg(feature = "redis")]
 //! `RedisCache` against a server that dies, comes back, hangs and resumes; credentials that
 //! must never show; TLS set-up that must not panic. Every call under test is wrapped in a
 //! generous tokio timeout, so a hang fails the test instead of stalling it.

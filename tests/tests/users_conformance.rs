@@ -1,4 +1,3 @@
-#![cfg(feature = "users")]
 //! One repository conformance suite, run against `MemoryUserRepository` and against
 //! `MongoUserRepository` on a real (SecantusDB) server: both must behave the same.
 // The suite's helpers are not `#[test]` fns, but a failed unwrap there is a failed test.

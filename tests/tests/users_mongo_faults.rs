@@ -1,4 +1,3 @@
-#![cfg(feature = "users")]
 //! `MongoUserRepository` against a real (SecantusDB) server made to misbehave: corrupt
 //! documents, a killed server, a hung server. Every wait is bounded so a regression fails
 //! instead of hanging.

@@ -480,7 +480,15 @@ where
         // Filling is best effort: the answer is good whether or not it was cached.
         let current = self.generation.load(Ordering::Acquire) == generation;
         match (current, l2_usable) {
-            (true, true) => drop(self.store(key, id, value.as_ref(), ttl).await),
+            (true, true) => {
+                let refused = self.store(key, id, value.as_ref(), ttl).await.is_err();
+                // L2 refused the fill (it died after the read): the answer is still good, and
+                // without it in L1 every request would reach the loader until L2 is back. The
+                // L1 cap bounds its staleness, as it does for missed bus messages.
+                if refused && self.generation.load(Ordering::Acquire) == generation {
+                    self.l1_insert(id, value.clone(), ttl);
+                }
+            }
             (true, false) => self.l1_insert(id, value.clone(), ttl),
             (false, _) => {}
         }
@@ -1050,6 +1058,34 @@ mod tests {
         assert!(from_l2["a"] <= ttls["a"]);
         assert!(from_l2["c"] <= Duration::from_secs(5));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_load_l2_refuses_to_store_is_still_served_from_l1() {
+        let mut mock = MockCache::new();
+        mock.expect_get().times(1).returning(|_| Ok(None));
+        mock.expect_set()
+            .times(1)
+            .returning(|_, _, _| Err(CacheError::unavailable("connection reset")));
+        let l1 = Arc::new(RecordingL1::<String>::default());
+        let tier: Tiered<String> = Tiered::builder(KeyKind::User)
+            .l1(l1.clone())
+            .l2(Arc::new(GuardedCache::new(
+                Arc::new(mock),
+                BreakerConfig::default(),
+            )))
+            .build();
+        let calls = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let found = tier
+                .get_or_load("42", loader(&calls, Duration::ZERO, Some("ada")))
+                .await
+                .unwrap();
+            assert_eq!(value(&found), Some("ada"));
+        }
+        // One load; the two later reads were L1 hits (the mock allows a single get and set).
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(tier.stats().l1_hits, 2);
     }
 
     #[tokio::test(start_paused = true)]
