@@ -40,7 +40,6 @@ async fn corrupt_documents_are_typed_errors_naming_the_id() {
         .unwrap();
 
     let error = repo.find_by_id("u-bad").await.unwrap_err();
-    eprintln!("CORRUPT {error}");
     assert_eq!(error.corrupt_id(), Some("u-bad"), "{error:?}");
     let error = repo
         .find_many(&["u-good".into(), "u-bad".into()])
@@ -68,11 +67,9 @@ async fn killed_server_is_unavailable_promptly_and_recovers_after_restart() {
         .unwrap();
 
     server.kill();
-    let t = std::time::Instant::now();
     let error = bounded("find_by_id on a killed server", repo.find_by_id("u1"))
         .await
         .unwrap_err();
-    eprintln!("KILL find {:?} {error:?}", t.elapsed());
     assert!(error.is_transient(), "{error:?}");
     let error = bounded(
         "upsert on a killed server",
@@ -119,12 +116,10 @@ async fn hung_server_times_out() {
         .unwrap();
 
     server.hang();
-    let t = std::time::Instant::now();
     let result = bounded("find_by_id on a hung server", repo.find_by_id("u1")).await;
-    eprintln!("HANG find {:?} {result:?}", t.elapsed());
     server.resume();
     let error = result.unwrap_err();
-    assert!(error.is_transient(), "{error:?}");
+    assert!(error.is_timeout(), "{error:?}");
 
     let found = bounded("find_by_id after resume", async {
         loop {
