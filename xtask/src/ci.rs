@@ -10,7 +10,16 @@ use crate::services;
 const FEATURE_CHECKS: &[(&str, &[&str])] = &[
     (
         "authcache",
-        &["", "memory", "redis", "redis-cluster", "mongodb", "mock"],
+        &[
+            "",
+            "memory",
+            "redis",
+            "redis-cluster",
+            "mongodb",
+            "mock",
+            "axum",
+            "metrics",
+        ],
     ),
     ("authcache-core", &["", "mock", "postcard"]),
     ("authcache-redis", &["", "cluster"]),

@@ -69,13 +69,23 @@
 //! - `redis-cluster` — Redis Cluster as the L2 ([`CacheConfig::RedisCluster`]).
 //! - `mongodb` — `MongoUserRepository` ([`RepositoryConfig::Mongodb`]).
 //! - `mock` — `MockCache` and `MockUserRepository` (mockall) for your own tests.
+//! - `axum` — module `axum`: `Authenticated`, an axum 0.8 extractor that authenticates
+//!   the request's bearer token, and `AuthRejection`, its RFC 6750 answer.
+//! - `metrics` — module `metrics`: `AuthService::record_metrics` exports [`Stats`] through
+//!   the [`metrics`](https://docs.rs/metrics) facade (`authcache_*` counters and gauges).
 //! - `full` — all of the above.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod backend;
 mod builder;
 mod config;
 mod error;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod principal;
 #[cfg(feature = "redis")]
 mod redis_backend;

@@ -1,0 +1,484 @@
+//! [axum] integration: handlers take an [`Authenticated`] argument and get a verified
+//! [`Principal`], or the client gets an RFC 6750 answer.
+//!
+//! The extractor reads `Authorization: Bearer <token>`, finds the [`AuthService`] in the
+//! router state through [`FromRef`] (the service itself as the state, or a field of yours),
+//! and calls [`AuthService::authenticate`]. A refusal is an [`AuthRejection`]: 401 with a
+//! `WWW-Authenticate: Bearer` challenge (`error="invalid_token"` when a token was presented
+//! and refused), 403 for a disabled user, 503 when the answer could not be had. The response
+//! body is a short fixed text: it never echoes the token, and never a backend's error (503s
+//! are logged at `warn` instead).
+//!
+//! ```
+//! use authcache::AuthService;
+//! use authcache::axum::{AuthRejection, Authenticated};
+//! use axum::{Router, extract::FromRef, routing::get};
+//!
+//! #[derive(Clone)]
+//! struct AppState {
+//!     auth: AuthService,
+//! }
+//!
+//! impl FromRef<AppState> for AuthService {
+//!     fn from_ref(state: &AppState) -> Self {
+//!         state.auth.clone()
+//!     }
+//! }
+//!
+//! async fn me(who: Authenticated) -> String {
+//!     format!("hello {}", who.id())
+//! }
+//!
+//! async fn delete_user(who: Authenticated) -> Result<&'static str, AuthRejection> {
+//!     who.require_permission("users:write")?;
+//!     Ok("deleted")
+//! }
+//!
+//! fn app(auth: AuthService) -> Router {
+//!     Router::new()
+//!         .route("/me", get(me))
+//!         .route("/users/{id}/delete", get(delete_user))
+//!         .with_state(AppState { auth })
+//! }
+//! ```
+//!
+//! `Option<Authenticated>` is an extractor too: `None` when the request carries no bearer
+//! credentials at all, a rejection when it carries a bad token.
+
+use std::ops::Deref;
+
+use ::axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
+use ::axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use ::axum::http::request::Parts;
+use ::axum::http::{HeaderMap, HeaderValue, StatusCode};
+use ::axum::response::{IntoResponse, Response};
+use authcache_users::{User, UserRecord};
+
+use crate::{AuthError, AuthService, Principal};
+
+/// A request whose bearer token [`AuthService::authenticate`] accepted: dereferences to its
+/// [`Principal`].
+#[derive(Debug, Clone)]
+pub struct Authenticated<U = User>(pub Principal<U>);
+
+impl<U: UserRecord> Authenticated<U> {
+    /// The principal, by value.
+    pub fn into_inner(self) -> Principal<U> {
+        self.0
+    }
+
+    /// Refuses the request (403, `error="insufficient_scope"`) unless the user has
+    /// `permission`; use with `?` in a handler returning `Result<_, AuthRejection>`.
+    ///
+    /// # Errors
+    /// [`AuthRejection::Forbidden`] when the permission is missing.
+    pub fn require_permission(&self, permission: &str) -> Result<(), AuthRejection> {
+        if self.0.has_permission(permission) {
+            Ok(())
+        } else {
+            Err(AuthRejection::Forbidden)
+        }
+    }
+}
+
+impl<U> Deref for Authenticated<U> {
+    type Target = Principal<U>;
+
+    fn deref(&self) -> &Principal<U> {
+        &self.0
+    }
+}
+
+impl<S, U> FromRequestParts<S> for Authenticated<U>
+where
+    S: Send + Sync,
+    U: UserRecord,
+    AuthService<U>: FromRef<S>,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthRejection> {
+        let token = bearer_token(&parts.headers)?.ok_or(AuthRejection::MissingToken)?;
+        authenticate(state, token).await
+    }
+}
+
+impl<S, U> OptionalFromRequestParts<S> for Authenticated<U>
+where
+    S: Send + Sync,
+    U: UserRecord,
+    AuthService<U>: FromRef<S>,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, AuthRejection> {
+        match bearer_token(&parts.headers)? {
+            Some(token) => authenticate(state, token).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+async fn authenticate<S, U>(state: &S, token: &str) -> Result<Authenticated<U>, AuthRejection>
+where
+    U: UserRecord,
+    AuthService<U>: FromRef<S>,
+{
+    let service = AuthService::<U>::from_ref(state);
+    Ok(Authenticated(service.authenticate(token).await?))
+}
+
+/// The token of the request's `Authorization: Bearer` header; `None` when there are no
+/// bearer credentials (no header, or another scheme such as `Basic`).
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthRejection> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    // Two headers could be read differently by a proxy and by us: refuse to pick one.
+    if values.next().is_some() {
+        return Err(AuthRejection::AmbiguousCredentials);
+    }
+    let value = value.to_str().map_err(|_| AuthRejection::MalformedToken)?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    // RFC 7235: the scheme is case-insensitive.
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = token.trim_start_matches(' ');
+    if is_token68(token) {
+        Ok(Some(token))
+    } else {
+        Err(AuthRejection::MalformedToken)
+    }
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+/// Every JWT is one; anything else (spaces, a second scheme, nothing) is not a token.
+fn is_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// Why [`Authenticated`] refused a request; answers itself as an HTTP response
+/// ([`IntoResponse`]) with [`AuthRejection::status`] and [`AuthRejection::challenge`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthRejection {
+    /// No bearer credentials: no `Authorization` header, or another scheme (401, bare
+    /// `Bearer` challenge as RFC 6750 §3.1 asks when no token was presented).
+    #[error("no bearer token")]
+    MissingToken,
+    /// The `Authorization` header names the Bearer scheme but its value is not a token (401).
+    #[error("malformed bearer token")]
+    MalformedToken,
+    /// More than one `Authorization` header (400, `error="invalid_request"`).
+    #[error("more than one Authorization header")]
+    AmbiguousCredentials,
+    /// The token was presented and [`AuthService::authenticate`] refused it; the status is
+    /// [`AuthError::status_code`].
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Authenticated, but without a required permission (403, `error="insufficient_scope"`).
+    #[error("missing permission")]
+    Forbidden,
+}
+
+impl AuthRejection {
+    /// The HTTP status of the response.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingToken | Self::MalformedToken => StatusCode::UNAUTHORIZED,
+            Self::AmbiguousCredentials => StatusCode::BAD_REQUEST,
+            Self::Auth(error) => StatusCode::from_u16(error.status_code())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Self::Forbidden => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge of the response, if it has one (RFC 6750 §3).
+    pub fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingToken => Some("Bearer"),
+            Self::AmbiguousCredentials => Some(r#"Bearer error="invalid_request""#),
+            Self::Forbidden => Some(r#"Bearer error="insufficient_scope""#),
+            // A token was presented and refused (malformed, bad, expired, revoked, unknown
+            // subject); 403 (disabled) and 503 are not about the token.
+            _ if self.status() == StatusCode::UNAUTHORIZED => {
+                Some(r#"Bearer error="invalid_token""#)
+            }
+            _ => None,
+        }
+    }
+
+    /// The response body: fixed text, never the token nor a backend's error.
+    fn body(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing bearer token",
+            Self::MalformedToken | Self::Auth(AuthError::Token(_)) => "invalid bearer token",
+            Self::AmbiguousCredentials => "more than one Authorization header",
+            Self::Auth(AuthError::Revoked) => "token revoked",
+            Self::Auth(AuthError::UnknownUser) => "unknown user",
+            Self::Auth(AuthError::Disabled) => "user disabled",
+            Self::Auth(AuthError::Unavailable { .. }) => "authentication unavailable",
+            Self::Auth(_) => "authentication failed",
+            Self::Forbidden => "missing permission",
+        }
+    }
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            // The client gets a fixed text; the operator gets the reason.
+            tracing::warn!(error = %self, "authentication failed on the server side");
+        }
+        let mut response = (status, self.body()).into_response();
+        if let Some(challenge) = self.challenge() {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ::axum::Router;
+    use ::axum::body::{Body, to_bytes};
+    use ::axum::http::Request;
+    use ::axum::routing::get;
+    use authcache_jwt::{JwtVerifier, TokenIssuer};
+    use authcache_users::MemoryUserRepository;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A state of the application's own, holding the service: what `FromRef` is for.
+    #[derive(Clone)]
+    struct AppState {
+        auth: AuthService,
+    }
+
+    impl FromRef<AppState> for AuthService {
+        fn from_ref(state: &AppState) -> Self {
+            state.auth.clone()
+        }
+    }
+
+    async fn auth_service() -> AuthService {
+        let repository = MemoryUserRepository::new()
+            .with_role("admin", ["users:read", "users:write"])
+            .unwrap()
+            .with_user(User::new("ada", "ada@example.com", "Ada").with_roles(["admin"]))
+            .unwrap()
+            .with_user(User::new("bob", "bob@example.com", "Bob"))
+            .unwrap()
+            .with_user(User::new("eve", "eve@example.com", "Eve").with_disabled(true))
+            .unwrap();
+        AuthService::builder()
+            .verifier(JwtVerifier::test_hs256())
+            .repository(repository)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    fn token(sub: &str) -> String {
+        TokenIssuer::test_hs256()
+            .issue(sub, Duration::from_secs(600))
+            .unwrap()
+    }
+
+    fn app(auth: AuthService) -> Router {
+        async fn me(who: Authenticated) -> String {
+            format!("hello {}", who.id())
+        }
+        async fn write(who: Authenticated) -> Result<&'static str, AuthRejection> {
+            who.require_permission("users:write")?;
+            Ok("written")
+        }
+        async fn maybe(who: Option<Authenticated>) -> String {
+            who.map_or_else(|| "anonymous".to_owned(), |who| who.id().to_owned())
+        }
+        Router::new()
+            .route("/me", get(me))
+            .route("/write", get(write))
+            .route("/maybe", get(maybe))
+            .with_state(AppState { auth })
+    }
+
+    struct Answer {
+        status: StatusCode,
+        challenge: Option<String>,
+        body: String,
+    }
+
+    async fn call(app: &Router, path: &str, authorization: &[&str]) -> Answer {
+        let mut request = Request::get(path);
+        for value in authorization {
+            request = request.header(AUTHORIZATION, *value);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = to_bytes(response.into_body(), 1024).await.unwrap();
+        Answer {
+            status,
+            challenge,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+
+    async fn get_me(app: &Router, authorization: &str) -> Answer {
+        call(app, "/me", &[authorization]).await
+    }
+
+    fn assert_invalid_token(answer: &Answer, token: &str) {
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+        assert!(
+            !token.is_empty() && !answer.body.contains(token),
+            "token echoed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_reaches_the_handler() {
+        let app = app(auth_service().await);
+        let answer = get_me(&app, &format!("Bearer {}", token("ada"))).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.body, "hello ada");
+        assert_eq!(answer.challenge, None);
+        // The scheme is case-insensitive.
+        let answer = get_me(&app, &format!("bearer {}", token("ada"))).await;
+        assert_eq!(answer.body, "hello ada");
+    }
+
+    #[tokio::test]
+    async fn no_bearer_credentials_get_a_bare_challenge() {
+        let app = app(auth_service().await);
+        for authorization in [&[][..], &["Basic YWRhOnNlY3JldA=="], &["Bearer"]] {
+            let answer = call(&app, "/me", authorization).await;
+            let expected = if authorization == ["Bearer"] {
+                r#"Bearer error="invalid_token""#
+            } else {
+                "Bearer"
+            };
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{authorization:?}");
+            assert_eq!(
+                answer.challenge.as_deref(),
+                Some(expected),
+                "{authorization:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn forged_garbled_and_oversized_tokens_are_invalid() {
+        let app = app(auth_service().await);
+        let forged = TokenIssuer::hs256(b"not-the-secret-of-this-service!!")
+            .issue("ada", Duration::from_secs(600))
+            .unwrap();
+        let oversized = "a".repeat(9 * 1024);
+        for token in [forged.as_str(), "not-a-jwt", &oversized] {
+            let answer = get_me(&app, &format!("Bearer {token}")).await;
+            assert_invalid_token(&answer, token);
+        }
+        let valid = token("ada");
+        for garbled in [
+            format!("Bearer {valid} extra"),
+            format!("Bearer Bearer {valid}"),
+        ] {
+            let answer = get_me(&app, &garbled).await;
+            assert_invalid_token(&answer, &valid);
+        }
+    }
+
+    #[tokio::test]
+    async fn two_authorization_headers_are_a_bad_request() {
+        let app = app(auth_service().await);
+        let bearer = format!("Bearer {}", token("ada"));
+        let answer = call(&app, "/me", &[&bearer, &bearer]).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            answer.challenge.as_deref(),
+            Some(r#"Bearer error="invalid_request""#)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_disabled_user_is_forbidden() {
+        let app = app(auth_service().await);
+        let answer = get_me(&app, &format!("Bearer {}", token("eve"))).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        assert_eq!(answer.body, "user disabled");
+    }
+
+    #[tokio::test]
+    async fn a_logged_out_token_is_refused() {
+        let auth = auth_service().await;
+        let app = app(auth.clone());
+        let token = token("ada");
+        let bearer = format!("Bearer {token}");
+        assert_eq!(get_me(&app, &bearer).await.status, StatusCode::OK);
+        auth.logout(&bearer).await.unwrap();
+        let answer = get_me(&app, &bearer).await;
+        assert_invalid_token(&answer, &token);
+        assert_eq!(answer.body, "token revoked");
+    }
+
+    #[tokio::test]
+    async fn permissions_are_checked_in_the_handler() {
+        let app = app(auth_service().await);
+        let ada = call(&app, "/write", &[&format!("Bearer {}", token("ada"))]).await;
+        assert_eq!((ada.status, ada.body.as_str()), (StatusCode::OK, "written"));
+        let bob = call(&app, "/write", &[&format!("Bearer {}", token("bob"))]).await;
+        assert_eq!(bob.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            bob.challenge.as_deref(),
+            Some(r#"Bearer error="insufficient_scope""#)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_optional_extractor_lets_anonymous_requests_through() {
+        let app = app(auth_service().await);
+        let anonymous = call(&app, "/maybe", &[]).await;
+        assert_eq!(anonymous.body, "anonymous");
+        let ada = call(&app, "/maybe", &[&format!("Bearer {}", token("ada"))]).await;
+        assert_eq!(ada.body, "ada");
+        let forged = call(&app, "/maybe", &["Bearer not-a-jwt"]).await;
+        assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn server_side_failures_are_503_without_the_reason() {
+        let rejection = AuthRejection::from(AuthError::unavailable("mongodb://10.0.0.5 down"));
+        assert_eq!(rejection.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(rejection.challenge(), None);
+        assert!(!rejection.body().contains("mongodb"));
+        let response = rejection.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,377 @@
+//! Exports [`Stats`] through the [`metrics`] facade, for whichever exporter the application
+//! installed (Prometheus, StatsD, OpenTelemetry, …).
+//!
+//! The service counts with plain relaxed atomics on the request path and knows nothing of
+//! any recorder: exporting is a separate step, [`AuthService::record_metrics`] (or
+//! [`record`] for a [`Stats`] you already hold), that the application calls **periodically
+//! — every few seconds from a task — or from its scrape handler** just before rendering.
+//! That keeps label lookups and recorder locks off the hot path, and costs nothing when no
+//! one looks. Counters are set to their absolute value ([`metrics::Counter::absolute`]), so
+//! calling it often or twice in a row is harmless.
+//!
+//! ```
+//! use std::time::Duration;
+//! use authcache::AuthService;
+//!
+//! fn spawn_metrics_exporter(auth: AuthService) -> tokio::task::JoinHandle<()> {
+//!     authcache::metrics::describe();
+//!     tokio::spawn(async move {
+//!         let mut tick = tokio::time::interval(Duration::from_secs(5));
+//!         loop {
+//!             tick.tick().await;
+//!             auth.record_metrics();
+//!         }
+//!     })
+//! }
+//! ```
+//!
+//! # Metrics
+//! `kind` is `users`, `roles`, `permissions` or `revocations`; `tier` is `l1` or `l2`.
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `authcache_cache_hits_total` | counter | `kind`, `tier` |
+//! | `authcache_cache_misses_total` | counter | `kind` |
+//! | `authcache_loads_total` (repository calls) | counter | `kind` |
+//! | `authcache_load_errors_total` | counter | `kind` |
+//! | `authcache_coalesced_waits_total` | counter | `kind` |
+//! | `authcache_l2_errors_total` | counter | `kind` |
+//! | `authcache_decode_failures_total` | counter | `kind` |
+//! | `authcache_publish_errors_total` | counter | `kind` |
+//! | `authcache_token_validations_total` | counter | `result` = `cached` / `verified` |
+//! | `authcache_authentications_total` | counter | `outcome` = `authenticated` / `rejected_token` / `rejected_user` / `unavailable` |
+//! | `authcache_breaker_state` | gauge | — (0 closed, 1 half-open, 2 open) |
+//! | `authcache_breaker_opened_total` | counter | — |
+//! | `authcache_breaker_failures_total` | counter | — |
+//! | `authcache_breaker_timeouts_total` | counter | — |
+//! | `authcache_breaker_rejected_total` (calls skipped while open) | counter | — |
+//!
+//! Every service in a process writes the same names: with several, tell them apart with a
+//! `metrics-util` layer or a global label of the exporter.
+
+use authcache_users::UserRecord;
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+
+use crate::{AuthService, BreakerState, BreakerStats, Stats, TierStatsSnapshot};
+
+impl<U: UserRecord> AuthService<U> {
+    /// Sets the `authcache_*` metrics to this service's counters now (see the
+    /// [module docs](crate::metrics) for the names and when to call it).
+    pub fn record_metrics(&self) {
+        record(&self.stats());
+    }
+}
+
+/// Sets the `authcache_*` metrics from `stats` through the installed `metrics` recorder
+/// (a no-op when none is installed).
+pub fn record(stats: &Stats) {
+    let tiers = [
+        ("users", &stats.users),
+        ("roles", &stats.roles),
+        ("permissions", &stats.permissions),
+        ("revocations", &stats.revocations),
+    ];
+    for (kind, tier) in tiers {
+        record_tier(kind, tier);
+    }
+    let validations = [
+        ("cached", stats.validations.hits),
+        ("verified", stats.validations.verified),
+    ];
+    for (result, value) in validations {
+        counter!("authcache_token_validations_total", "result" => result).absolute(value);
+    }
+    let outcomes = [
+        ("authenticated", stats.authenticated),
+        ("rejected_token", stats.rejected_tokens),
+        ("rejected_user", stats.rejected_users),
+        ("unavailable", stats.unavailable),
+    ];
+    for (outcome, value) in outcomes {
+        counter!("authcache_authentications_total", "outcome" => outcome).absolute(value);
+    }
+    if let Some(breaker) = &stats.breaker {
+        record_breaker(breaker);
+    }
+}
+
+fn record_tier(kind: &'static str, tier: &TierStatsSnapshot) {
+    counter!("authcache_cache_hits_total", "kind" => kind, "tier" => "l1").absolute(tier.l1_hits);
+    counter!("authcache_cache_hits_total", "kind" => kind, "tier" => "l2").absolute(tier.l2_hits);
+    let per_kind = [
+        ("authcache_cache_misses_total", tier.misses),
+        ("authcache_loads_total", tier.loads),
+        ("authcache_load_errors_total", tier.load_errors),
+        ("authcache_coalesced_waits_total", tier.coalesced),
+        ("authcache_l2_errors_total", tier.l2_errors),
+        ("authcache_decode_failures_total", tier.decode_failures),
+        ("authcache_publish_errors_total", tier.publish_errors),
+    ];
+    for (name, value) in per_kind {
+        counter!(name, "kind" => kind).absolute(value);
+    }
+}
+
+fn record_breaker(breaker: &BreakerStats) {
+    gauge!("authcache_breaker_state").set(breaker_state_value(breaker.state));
+    counter!("authcache_breaker_opened_total").absolute(breaker.opened);
+    counter!("authcache_breaker_failures_total").absolute(breaker.failures);
+    counter!("authcache_breaker_timeouts_total").absolute(breaker.timeouts);
+    counter!("authcache_breaker_rejected_total").absolute(breaker.rejected);
+}
+
+/// Ordered by how much of L2 is in use, so "> 0" alerts on any trouble.
+fn breaker_state_value(state: BreakerState) -> f64 {
+    match state {
+        BreakerState::Closed => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Open => 2.0,
+    }
+}
+
+/// Registers a description of every `authcache_*` metric with the installed recorder;
+/// call once after installing it (exporters show them as help text).
+pub fn describe() {
+    let counters = [
+        (
+            "authcache_cache_hits_total",
+            "Answers served by a cache tier.",
+        ),
+        (
+            "authcache_cache_misses_total",
+            "Lookups no cache tier could answer.",
+        ),
+        (
+            "authcache_loads_total",
+            "Repository calls made to fill a cache miss.",
+        ),
+        (
+            "authcache_load_errors_total",
+            "Repository calls that failed.",
+        ),
+        (
+            "authcache_coalesced_waits_total",
+            "Callers that waited for another caller's load of the same id.",
+        ),
+        (
+            "authcache_l2_errors_total",
+            "L2 calls that failed, timed out or were skipped by the open breaker.",
+        ),
+        (
+            "authcache_decode_failures_total",
+            "L2 entries that failed to decode or verify (deleted, read as misses).",
+        ),
+        (
+            "authcache_publish_errors_total",
+            "Invalidations that could not be published to other instances.",
+        ),
+        (
+            "authcache_token_validations_total",
+            "Tokens verified, or found already verified by this process.",
+        ),
+        (
+            "authcache_authentications_total",
+            "Authentications by outcome.",
+        ),
+        (
+            "authcache_breaker_opened_total",
+            "Times the L2 circuit breaker opened.",
+        ),
+        (
+            "authcache_breaker_failures_total",
+            "Failed L2 calls seen by the breaker.",
+        ),
+        (
+            "authcache_breaker_timeouts_total",
+            "L2 calls that timed out.",
+        ),
+        (
+            "authcache_breaker_rejected_total",
+            "L2 calls skipped because the breaker was open.",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, help);
+    }
+    describe_gauge!(
+        "authcache_breaker_state",
+        "L2 circuit breaker: 0 closed, 1 half-open, 2 open."
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use authcache_jwt::{JwtVerifier, TokenIssuer};
+    use authcache_users::{MemoryUserRepository, User};
+    use std::collections::HashMap;
+
+    use metrics::{Key, Label, SharedString, Unit, with_local_recorder};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::{CompositeKey, MetricKind};
+
+    use super::*;
+
+    async fn service() -> AuthService {
+        let repository = MemoryUserRepository::new()
+            .with_role("admin", ["users:write"])
+            .unwrap()
+            .with_user(User::new("ada", "ada@example.com", "Ada").with_roles(["admin"]))
+            .unwrap()
+            .with_user(User::new("eve", "eve@example.com", "Eve").with_disabled(true))
+            .unwrap();
+        AuthService::builder()
+            .verifier(JwtVerifier::test_hs256())
+            .repository(repository)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    fn bearer(issuer: &TokenIssuer, sub: &str) -> String {
+        format!(
+            "Bearer {}",
+            issuer.issue(sub, Duration::from_secs(600)).unwrap()
+        )
+    }
+
+    /// Three good authentications of one token, one forged token, one disabled user.
+    async fn exercised_service() -> AuthService {
+        let auth = service().await;
+        let issuer = TokenIssuer::test_hs256();
+        let ada = bearer(&issuer, "ada");
+        for _ in 0..3 {
+            auth.authenticate(&ada).await.unwrap();
+        }
+        let forger = TokenIssuer::hs256(b"not-the-secret-of-this-service!!");
+        auth.authenticate(&bearer(&forger, "ada"))
+            .await
+            .unwrap_err();
+        auth.authenticate(&bearer(&issuer, "eve"))
+            .await
+            .unwrap_err();
+        auth
+    }
+
+    /// What `record_metrics`/`record` wrote inside `f`, in one snapshot (taking a snapshot
+    /// of a `DebuggingRecorder` resets its values).
+    fn recorded(f: impl FnOnce()) -> Recorded {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        with_local_recorder(&recorder, f);
+        snapshotter.snapshot().into_hashmap()
+    }
+
+    type Recorded = HashMap<CompositeKey, (Option<Unit>, Option<SharedString>, DebugValue)>;
+
+    fn value<'a>(
+        recorded: &'a Recorded,
+        kind: MetricKind,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> &'a DebugValue {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|&(k, v)| Label::new(k.to_owned(), v.to_owned()))
+            .collect();
+        let key = CompositeKey::new(kind, Key::from_parts(name.to_owned(), labels));
+        match recorded.get(&key) {
+            Some((.., value)) => value,
+            None => panic!("no metric {key:?}"),
+        }
+    }
+
+    fn counter(recorded: &Recorded, name: &str, labels: &[(&str, &str)]) -> u64 {
+        match value(recorded, MetricKind::Counter, name, labels) {
+            &DebugValue::Counter(n) => n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn stats_are_exported_with_tier_and_kind_labels() {
+        let auth = exercised_service().await;
+        let recorded = recorded(|| auth.record_metrics());
+
+        let outcome = |o: &str| {
+            counter(
+                &recorded,
+                "authcache_authentications_total",
+                &[("outcome", o)],
+            )
+        };
+        assert_eq!(outcome("authenticated"), 3);
+        assert_eq!(outcome("rejected_token"), 1);
+        assert_eq!(outcome("rejected_user"), 1);
+        assert_eq!(outcome("unavailable"), 0);
+
+        let validations = |r: &str| {
+            counter(
+                &recorded,
+                "authcache_token_validations_total",
+                &[("result", r)],
+            )
+        };
+        assert_eq!((validations("verified"), validations("cached")), (2, 2));
+
+        let users = [("kind", "users")];
+        assert_eq!(counter(&recorded, "authcache_loads_total", &users), 2);
+        let l1 = counter(
+            &recorded,
+            "authcache_cache_hits_total",
+            &[("kind", "users"), ("tier", "l1")],
+        );
+        assert_eq!(l1, 2, "the 2nd and 3rd authentication of ada");
+        assert_eq!(counter(&recorded, "authcache_l2_errors_total", &users), 0);
+        let breaker = value(&recorded, MetricKind::Gauge, "authcache_breaker_state", &[]);
+        assert_eq!(breaker, &DebugValue::Gauge(0.0.into()));
+    }
+
+    #[tokio::test]
+    async fn recording_twice_does_not_double_count() {
+        let auth = exercised_service().await;
+        let recorded = recorded(|| {
+            auth.record_metrics();
+            auth.record_metrics();
+        });
+        let ok = counter(
+            &recorded,
+            "authcache_authentications_total",
+            &[("outcome", "authenticated")],
+        );
+        assert_eq!(ok, 3);
+    }
+
+    #[test]
+    fn every_metric_is_described() {
+        let recorded = recorded(|| {
+            describe();
+            record(&Stats {
+                breaker: Some(BreakerStats {
+                    state: BreakerState::Open,
+                    consecutive_failures: 5,
+                    failures: 5,
+                    timeouts: 1,
+                    rejected: 7,
+                    opened: 1,
+                }),
+                ..Stats::default()
+            });
+        });
+        assert!(!recorded.is_empty());
+        for (key, (_, description, _)) in &recorded {
+            assert!(
+                description.is_some(),
+                "{} has no description",
+                key.key().name()
+            );
+        }
+        let breaker = value(&recorded, MetricKind::Gauge, "authcache_breaker_state", &[]);
+        assert_eq!(breaker, &DebugValue::Gauge(2.0.into()));
+        assert_eq!(
+            counter(&recorded, "authcache_breaker_rejected_total", &[]),
+            7
+        );
+    }
+}
