@@ -9,7 +9,7 @@
 //! backend therefore costs a request at most one timeout, and once the breaker is open, none.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -98,6 +98,16 @@ struct Breaker {
     cooldown: Duration,
 }
 
+impl Breaker {
+    fn state(&self) -> BreakerState {
+        match self.mode {
+            Mode::Closed => BreakerState::Closed,
+            Mode::Open { .. } => BreakerState::Open,
+            Mode::HalfOpen => BreakerState::HalfOpen,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     failures: AtomicU64,
@@ -112,6 +122,9 @@ pub struct GuardedCache {
     inner: Arc<dyn Cache>,
     config: BreakerConfig,
     breaker: Mutex<Breaker>,
+    /// `breaker` is closed with no failure since the last success (written under its
+    /// lock): calls to a healthy backend neither lock to be admitted nor to record success.
+    healthy: AtomicBool,
     counters: Counters,
 }
 
@@ -127,6 +140,7 @@ impl GuardedCache {
                 consecutive_failures: 0,
                 cooldown,
             }),
+            healthy: AtomicBool::new(true),
             counters: Counters::default(),
         }
     }
@@ -143,19 +157,18 @@ impl GuardedCache {
 
     /// The current state.
     pub fn state(&self) -> BreakerState {
-        match self.lock().mode {
-            Mode::Closed => BreakerState::Closed,
-            Mode::Open { .. } => BreakerState::Open,
-            Mode::HalfOpen => BreakerState::HalfOpen,
-        }
+        self.lock().state()
     }
 
     /// State and counters.
     pub fn stats(&self) -> BreakerStats {
-        let consecutive_failures = self.lock().consecutive_failures;
+        let (state, consecutive_failures) = {
+            let breaker = self.lock();
+            (breaker.state(), breaker.consecutive_failures)
+        };
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         BreakerStats {
-            state: self.state(),
+            state,
             consecutive_failures,
             failures: load(&self.counters.failures),
             timeouts: load(&self.counters.timeouts),
@@ -189,6 +202,13 @@ impl GuardedCache {
     }
 
     fn admit(&self) -> Result<Permit<'_>> {
+        if self.healthy.load(Ordering::Acquire) {
+            return Ok(Permit {
+                guard: self,
+                probe: false,
+                settled: false,
+            });
+        }
         let mut breaker = self.lock();
         let probe = match breaker.mode {
             Mode::Closed => false,
@@ -209,7 +229,11 @@ impl GuardedCache {
     }
 
     fn record(&self, success: bool, probe: bool) {
+        if success && self.healthy.load(Ordering::Acquire) {
+            return; // Already closed, no failures, base cool-down: nothing to reset.
+        }
         let mut breaker = self.lock();
+        self.healthy.store(success, Ordering::Release);
         if success {
             breaker.mode = Mode::Closed;
             breaker.consecutive_failures = 0;

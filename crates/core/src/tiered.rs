@@ -232,6 +232,14 @@ impl<T> fmt::Debug for Tiered<T> {
     }
 }
 
+impl<T> Tiered<T> {
+    fn lock_flights(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Flight<T>>>> {
+        // The map is only ever inserted into or removed from; a panic cannot leave it
+        // half-updated.
+        self.flights.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// What an L2 lookup found.
 enum L2Read<T> {
     Hit(L2Hit<T>),
@@ -615,12 +623,6 @@ where
         }
     }
 
-    fn lock_flights(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Flight<T>>>> {
-        // The map is only ever inserted into or removed from; a panic cannot leave it
-        // half-updated.
-        self.flights.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn join_flight<'t>(&'t self, id: &'t str) -> FlightGuard<'t, T> {
         let mut flights = self.lock_flights();
         let cell = match flights.get(id) {
@@ -653,11 +655,7 @@ struct FlightGuard<'t, T> {
 
 impl<T> Drop for FlightGuard<'_, T> {
     fn drop(&mut self) {
-        let mut flights = self
-            .tier
-            .flights
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut flights = self.tier.lock_flights();
         let ours = flights
             .get(self.id)
             .is_some_and(|cell| Arc::ptr_eq(cell, &self.cell));
@@ -701,11 +699,10 @@ mod tests {
 
     fn rig_with(l2: Arc<FlakyCache>, ttls: &Ttls) -> Rig {
         let l1 = Arc::new(RecordingL1::default());
-        let guarded = Arc::new(GuardedCache::new(l2.clone(), BreakerConfig::default()));
         let tier = Tiered::builder(KeyKind::User)
             .ttls(ttls)
             .l1(l1.clone())
-            .l2(guarded)
+            .l2(guarded(l2.clone()))
             .build();
         Rig {
             tier: Arc::new(tier),
@@ -716,6 +713,23 @@ mod tests {
 
     fn rig() -> Rig {
         rig_with(Arc::default(), &Ttls::default())
+    }
+
+    impl Rig {
+        /// `get_or_load` with a counting loader that answers `answer` at once.
+        async fn load(
+            &self,
+            id: &str,
+            calls: &Arc<AtomicUsize>,
+            answer: Option<&str>,
+        ) -> Option<Arc<String>> {
+            let load = loader(calls, Duration::ZERO, answer);
+            self.tier.get_or_load(id, load).await.unwrap()
+        }
+    }
+
+    fn guarded(l2: Arc<dyn Cache>) -> Arc<GuardedCache> {
+        Arc::new(GuardedCache::new(l2, BreakerConfig::default()))
     }
 
     fn key(id: &str) -> Key {
@@ -831,11 +845,7 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(rig.tier.stats().load_errors, 1);
-        let found = rig
-            .tier
-            .get_or_load("42", loader(&calls, Duration::ZERO, Some("ada")))
-            .await
-            .unwrap();
+        let found = rig.load("42", &calls, Some("ada")).await;
         assert_eq!(value(&found), Some("ada"));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
@@ -846,17 +856,10 @@ mod tests {
         let a = rig_with(shared.clone(), &Ttls::default());
         let b = rig_with(shared, &Ttls::default());
         let calls = Arc::new(AtomicUsize::new(0));
-        a.tier
-            .get_or_load("42", loader(&calls, Duration::ZERO, Some("ada")))
-            .await
-            .unwrap();
+        a.load("42", &calls, Some("ada")).await;
         // Another instance finds it in L2, then in its own L1.
         for _ in 0..3 {
-            let found = b
-                .tier
-                .get_or_load("42", loader(&calls, Duration::ZERO, Some("other")))
-                .await
-                .unwrap();
+            let found = b.load("42", &calls, Some("other")).await;
             assert_eq!(value(&found), Some("ada"));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -873,11 +876,7 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         for n in 0..20 {
             let id = format!("user-{n}");
-            let found = rig
-                .tier
-                .get_or_load(&id, loader(&calls, Duration::ZERO, Some("ada")))
-                .await
-                .unwrap();
+            let found = rig.load(&id, &calls, Some("ada")).await;
             assert_eq!(value(&found), Some("ada"));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 20);
@@ -890,11 +889,8 @@ mod tests {
         assert_eq!(breaker.state, BreakerState::Open);
         assert_eq!(breaker.rejected, 15);
         // Values loaded meanwhile are still served from L1.
-        let found = rig
-            .tier
-            .get_or_load("user-3", loader(&calls, Duration::ZERO, None))
-            .await;
-        assert_eq!(value(&found.unwrap()), Some("ada"));
+        let found = rig.load("user-3", &calls, None).await;
+        assert_eq!(value(&found), Some("ada"));
         assert_eq!(calls.load(Ordering::SeqCst), 20);
     }
 
@@ -905,14 +901,7 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         for n in 0..10 {
             let start = Instant::now();
-            let found = rig
-                .tier
-                .get_or_load(
-                    &format!("u{n}"),
-                    loader(&calls, Duration::ZERO, Some("ada")),
-                )
-                .await
-                .unwrap();
+            let found = rig.load(&format!("u{n}"), &calls, Some("ada")).await;
             assert_eq!(value(&found), Some("ada"));
             let expected = if n < DEFAULT_FAILURE_THRESHOLD {
                 crate::breaker::DEFAULT_TIMEOUT
@@ -940,11 +929,7 @@ mod tests {
             None,
             "the poisoned entry was deleted"
         );
-        let found = rig
-            .tier
-            .get_or_load("42", loader(&calls, Duration::ZERO, Some("ada")))
-            .await
-            .unwrap();
+        let found = rig.load("42", &calls, Some("ada")).await;
         assert_eq!(value(&found), Some("ada"));
         assert_eq!(
             rig.tier
@@ -963,10 +948,7 @@ mod tests {
         let writer = rig_with(shared.clone(), &Ttls::default());
         writer.tier.set("42", String::from("ada")).await.unwrap();
         let reader: Tiered<String> = Tiered::builder(KeyKind::User)
-            .l2(Arc::new(GuardedCache::new(
-                shared.clone(),
-                BreakerConfig::default(),
-            )))
+            .l2(guarded(shared.clone()))
             .codec(EnvelopeCodec::new().with_signing_key(SigningKey::new([1; 32]).unwrap()))
             .build();
         assert_eq!(reader.get("42").await.unwrap(), None);
@@ -979,11 +961,7 @@ mod tests {
         let rig = rig();
         let calls = Arc::new(AtomicUsize::new(0));
         for _ in 0..5 {
-            let found = rig
-                .tier
-                .get_or_load("ghost", loader(&calls, Duration::ZERO, None))
-                .await
-                .unwrap();
+            let found = rig.load("ghost", &calls, None).await;
             assert_eq!(found, None);
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -996,22 +974,11 @@ mod tests {
         );
         // Another instance reads the negative entry from L2 without loading.
         let other = rig_with(rig.l2.clone(), &Ttls::default());
-        assert_eq!(
-            other
-                .tier
-                .get_or_load("ghost", loader(&calls, Duration::ZERO, Some("x")))
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(other.load("ghost", &calls, Some("x")).await, None);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // Once it expires, the loader is asked again.
         tokio::time::advance(negative.mul_f64(1.2)).await;
-        let found = rig
-            .tier
-            .get_or_load("ghost", loader(&calls, Duration::ZERO, Some("late")))
-            .await
-            .unwrap();
+        let found = rig.load("ghost", &calls, Some("late")).await;
         assert_eq!(value(&found), Some("late"));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
@@ -1024,10 +991,7 @@ mod tests {
         };
         let rig = rig_with(Arc::default(), &short);
         let calls = Arc::new(AtomicUsize::new(0));
-        rig.tier
-            .get_or_load("a", loader(&calls, Duration::ZERO, Some("x")))
-            .await
-            .unwrap();
+        rig.load("a", &calls, Some("x")).await;
         rig.tier.set("b", String::from("y")).await.unwrap();
         rig.tier
             .get_or_load_with_ttl("c", || async {
@@ -1040,14 +1004,8 @@ mod tests {
             .await
             .unwrap();
         let long = rig_with(rig.l2.clone(), &Ttls::default());
-        long.tier
-            .get_or_load("a", loader(&calls, Duration::ZERO, None))
-            .await
-            .unwrap();
-        long.tier
-            .get_or_load("c", loader(&calls, Duration::ZERO, None))
-            .await
-            .unwrap();
+        long.load("a", &calls, None).await;
+        long.load("c", &calls, None).await;
         let ttls: HashMap<_, _> = rig.l1.ttls().into_iter().collect();
         assert!(ttls["a"] <= Duration::from_secs(11) && ttls["a"] >= Duration::from_secs(9));
         assert!(ttls["b"] <= Duration::from_secs(11));
@@ -1070,10 +1028,7 @@ mod tests {
         let l1 = Arc::new(RecordingL1::<String>::default());
         let tier: Tiered<String> = Tiered::builder(KeyKind::User)
             .l1(l1.clone())
-            .l2(Arc::new(GuardedCache::new(
-                Arc::new(mock),
-                BreakerConfig::default(),
-            )))
+            .l2(guarded(Arc::new(mock)))
             .build();
         let calls = Arc::new(AtomicUsize::new(0));
         for _ in 0..3 {
@@ -1098,10 +1053,7 @@ mod tests {
             .times(1)
             .returning(|_, _, _| Ok(()));
         let tier: Tiered<bool> = Tiered::builder(KeyKind::Revoked)
-            .l2(Arc::new(GuardedCache::new(
-                Arc::new(mock),
-                BreakerConfig::default(),
-            )))
+            .l2(guarded(Arc::new(mock)))
             .build();
         tier.set_with_ttl("fp", true, Duration::from_secs(7))
             .await
@@ -1120,10 +1072,7 @@ mod tests {
         let l1 = Arc::new(RecordingL1::<String>::default());
         let tier: Tiered<String> = Tiered::builder(KeyKind::User)
             .l1(l1.clone())
-            .l2(Arc::new(GuardedCache::new(
-                l2.clone(),
-                BreakerConfig::default(),
-            )))
+            .l2(guarded(l2.clone()))
             .publisher(Arc::new(publisher))
             .build();
         tier.set("42", String::from("ada")).await.unwrap();
@@ -1151,10 +1100,7 @@ mod tests {
         let rig = rig();
         let tier: Tiered<String> = Tiered::builder(KeyKind::User)
             .l1(rig.l1.clone())
-            .l2(Arc::new(GuardedCache::new(
-                rig.l2.clone(),
-                BreakerConfig::default(),
-            )))
+            .l2(guarded(rig.l2.clone()))
             .publisher(Arc::new(publisher))
             .build();
         tier.set("42", String::from("ada")).await.unwrap();
@@ -1174,21 +1120,15 @@ mod tests {
         let rig = rig();
         let calls = Arc::new(AtomicUsize::new(0));
         for id in ["a", "b"] {
-            rig.tier
-                .get_or_load(id, loader(&calls, Duration::ZERO, Some(id)))
-                .await
-                .unwrap();
+            rig.load(id, &calls, Some(id)).await;
         }
         rig.tier.evict_local("a");
         assert!(rig.l1.get("a").is_none() && rig.l1.get("b").is_some());
         rig.tier.clear_local();
         assert!(rig.l1.get("b").is_none());
         for id in ["a", "b"] {
-            let found = rig
-                .tier
-                .get_or_load(id, loader(&calls, Duration::ZERO, None))
-                .await;
-            assert_eq!(value(&found.unwrap()), Some(id));
+            let found = rig.load(id, &calls, None).await;
+            assert_eq!(value(&found), Some(id));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(rig.tier.stats().l2_hits, 2);
@@ -1206,16 +1146,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         rig.tier.set("42", String::from("new")).await.unwrap();
         assert_eq!(value(&slow.await.unwrap().unwrap()), Some("old"));
-        let found = rig
-            .tier
-            .get_or_load("42", loader(&calls, Duration::ZERO, None))
-            .await;
-        assert_eq!(value(&found.unwrap()), Some("new"));
+        let found = rig.load("42", &calls, None).await;
+        assert_eq!(value(&found), Some("new"));
         let l2: Option<Arc<String>> = Tiered::<String>::builder(KeyKind::User)
-            .l2(Arc::new(GuardedCache::new(
-                rig.l2.clone(),
-                BreakerConfig::default(),
-            )))
+            .l2(guarded(rig.l2.clone()))
             .build()
             .get("42")
             .await

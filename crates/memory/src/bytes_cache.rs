@@ -119,18 +119,18 @@ mod tests {
         Keyspace::default().key(KeyKind::User, id).unwrap()
     }
 
+    async fn put(cache: &MemoryCache, id: &str, value: &'static [u8], ttl: Duration) {
+        cache
+            .set(&key(id), Bytes::from_static(value), ttl)
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn set_get_delete() {
         let cache = MemoryCache::default();
         assert_eq!(cache.get(&key("1")).await.unwrap(), None);
-        cache
-            .set(
-                &key("1"),
-                Bytes::from_static(b"one"),
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap();
+        put(&cache, "1", b"one", Duration::from_secs(60)).await;
         assert_eq!(
             cache.get(&key("1")).await.unwrap().as_deref(),
             Some(&b"one"[..])
@@ -194,22 +194,8 @@ mod tests {
     #[tokio::test]
     async fn entries_really_expire() {
         let cache = MemoryCache::default();
-        cache
-            .set(
-                &key("short"),
-                Bytes::from_static(b"x"),
-                Duration::from_millis(20),
-            )
-            .await
-            .unwrap();
-        cache
-            .set(
-                &key("long"),
-                Bytes::from_static(b"y"),
-                Duration::from_secs(600),
-            )
-            .await
-            .unwrap();
+        put(&cache, "short", b"x", Duration::from_millis(20)).await;
+        put(&cache, "long", b"y", Duration::from_secs(600)).await;
         // Bounded poll: moka's clock is the real one.
         let mut expired = false;
         for _ in 0..200 {
@@ -226,14 +212,8 @@ mod tests {
     #[tokio::test]
     async fn a_zero_ttl_removes() {
         let cache = MemoryCache::default();
-        cache
-            .set(&key("1"), Bytes::from_static(b"x"), Duration::from_secs(60))
-            .await
-            .unwrap();
-        cache
-            .set(&key("1"), Bytes::from_static(b"y"), Duration::ZERO)
-            .await
-            .unwrap();
+        put(&cache, "1", b"x", Duration::from_secs(60)).await;
+        put(&cache, "1", b"y", Duration::ZERO).await;
         assert_eq!(cache.get(&key("1")).await.unwrap(), None);
     }
 
