@@ -136,11 +136,10 @@ async fn duplicate_email_rejected(repo: Repo) {
     // Nor is taking over an email nobody holds.
     repo.upsert(&bob()).await.unwrap();
     let error = repo
-        .upsert(
-            &bob()
-                .with_roles(["admin"])
-                .clone_with_email("ada@example.com"),
-        )
+        .upsert(&User {
+            email: "ada@example.com".to_owned(),
+            ..bob().with_roles(["admin"])
+        })
         .await
         .unwrap_err();
     assert!(error.is_duplicate(), "{error:?}");
@@ -178,20 +177,6 @@ async fn invalid_ids_rejected(repo: Repo) {
         repo.find_by_id(&"x".repeat(256)).await.unwrap().is_none(),
         "256 bytes is allowed"
     );
-}
-
-/// Test-only convenience: `User` has no email setter.
-trait CloneWithEmail {
-    fn clone_with_email(&self, email: &str) -> User;
-}
-
-impl CloneWithEmail for User {
-    fn clone_with_email(&self, email: &str) -> User {
-        User {
-            email: email.to_owned(),
-            ..self.clone()
-        }
-    }
 }
 
 #[tokio::test]

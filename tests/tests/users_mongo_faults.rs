@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use authcache_tests::mongo_server::MongoServer;
+use authcache_tests::process::eventually;
 use authcache_users::{MongoOptions, MongoUserRepository, RepositoryError, User, UserRepository};
 use mongodb::bson::{Bson, Document, doc};
 
@@ -17,6 +18,19 @@ async fn bounded<T>(what: &str, work: impl Future<Output = T>) -> T {
     tokio::time::timeout(NO_HANG, work)
         .await
         .unwrap_or_else(|_| panic!("{what} hung for {NO_HANG:?}"))
+}
+
+/// `find_by_id` once the server answers again: retried, bounded, while it fails transiently.
+async fn find_once_answering(
+    repo: &MongoUserRepository<User>,
+    id: &str,
+    what: &str,
+) -> Result<Option<User>, RepositoryError> {
+    eventually(NO_HANG, what, || async {
+        !matches!(repo.find_by_id(id).await, Err(e) if e.is_transient())
+    })
+    .await;
+    repo.find_by_id(id).await
 }
 
 #[tokio::test]
@@ -91,15 +105,7 @@ async fn killed_server_is_unavailable_promptly_and_recovers_after_restart() {
 
     server.restart().await;
     // Storage is in memory: the restarted server is empty, and the same repository works again.
-    let found = bounded("find_by_id after restart", async {
-        loop {
-            match repo.find_by_id("u1").await {
-                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(50)).await,
-                other => break other,
-            }
-        }
-    })
-    .await;
+    let found = find_once_answering(&repo, "u1", "find_by_id after restart").await;
     assert_eq!(found.unwrap(), None);
 }
 
@@ -121,15 +127,7 @@ async fn hung_server_times_out() {
     let error = result.unwrap_err();
     assert!(error.is_timeout(), "{error:?}");
 
-    let found = bounded("find_by_id after resume", async {
-        loop {
-            match repo.find_by_id("u1").await {
-                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(50)).await,
-                other => break other,
-            }
-        }
-    })
-    .await;
+    let found = find_once_answering(&repo, "u1", "find_by_id after resume").await;
     assert_eq!(found.unwrap().map(|u| u.id), Some("u1".to_owned()));
 }
 

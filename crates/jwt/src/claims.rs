@@ -7,6 +7,7 @@
 //! extras kept as their raw JSON text in a `String`, so it round-trips through bincode 2's
 //! serde path, which cannot deserialize self-describing values such as `serde_json::Value`.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -304,7 +305,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 None => {
                     let value: Box<RawValue> = map.next_value()?;
                     append_extra(&mut raw.extra, name.as_str(), &value);
-                    if !seen_extras.insert(name.into_owned()) {
+                    if !seen_extras.insert(name.into_cow()) {
                         return Err(de::Error::custom(DUPLICATE));
                     }
                 }
@@ -367,7 +368,7 @@ enum KeyName<'de> {
     Owned(String),
 }
 
-impl KeyName<'_> {
+impl<'de> KeyName<'de> {
     fn as_str(&self) -> &str {
         match self {
             Self::Borrowed(s) => s,
@@ -375,10 +376,11 @@ impl KeyName<'_> {
         }
     }
 
-    fn into_owned(self) -> String {
+    /// For the duplicate check: a borrowed name is kept without a copy.
+    fn into_cow(self) -> Cow<'de, str> {
         match self {
-            Self::Borrowed(s) => s.to_owned(),
-            Self::Owned(s) => s,
+            Self::Borrowed(s) => Cow::Borrowed(s),
+            Self::Owned(s) => Cow::Owned(s),
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::claims::Claims;
 use crate::error::{Result, TokenError};
 use crate::test_keys;
 use crate::ttl::unix_now;
-use crate::verifier::{SUPPORTED_ALGORITHMS, ensure_crypto_provider};
+use crate::verifier::{check_supported, ensure_crypto_provider};
 
 /// Signs tokens (HS256/384/512, RS256/384/512, PS256, ES256/384, EdDSA).
 ///
@@ -74,9 +74,7 @@ impl TokenIssuer {
     ///
     /// [`TokenError::InvalidKey`] when the PEM holds no private key for `alg`.
     pub fn from_pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Result<Self> {
-        if !SUPPORTED_ALGORITHMS.contains(&alg) {
-            return Err(TokenError::invalid_key(format!("{alg:?} is not supported")));
-        }
+        check_supported(alg)?;
         let pem = pem.as_ref();
         let key = match alg.family() {
             AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(pem),

@@ -46,12 +46,12 @@ pub(crate) fn strip_bearer(input: &[u8]) -> &[u8] {
     }
 }
 
-/// Size check, then alphabet check and split, in that order.
+/// The token without its `Bearer ` scheme, if it is at most `max_size` bytes long.
 ///
 /// # Errors
 ///
-/// [`TokenError::TooLarge`] before anything else is looked at, then [`TokenError::Malformed`].
-pub(crate) fn split(input: &[u8], max_size: usize) -> Result<Segments<'_>> {
+/// [`TokenError::TooLarge`]; nothing but the length is looked at.
+pub(crate) fn within_size(input: &[u8], max_size: usize) -> Result<&[u8]> {
     let token = strip_bearer(input);
     if token.len() > max_size {
         return Err(TokenError::TooLarge {
@@ -59,6 +59,16 @@ pub(crate) fn split(input: &[u8], max_size: usize) -> Result<Segments<'_>> {
             max: max_size,
         });
     }
+    Ok(token)
+}
+
+/// Size check, then alphabet check and split, in that order.
+///
+/// # Errors
+///
+/// [`TokenError::TooLarge`] before anything else is looked at, then [`TokenError::Malformed`].
+pub(crate) fn split(input: &[u8], max_size: usize) -> Result<Segments<'_>> {
+    let token = within_size(input, max_size)?;
     if token.is_empty() {
         return Err(Malformed::Empty.into());
     }

@@ -12,7 +12,9 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use crate::claims::{Claims, RawHeader, parse_claims, starts_as_object};
 use crate::error::{Malformed, Result, TokenError};
 use crate::test_keys;
-use crate::token::{DEFAULT_MAX_TOKEN_SIZE, Segments, check_subject, decode_segment, split};
+use crate::token::{
+    DEFAULT_MAX_TOKEN_SIZE, Segments, check_subject, decode_segment, split, within_size,
+};
 use crate::ttl::unix_now;
 
 /// The algorithms a verifier can be configured to accept (the `none` algorithm is not, and
@@ -314,6 +316,18 @@ impl JwtVerifier {
         self.max_token_size
     }
 
+    /// The size check [`JwtVerifier::verify`] starts with, on its own: callers that hash a
+    /// token before verifying it (to look up a cached verification) call this first, so an
+    /// oversized token is never hashed.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::TooLarge`] when the token, without a `Bearer ` scheme, is over
+    /// [`JwtVerifier::token_size_limit`].
+    pub fn check_size(&self, token: impl AsRef<[u8]>) -> Result<()> {
+        within_size(token.as_ref(), self.max_token_size).map(drop)
+    }
+
     /// The clock skew tolerated on `exp` and `nbf`; a revocation must outlive `exp` by it.
     pub fn clock_leeway(&self) -> Duration {
         Duration::from_secs(self.leeway)
@@ -463,7 +477,7 @@ fn check_signature(segments: &Segments<'_>, key: &DecodingKey, alg: Algorithm) -
     }
 }
 
-fn check_supported(alg: Algorithm) -> Result<()> {
+pub(crate) fn check_supported(alg: Algorithm) -> Result<()> {
     if SUPPORTED_ALGORITHMS.contains(&alg) {
         Ok(())
     } else {
@@ -518,21 +532,7 @@ fn load_jwk(jwk: &Jwk) -> Result<(VerifyingKey, Algorithm)> {
 
 /// The signature algorithm a JWK `alg` names (`None` for encryption algorithms).
 fn key_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
-    Some(match alg {
-        KeyAlgorithm::HS256 => Algorithm::HS256,
-        KeyAlgorithm::HS384 => Algorithm::HS384,
-        KeyAlgorithm::HS512 => Algorithm::HS512,
-        KeyAlgorithm::ES256 => Algorithm::ES256,
-        KeyAlgorithm::ES384 => Algorithm::ES384,
-        KeyAlgorithm::RS256 => Algorithm::RS256,
-        KeyAlgorithm::RS384 => Algorithm::RS384,
-        KeyAlgorithm::RS512 => Algorithm::RS512,
-        KeyAlgorithm::PS256 => Algorithm::PS256,
-        KeyAlgorithm::PS384 => Algorithm::PS384,
-        KeyAlgorithm::PS512 => Algorithm::PS512,
-        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
-        _ => return None,
-    })
+    Algorithm::try_from(alg).ok()
 }
 
 fn default_algorithm(params: &AlgorithmParameters) -> Result<Algorithm> {

@@ -366,3 +366,18 @@ fn base64_url(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
+
+#[test]
+fn check_size_is_verifys_own_first_check() {
+    let verifier = JwtVerifier::test_hs256().max_token_size(64);
+    let at_limit = "a".repeat(64);
+    let over = "a".repeat(65);
+    for input in [at_limit.clone(), format!("Bearer {at_limit}")] {
+        assert_eq!(verifier.check_size(&input), Ok(()));
+    }
+    for input in [over.clone(), format!("bearer {over}")] {
+        let too_large = TokenError::TooLarge { size: 65, max: 64 };
+        assert_eq!(verifier.check_size(&input), Err(too_large.clone()));
+        assert_eq!(verifier.verify(&input), Err(too_large));
+    }
+}

@@ -227,7 +227,9 @@ impl<U: UserRecord> UserRepository<U> for MemoryUserRepository<U> {
     }
 
     async fn upsert(&self, user: &U) -> Result<()> {
-        self.write().upsert(user.clone())
+        // Cloned before the write lock is taken, not under it.
+        let user = user.clone();
+        self.write().upsert(user)
     }
 
     async fn delete(&self, id: &str) -> Result<bool> {

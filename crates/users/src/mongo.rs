@@ -240,16 +240,22 @@ impl<U: UserRecord> MongoUserRepository<U> {
             })
     }
 
-    /// Every document of the cursor, decoded in place (no copy of the raw bytes).
-    async fn drain<T>(
-        mut cursor: Cursor<RawDocumentBuf>,
-        decode: impl Fn(&RawDocument) -> Result<T>,
-    ) -> Result<Vec<T>> {
-        let mut decoded = Vec::new();
-        while cursor.advance().await.map_err(map_error)? {
-            decoded.push(decode(cursor.current())?);
-        }
-        Ok(decoded)
+    /// Runs a `find` under the operation timeout and decodes every document of its cursor in
+    /// place (no copy of the raw bytes).
+    async fn find_all<T, F>(&self, what: &str, find: F) -> Result<Vec<T>>
+    where
+        T: serde::de::DeserializeOwned,
+        F: IntoFuture<Output = mongodb::error::Result<Cursor<RawDocumentBuf>>>,
+    {
+        self.within_timeout(what, async {
+            let mut cursor = find.await.map_err(map_error)?;
+            let mut decoded = Vec::new();
+            while cursor.advance().await.map_err(map_error)? {
+                decoded.push(decode(cursor.current())?);
+            }
+            Ok(decoded)
+        })
+        .await
     }
 }
 
@@ -269,15 +275,11 @@ impl<U: UserRecord> UserRepository<U> for MongoUserRepository<U> {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let users = self
-            .within_timeout("find_many", async {
-                let cursor = self
-                    .users
-                    .find(doc! { "_id": { "$in": &wanted } })
-                    .await
-                    .map_err(map_error)?;
-                Self::drain(cursor, decode::<U>).await
-            })
+        let users: Vec<U> = self
+            .find_all(
+                "find_many",
+                self.users.find(doc! { "_id": { "$in": &wanted } }),
+            )
             .await?;
         // `$in` returns documents in storage order; give them back in the caller's order.
         let mut by_id: HashMap<String, U> =
@@ -294,17 +296,11 @@ impl<U: UserRecord> UserRepository<U> for MongoUserRepository<U> {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let documents = self
-            .within_timeout("permissions_for_roles", async {
-                let cursor = self
-                    .roles
-                    .find(doc! { "_id": { "$in": &wanted } })
-                    .projection(doc! { "permissions": 1 })
-                    .await
-                    .map_err(map_error)?;
-                Self::drain(cursor, decode::<RoleDocument>).await
-            })
-            .await?;
+        let find = self
+            .roles
+            .find(doc! { "_id": { "$in": &wanted } })
+            .projection(doc! { "permissions": 1 });
+        let documents: Vec<RoleDocument> = self.find_all("permissions_for_roles", find).await?;
         let union: BTreeSet<String> = documents
             .into_iter()
             .flat_map(|role| role.permissions)
