@@ -258,11 +258,11 @@ mod tests {
     use ::axum::body::{Body, to_bytes};
     use ::axum::http::Request;
     use ::axum::routing::get;
-    use authcache_jwt::{JwtVerifier, TokenIssuer};
-    use authcache_users::MemoryUserRepository;
+    use authcache_jwt::TokenIssuer;
     use tower::ServiceExt;
 
     use super::*;
+    use crate::test_support::service;
 
     /// A state of the application's own, holding the service: what `FromRef` is for.
     #[derive(Clone)]
@@ -274,24 +274,6 @@ mod tests {
         fn from_ref(state: &AppState) -> Self {
             state.auth.clone()
         }
-    }
-
-    async fn auth_service() -> AuthService {
-        let repository = MemoryUserRepository::new()
-            .with_role("admin", ["users:read", "users:write"])
-            .unwrap()
-            .with_user(User::new("ada", "ada@example.com", "Ada").with_roles(["admin"]))
-            .unwrap()
-            .with_user(User::new("bob", "bob@example.com", "Bob"))
-            .unwrap()
-            .with_user(User::new("eve", "eve@example.com", "Eve").with_disabled(true))
-            .unwrap();
-        AuthService::builder()
-            .verifier(JwtVerifier::test_hs256())
-            .repository(repository)
-            .build()
-            .await
-            .unwrap()
     }
 
     fn token(sub: &str) -> String {
@@ -365,7 +347,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_valid_token_reaches_the_handler() {
-        let app = app(auth_service().await);
+        let app = app(service().await);
         let answer = get_me(&app, &format!("Bearer {}", token("ada"))).await;
         assert_eq!(answer.status, StatusCode::OK);
         assert_eq!(answer.body, "hello ada");
@@ -377,7 +359,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_bearer_credentials_get_a_bare_challenge() {
-        let app = app(auth_service().await);
+        let app = app(service().await);
         for authorization in [&[][..], &["Basic YWRhOnNlY3JldA=="], &["Bearer"]] {
             let answer = call(&app, "/me", authorization).await;
             let expected = if authorization == ["Bearer"] {
@@ -396,7 +378,7 @@ mod tests {
 
     #[tokio::test]
     async fn forged_garbled_and_oversized_tokens_are_invalid() {
-        let app = app(auth_service().await);
+        let app = app(service().await);
         let forged = TokenIssuer::hs256(b"not-the-secret-of-this-service!!")
             .issue("ada", Duration::from_secs(600))
             .unwrap();
@@ -417,7 +399,7 @@ mod tests {
 
     #[tokio::test]
     async fn two_authorization_headers_are_a_bad_request() {
-        let app = app(auth_service().await);
+        let app = app(service().await);
         let bearer = format!("Bearer {}", token("ada"));
         let answer = call(&app, "/me", &[&bearer, &bearer]).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST);
@@ -429,7 +411,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_disabled_user_is_forbidden() {
-        let app = app(auth_service().await);
+        let app = app(service().await);
         let answer = get_me(&app, &format!("Bearer {}", token("eve"))).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN);
         assert_eq!(answer.body, "user disabled");
@@ -437,7 +419,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_logged_out_token_is_refused() {
-        let auth = auth_service().await;
+        let auth = service().await;
         let app = app(auth.clone());
         let token = token("ada");
         let bearer = format!("Bearer {token}");
@@ -450,7 +432,7 @@ mod tests {
 
     #[tokio::test]
     async fn permissions_are_checked_in_the_handler() {
-        let app = app(auth_service().await);
+        let app = app(service().await);
         let ada = call(&app, "/write", &[&format!("Bearer {}", token("ada"))]).await;
         assert_eq!((ada.status, ada.body.as_str()), (StatusCode::OK, "written"));
         let bob = call(&app, "/write", &[&format!("Bearer {}", token("bob"))]).await;
@@ -463,7 +445,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_optional_extractor_lets_anonymous_requests_through() {
-        let app = app(auth_service().await);
+        let app = app(service().await);
         let anonymous = call(&app, "/maybe", &[]).await;
         assert_eq!(anonymous.body, "anonymous");
         let ada = call(&app, "/maybe", &[&format!("Bearer {}", token("ada"))]).await;

@@ -238,8 +238,6 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             None => None,
         };
         Ok(AuthService::from_inner(Inner {
-            max_token_size: verifier.token_size_limit(),
-            leeway: verifier.clock_leeway(),
             verifier,
             validation_cache: self.validation_cache,
             ttls: self.ttls,

@@ -91,6 +91,8 @@ mod principal;
 mod redis_backend;
 mod service;
 mod stats;
+#[cfg(test)]
+mod test_support;
 mod tokens;
 
 pub use builder::{AuthServiceBuilder, DEFAULT_L1_CAPACITY};

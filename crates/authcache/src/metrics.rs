@@ -203,8 +203,7 @@ pub fn describe() {
 mod tests {
     use std::time::Duration;
 
-    use authcache_jwt::{JwtVerifier, TokenIssuer};
-    use authcache_users::{MemoryUserRepository, User};
+    use authcache_jwt::TokenIssuer;
     use std::collections::HashMap;
 
     use metrics::{Key, Label, SharedString, Unit, with_local_recorder};
@@ -212,22 +211,7 @@ mod tests {
     use metrics_util::{CompositeKey, MetricKind};
 
     use super::*;
-
-    async fn service() -> AuthService {
-        let repository = MemoryUserRepository::new()
-            .with_role("admin", ["users:write"])
-            .unwrap()
-            .with_user(User::new("ada", "ada@example.com", "Ada").with_roles(["admin"]))
-            .unwrap()
-            .with_user(User::new("eve", "eve@example.com", "Eve").with_disabled(true))
-            .unwrap();
-        AuthService::builder()
-            .verifier(JwtVerifier::test_hs256())
-            .repository(repository)
-            .build()
-            .await
-            .unwrap()
-    }
+    use crate::test_support::service;
 
     fn bearer(issuer: &TokenIssuer, sub: &str) -> String {
         format!(

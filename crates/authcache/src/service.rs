@@ -7,7 +7,7 @@ use std::time::Duration;
 use authcache_core::{
     BusEvent, CacheError, GuardedCache, KeyKind, Keyspace, LoadError, Tiered, Ttls,
 };
-use authcache_jwt::{Claims, EXP_SKEW, JwtVerifier, TokenError, unix_now, validation_ttl};
+use authcache_jwt::{Claims, EXP_SKEW, JwtVerifier, unix_now, validation_ttl};
 use authcache_users::{RepositoryError, User, UserRecord, UserRepository};
 
 use crate::builder::AuthServiceBuilder;
@@ -92,8 +92,6 @@ impl<U: UserRecord> Tiers<U> {
 /// Everything a service holds; [`AuthService`] is an `Arc` of it.
 pub(crate) struct Inner<U: UserRecord> {
     pub(crate) verifier: JwtVerifier,
-    pub(crate) max_token_size: usize,
-    pub(crate) leeway: Duration,
     pub(crate) validation_cache: bool,
     pub(crate) ttls: Ttls,
     pub(crate) repository: Arc<dyn UserRepository<U>>,
@@ -120,7 +118,8 @@ impl<U: UserRecord> AuthService<U> {
     ///    token (same SHA-256 fingerprint) was verified by this process before and its
     ///    validation is still cached (never beyond its `exp`). Nothing read from any cache
     ///    is used before this step has passed, so a forged token gets
-    ///    [`TokenError::BadSignature`] even when its `sub` is cached;
+    ///    [`TokenError::BadSignature`](authcache_jwt::TokenError::BadSignature) even when
+    ///    its `sub` is cached;
     /// 3. **revocation** — a token logged out on any instance is [`AuthError::Revoked`];
     /// 4. **user, roles, permissions** — through the tiers (L1 → L2 → repository, one
     ///    repository load per key however many callers miss at once; unknown users are
@@ -214,7 +213,8 @@ impl<U: UserRecord> AuthService<U> {
 
 impl<U: UserRecord> Inner<U> {
     async fn authenticate(&self, bearer: &str) -> Result<Principal<U>> {
-        self.check_size(bearer)?;
+        // Before hashing: an oversized token is never fingerprinted.
+        self.verifier.check_size(bearer)?;
         let fingerprint = authcache_jwt::fingerprint(bearer);
         let claims = self.verified_claims(bearer, &fingerprint)?;
         if self.tiers.revocations.is_revoked(&fingerprint).await {
@@ -227,24 +227,6 @@ impl<U: UserRecord> Inner<U> {
         let roles = self.roles_of(&user).await?;
         let permissions = self.permissions_of(user.id(), &roles).await?;
         Ok(Principal::new(user, roles, permissions, claims))
-    }
-
-    /// Rejects oversized input before it is hashed or decoded (the verifier checks again).
-    fn check_size(&self, bearer: &str) -> Result<()> {
-        const SCHEME: usize = "Bearer ".len();
-        let has_scheme = bearer
-            .as_bytes()
-            .get(..SCHEME)
-            .is_some_and(|head| head.eq_ignore_ascii_case(b"bearer "));
-        let token_len = bearer.len() - if has_scheme { SCHEME } else { 0 };
-        if token_len > self.max_token_size {
-            return Err(TokenError::TooLarge {
-                size: token_len,
-                max: self.max_token_size,
-            }
-            .into());
-        }
-        Ok(())
     }
 
     /// Claims of a token whose signature this process has verified, now or earlier.
@@ -280,13 +262,11 @@ impl<U: UserRecord> Inner<U> {
     /// Roles come from the user record itself; the tier keeps them for their own (longer)
     /// TTL, as the replaced systems did, and `cache_user`/`invalidate_user` keep it fresh.
     async fn roles_of(&self, user: &Arc<U>) -> Result<Arc<Vec<String>>> {
-        let roles = user.roles().to_vec();
+        // Copied only on a miss: the hot path (an L1 hit) allocates nothing here.
+        let load = || async move { Ok::<_, Infallible>(Some(user.roles().to_vec())) };
         self.tiers
             .roles
-            .get_or_load(
-                user.id(),
-                || async move { Ok::<_, Infallible>(Some(roles)) },
-            )
+            .get_or_load(user.id(), load)
             .await
             .map_err(load_error)?
             .ok_or(AuthError::UnknownUser)
@@ -320,7 +300,8 @@ impl<U: UserRecord> Inner<U> {
     }
 
     async fn logout(&self, bearer: &str) -> Result<()> {
-        self.check_size(bearer)?;
+        // Before hashing: an oversized token is never fingerprinted.
+        self.verifier.check_size(bearer)?;
         let fingerprint = authcache_jwt::fingerprint(bearer);
         let claims = match self.verified_claims(bearer, &fingerprint) {
             Err(AuthError::Token(error)) if error.is_expired() => return Ok(()),
@@ -341,7 +322,9 @@ impl<U: UserRecord> Inner<U> {
     /// Until the verifier would reject the token anyway: `exp` + leeway, plus the clock
     /// skew allowed between instances.
     fn revocation_ttl(&self, exp: u64) -> Duration {
-        Duration::from_secs(exp.saturating_sub(unix_now())) + self.leeway + EXP_SKEW
+        Duration::from_secs(exp.saturating_sub(unix_now()))
+            + self.verifier.clock_leeway()
+            + EXP_SKEW
     }
 
     fn count(&self, result: &Result<Principal<U>>) {

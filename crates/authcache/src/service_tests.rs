@@ -11,6 +11,7 @@ use authcache_users::{
     MemoryUserRepository, MockUserRepository, RepositoryError, User, UserRepository,
 };
 
+use crate::test_support::repository;
 use crate::{AuthError, AuthService, JwtVerifier};
 
 const SECRET: &[u8] = b"unit-test-secret-of-at-least-32-bytes";
@@ -24,20 +25,6 @@ fn bearer(sub: &str) -> String {
         "Bearer {}",
         issuer().issue(sub, Duration::from_secs(600)).unwrap()
     )
-}
-
-fn repository() -> MemoryUserRepository {
-    MemoryUserRepository::new()
-        .with_role("admin", ["users:write", "users:read"])
-        .unwrap()
-        .with_role("viewer", ["users:read"])
-        .unwrap()
-        .with_user(User::new("ada", "ada@example.com", "Ada").with_roles(["admin"]))
-        .unwrap()
-        .with_user(User::new("bob", "bob@example.com", "Bob").with_roles(["viewer"]))
-        .unwrap()
-        .with_user(User::new("eve", "eve@example.com", "Eve").with_disabled(true))
-        .unwrap()
 }
 
 /// Counts `find_by_id` calls and can be switched off (the repository "server" down).
@@ -518,6 +505,14 @@ async fn the_verifiers_own_size_limit_applies_before_hashing() {
             max: 64
         })
     );
+    // Just over the limit, with and without a scheme: the same error either way.
+    let just_over = "a".repeat(65);
+    for input in [just_over.clone(), format!("Bearer {just_over}")] {
+        assert_eq!(
+            auth.authenticate(&input).await.unwrap_err(),
+            AuthError::Token(TokenError::TooLarge { size: 65, max: 64 })
+        );
+    }
 
     let relaxed = AuthService::builder()
         .verifier(JwtVerifier::hs256(SECRET).max_token_size(64))
