@@ -1,10 +1,10 @@
 //! Throwaway server processes: free loopback ports, spawn, hang, resume, kill, restart,
 //! and always reap — even when the test that owns them panics.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A free TCP port on 127.0.0.1, as the kernel hands it out right now.
 ///
@@ -57,21 +57,6 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// Blocks until `addr` accepts TCP connections, or panics after `timeout` with `what`.
-///
-/// # Panics
-/// When the port does not open in time.
-pub fn wait_for_port(addr: SocketAddr, timeout: Duration, what: &str) {
-    let deadline = Instant::now() + timeout;
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not open {addr} within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Polls `probe` every 20 ms until it returns `true`, or panics after `timeout` with `what`.
@@ -179,20 +164,7 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        // A stopped process ignores SIGKILL until continued on some kernels' accounting;
-        // resume first so the reap below never waits on a frozen child.
-        self.signal_quietly("CONT");
+        // SIGKILL ends a stopped (hung) process too, so this reaps in every state.
         self.kill();
-    }
-}
-
-impl ServerProcess {
-    fn signal_quietly(&self, name: &str) {
-        if let Some(pid) = self.pid() {
-            let _ = Command::new("kill")
-                .arg(format!("-{name}"))
-                .arg(pid.to_string())
-                .status();
-        }
     }
 }
