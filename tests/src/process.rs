@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1, as the kernel hands it out right now.
 ///
@@ -124,14 +124,45 @@ impl ServerProcess {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Freezes the process (SIGSTOP): connections stay open, nothing answers.
+    /// Freezes the process (SIGSTOP): connections stay open, nothing answers. Returns only
+    /// once every thread of the process is stopped.
+    ///
+    /// `kill(2)` only queues SIGSTOP: one thread must be scheduled to start the group stop,
+    /// and on a starved CPU another thread may meanwhile read and answer the very request
+    /// the test sends next. Waiting for state `T` in `/proc` makes the freeze a fact.
+    ///
+    /// # Panics
+    /// When the process is not stopped within [`SIGNAL_EFFECT_TIMEOUT`].
     pub fn hang(&self) {
         self.signal("STOP");
+        self.wait_for_threads("stopped", |state| state == 'T');
     }
 
-    /// Thaws a hung process (SIGCONT).
+    /// Thaws a hung process (SIGCONT); returns once no thread of it is stopped any more.
+    ///
+    /// # Panics
+    /// When the process is still stopped after [`SIGNAL_EFFECT_TIMEOUT`].
     pub fn resume(&self) {
         self.signal("CONT");
+        self.wait_for_threads("running again", |state| state != 'T');
+    }
+
+    /// Polls the scheduler state of every thread until `wanted` holds for all of them.
+    fn wait_for_threads(&self, what: &str, wanted: impl Fn(char) -> bool) {
+        let Some(pid) = self.pid() else { return };
+        let deadline = Instant::now() + SIGNAL_EFFECT_TIMEOUT;
+        loop {
+            let states = thread_states(pid);
+            if !states.is_empty() && states.iter().all(|&state| wanted(state)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} ({}) not {what} after {SIGNAL_EFFECT_TIMEOUT:?}: thread states {states:?}",
+                self.program.display()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Kills the process (SIGKILL) and reaps it.
@@ -160,6 +191,23 @@ impl ServerProcess {
             );
         }
     }
+}
+
+/// Bound on a signal taking effect: far above the microseconds it takes even on a
+/// starved machine.
+pub const SIGNAL_EFFECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The scheduler state (`R`, `S`, `T`, …) of every thread of `pid`, from
+/// `/proc/<pid>/task/*/stat`; empty when the process is gone.
+fn thread_states(pid: u32) -> Vec<char> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        // `pid (comm) state …`: comm may hold spaces and parentheses, so split at the last `)`.
+        .filter_map(|stat| stat.rsplit_once(')')?.1.trim_start().chars().next())
+        .collect()
 }
 
 impl Drop for ServerProcess {

@@ -19,7 +19,7 @@ const INSTALL_HINT: &str = "install redis-server: `apt-get install redis-server 
 /// How long a fresh server may take to answer PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a Cluster may take to agree on `cluster_state:ok`.
+/// How long a Cluster may take to agree on its slot map and epochs.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Attempts at picking free ports before giving up (another process may grab one between
@@ -240,7 +240,7 @@ impl RedisClusterServer {
     pub const MASTERS: usize = 3;
 
     /// Starts 3 cluster-enabled servers, joins them with `redis-cli --cluster create` and
-    /// waits until every node reports `cluster_state:ok`.
+    /// waits until every node agrees on the same masters, epochs and slot map.
     ///
     /// # Panics
     /// When a binary is missing or the cluster does not form in time.
@@ -256,7 +256,7 @@ impl RedisClusterServer {
                 Ok(nodes) => {
                     let cluster = Self { nodes };
                     cluster.create();
-                    cluster.wait_ok();
+                    cluster.wait_agreed();
                     return cluster;
                 }
                 Err(reason) => failures.push(reason),
@@ -291,26 +291,91 @@ impl RedisClusterServer {
         run_bounded(&redis_cli_program(), &args, CLUSTER_TIMEOUT);
     }
 
-    fn wait_ok(&self) {
+    /// Waits until every node reports `cluster_state:ok` *and* every node sees the same
+    /// cluster: all masters connected, none flagged failing, the same config epochs and
+    /// the same slot ranges covering all 16384 slots. `cluster_state:ok` alone is reached
+    /// by each node before the others have learned its epoch and slots; a client that
+    /// reads the slot map from a node still catching up routes keys to the wrong master.
+    fn wait_agreed(&self) {
         let deadline = Instant::now() + CLUSTER_TIMEOUT;
-        for node in &self.nodes {
-            loop {
-                let info: String = redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query(&mut node.connection())
-                    .unwrap_or_default();
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "cluster node {} not ok after {CLUSTER_TIMEOUT:?}: {info}\n{}",
-                    node.port(),
-                    node.log_tail()
-                );
-                std::thread::sleep(Duration::from_millis(50));
+        loop {
+            let views: Vec<Result<String, String>> =
+                self.nodes.iter().map(cluster_view).collect();
+            if let Some(Ok(first)) = views.first()
+                && views.iter().all(|view| view.as_ref() == Ok(first))
+            {
+                return;
             }
+            assert!(
+                Instant::now() < deadline,
+                "cluster nodes do not agree after {CLUSTER_TIMEOUT:?}: {views:#?}\n{}",
+                self.nodes
+                    .iter()
+                    .map(RedisServer::log_tail)
+                    .collect::<Vec<_>>()
+                    .join("\n---\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Slots in a Redis Cluster.
+const CLUSTER_SLOTS: usize = 16_384;
+
+/// One node's settled view of the cluster, normalised so that equal views mean agreement:
+/// `id epoch slot-ranges` per master, sorted. An error names what is not settled yet.
+fn cluster_view(node: &RedisServer) -> Result<String, String> {
+    let mut conn = node.connection();
+    let info: String = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query(&mut conn)
+        .map_err(|e| e.to_string())?;
+    if !info.contains("cluster_state:ok") {
+        return Err(format!("port {}: cluster_state not ok", node.port()));
+    }
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut conn)
+        .map_err(|e| e.to_string())?;
+    // `<id> <addr> <flags> <master> <ping> <pong> <epoch> <link> <slot>…`
+    let mut masters = Vec::new();
+    let mut covered = 0;
+    for line in nodes.lines().filter(|line| !line.trim().is_empty()) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let settled = fields.len() >= 8
+            && fields[2].contains("master")
+            && !["fail", "handshake", "noaddr"]
+                .iter()
+                .any(|flag| fields[2].contains(flag))
+            && fields[7] == "connected";
+        if !settled {
+            return Err(format!("port {}: not settled: {line}", node.port()));
+        }
+        covered += fields[8..].iter().map(|range| slot_count(range)).sum::<usize>();
+        masters.push(format!("{} {} {}", fields[0], fields[6], fields[8..].join(" ")));
+    }
+    if masters.len() != RedisClusterServer::MASTERS || covered != CLUSTER_SLOTS {
+        return Err(format!(
+            "port {}: {} masters covering {covered} slots",
+            node.port(),
+            masters.len()
+        ));
+    }
+    masters.sort();
+    Ok(masters.join("\n"))
+}
+
+/// Slots in one `CLUSTER NODES` slot field (`5`, `0-5460`; migration markers count 0).
+fn slot_count(range: &str) -> usize {
+    let bound = |s: &str| s.parse::<usize>().ok();
+    match range.split_once('-') {
+        _ if range.starts_with('[') => 0,
+        Some((low, high)) => match (bound(low), bound(high)) {
+            (Some(low), Some(high)) if high >= low => high - low + 1,
+            _ => 0,
+        },
+        None => usize::from(bound(range).is_some()),
     }
 }
 
@@ -321,8 +386,15 @@ fn start_cluster_node(port: u16) -> Result<RedisServer, String> {
         "yes",
         "--cluster-config-file",
         "nodes.conf",
+        // Far above any CPU starvation a loaded CI machine sees: a short timeout lets a
+        // starved node be voted FAIL, and without replicas that is never undone by a
+        // failover. Fault tests kill nodes; they never wait for FAIL detection.
         "--cluster-node-timeout",
-        "2000",
+        "30000",
+        // A dead master's slots fail; the others keep serving, as in production clusters
+        // that prefer partial availability.
+        "--cluster-require-full-coverage",
+        "no",
     ]
     .map(String::from);
     let server = RedisServer::spawn(&redis_server_program(), port, None, &args);

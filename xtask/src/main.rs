@@ -1,6 +1,7 @@
 //! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
 //!
-//! - `ci` — everything CI checks, provisioning the servers tests need when missing.
+//! - `ci [--repeat N]` — everything CI checks, provisioning the servers tests need when
+//!   missing; `--repeat N` runs it N times in a row (the flake check).
 //! - `bench` — the criterion benches, then a side-by-side table of ours vs the raw clients.
 //! - `services install|up|down` — install, start or stop throwaway servers for manual use.
 
@@ -13,7 +14,7 @@ mod tidy;
 
 use anyhow::{Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <ci | bench | services install|up|down>";
+const USAGE: &str = "usage: cargo xtask <ci [--repeat N] | bench | services install|up|down>";
 
 fn main() {
     if let Err(error) = dispatch() {
@@ -30,7 +31,7 @@ fn dispatch() -> Result<()> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["ci"] => ci::run(),
+        ["ci", rest @ ..] => ci::run(ci::parse_repeat(rest)?),
         ["bench", rest @ ..] => bench::run(rest),
         ["services", "install"] => services::install().map(|_| ()),
         ["services", "up"] => services::up(),
