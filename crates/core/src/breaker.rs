@@ -7,6 +7,11 @@
 //! [`CacheError::CircuitOpen`] for a cool-down, which doubles (up to
 //! [`BreakerConfig::max_cooldown`]) each time the single half-open probe fails. A hung
 //! backend therefore costs a request at most one timeout, and once the breaker is open, none.
+//!
+//! "One timeout" holds per request, not per call: a request runs inside
+//! [`with_l2_budget`], and once one L2 call of it has failed or timed out, its later L2
+//! calls (the next tier's read, the fill, the publish) are skipped at once with
+//! [`CacheError::Skipped`] — before the breaker has seen enough failures to open.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +36,33 @@ pub const DEFAULT_BASE_COOLDOWN: Duration = Duration::from_millis(250);
 
 /// 30 s: the cool-down stops doubling here, so a recovered backend is noticed within 30 s.
 pub const DEFAULT_MAX_COOLDOWN: Duration = Duration::from_secs(30);
+
+tokio::task_local! {
+    /// Set once an L2 call of the current request failed: the request's budget of one
+    /// timeout is spent.
+    static L2_BUDGET_SPENT: std::cell::Cell<bool>;
+}
+
+/// Runs `request` with a budget of one L2 failure: after the first L2 call in it fails
+/// or times out, every further call through a [`GuardedCache`] fails at once with
+/// [`CacheError::Skipped`], so a hung backend costs the request one timeout, not one per
+/// tier. Calls outside any budget are unaffected.
+pub async fn with_l2_budget<F: Future>(request: F) -> F::Output {
+    L2_BUDGET_SPENT
+        .scope(std::cell::Cell::new(false), request)
+        .await
+}
+
+fn budget_spent() -> bool {
+    L2_BUDGET_SPENT.try_with(std::cell::Cell::get).unwrap_or(false)
+}
+
+fn spend_budget() {
+    let _outside_any_request = L2_BUDGET_SPENT.try_with(|spent| spent.set(true));
+}
+
+/// A cool-down far beyond any configuration that makes sense, and still representable.
+const MAX_REPRESENTABLE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Breaker and timeout settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,8 +215,16 @@ impl GuardedCache {
         self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs one backend call through the breaker and the timeout.
-    async fn call<R>(&self, call: impl Future<Output = Result<R>>) -> Result<R> {
+    /// Runs any other call on the same backend (an invalidation publish on its
+    /// connection, say) through this breaker, its timeout and the request's budget.
+    ///
+    /// # Errors
+    /// The call's error, [`CacheError::Timeout`], [`CacheError::CircuitOpen`] or
+    /// [`CacheError::Skipped`].
+    pub async fn run<R>(&self, call: impl Future<Output = Result<R>>) -> Result<R> {
+        if budget_spent() {
+            return Err(CacheError::Skipped);
+        }
         let mut permit = self.admit()?;
         let outcome = match tokio::time::timeout(self.config.timeout, call).await {
             Ok(outcome) => outcome,
@@ -194,8 +234,11 @@ impl GuardedCache {
             }
         };
         match &outcome {
-            Err(error) if error.is_timeout() || error.is_unavailable() => permit.settle(false),
-            // Codec or key errors say nothing about the backend's health.
+            Err(error) if error.is_timeout() || error.is_unavailable() => {
+                spend_budget();
+                permit.settle(false);
+            }
+            // Codec, key or unsupported-operation errors say nothing about health.
             _ => permit.settle(true),
         }
         outcome
@@ -244,7 +287,10 @@ impl GuardedCache {
         breaker.consecutive_failures = breaker.consecutive_failures.saturating_add(1);
         let threshold = self.config.failure_threshold.max(1);
         if probe {
-            breaker.cooldown = (breaker.cooldown * 2).min(self.config.max_cooldown);
+            breaker.cooldown = breaker
+                .cooldown
+                .saturating_mul(2)
+                .min(self.config.max_cooldown);
             self.open(&mut breaker);
         } else if matches!(breaker.mode, Mode::Closed) && breaker.consecutive_failures >= threshold
         {
@@ -254,8 +300,10 @@ impl GuardedCache {
     }
 
     fn open(&self, breaker: &mut Breaker) {
+        let now = Instant::now();
         breaker.mode = Mode::Open {
-            until: Instant::now() + breaker.cooldown,
+            // A cool-down too long to represent is as good as forever.
+            until: now.checked_add(breaker.cooldown).unwrap_or(now + MAX_REPRESENTABLE),
         };
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
@@ -302,23 +350,34 @@ impl Drop for Permit<'_> {
 #[async_trait]
 impl Cache for GuardedCache {
     async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.call(self.inner.get(key)).await
+        self.run(self.inner.get(key)).await
     }
 
     async fn set(&self, key: &Key, value: Bytes, ttl: Duration) -> Result<()> {
-        self.call(self.inner.set(key, value, ttl)).await
+        self.run(self.inner.set(key, value, ttl)).await
     }
 
     async fn delete(&self, key: &Key) -> Result<bool> {
-        self.call(self.inner.delete(key)).await
+        self.run(self.inner.delete(key)).await
     }
 
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
-        self.call(self.inner.get_many(keys)).await
+        self.run(self.inner.get_many(keys)).await
     }
 
     async fn delete_many(&self, keys: &[Key]) -> Result<u64> {
-        self.call(self.inner.delete_many(keys)).await
+        self.run(self.inner.delete_many(keys)).await
+    }
+
+    async fn set_if_unchanged(
+        &self,
+        key: &Key,
+        expected: Option<Bytes>,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.run(self.inner.set_if_unchanged(key, expected, value, ttl))
+            .await
     }
 }
 

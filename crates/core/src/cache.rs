@@ -36,6 +36,31 @@ pub trait Cache: Send + Sync + std::fmt::Debug {
     /// As [`Cache::get`].
     async fn delete(&self, key: &Key) -> Result<bool>;
 
+    /// Writes `value` (expiring after `ttl`) only if the entry still holds exactly
+    /// `expected` — `None` meaning absent or expired — and returns whether it wrote. The
+    /// comparison and the write are one atomic step on the backend, so any write or
+    /// invalidation that lands between the caller's read and this call turns it into a
+    /// no-op (`Ok(false)`).
+    ///
+    /// This is the conditional fill of the coherence protocol (ARCHITECTURE.md,
+    /// *Coherence*): a value loaded from the repository is stored only if nobody changed
+    /// the key since the load began.
+    ///
+    /// # Errors
+    /// As [`Cache::get`]; the default implementation answers
+    /// [`crate::CacheError::Unsupported`], because a backend that cannot compare and set
+    /// atomically must not pretend to (callers then skip the fill).
+    async fn set_if_unchanged(
+        &self,
+        key: &Key,
+        expected: Option<Bytes>,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let _ = (key, expected, value, ttl);
+        Err(crate::CacheError::Unsupported("set_if_unchanged"))
+    }
+
     /// Reads many entries at once; the result has one slot per key, in order.
     ///
     /// # Errors

@@ -7,13 +7,17 @@
 //! 5       1     codec id (CodecId)
 //! 6       1     flags (bit 0: signed)
 //! 7       n     payload, encoded by the codec
-//! 7+n     32    HMAC-SHA256 over bytes 0..7+n (only when signed)
+//! 7+n     32    HMAC-SHA256 over (len(key) as u32 BE ‖ key ‖ bytes 0..7+n), only when signed
 //! ```
 //!
 //! The header makes an entry self-describing: an entry written by another codec, another
 //! format version or with another signing policy is rejected before its payload is looked
 //! at. The tag makes a poisoned cache (someone who can write to Redis) unable to forge
-//! entries. Every way an entry can be wrong is a [`DecodeError`], which callers treat as a
+//! entries, and because it covers the full key the entry was written under (prefix, schema,
+//! kind and id, length-prefixed so no two keys share a tag input), a genuine entry copied
+//! to any other key — an admin's roles over another user's — does not verify there. During
+//! a key rotation, entries signed with a previous key keep verifying
+//! ([`EnvelopeCodec::with_previous_signing_keys`]); new entries are signed with the current one. Every way an entry can be wrong is a [`DecodeError`], which callers treat as a
 //! miss; nothing here panics on input.
 
 use std::fmt;
@@ -24,13 +28,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
 
+use crate::Key;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// First four bytes of every envelope.
 pub const MAGIC: [u8; 4] = *b"AuCa";
 
 /// Version of the envelope layout above; bump when the layout changes.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Bytes before the payload: magic, version, codec id, flags.
 pub const HEADER_LEN: usize = MAGIC.len() + 3;
@@ -197,6 +203,8 @@ impl fmt::Debug for SigningKey {
 pub struct EnvelopeCodec {
     codec: CodecId,
     key: Option<SigningKey>,
+    /// Keys that still verify (never sign): the keys being rotated out.
+    previous: Vec<SigningKey>,
     max_payload: usize,
 }
 
@@ -205,6 +213,7 @@ impl Default for EnvelopeCodec {
         Self {
             codec: CodecId::Bincode,
             key: None,
+            previous: Vec::new(),
             max_payload: DEFAULT_MAX_PAYLOAD,
         }
     }
@@ -228,6 +237,14 @@ impl EnvelopeCodec {
         self
     }
 
+    /// Keys that still verify entries but never sign new ones: during a rotation, deploy
+    /// the new key as the signing key and the old one here, on every instance; once the
+    /// longest TTL has passed, drop the old one. Ignored without a signing key.
+    pub fn with_previous_signing_keys(mut self, keys: impl IntoIterator<Item = SigningKey>) -> Self {
+        self.previous = keys.into_iter().collect();
+        self
+    }
+
     /// Largest payload written or read, in bytes.
     pub fn with_max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
@@ -244,12 +261,12 @@ impl EnvelopeCodec {
         self.key.is_some()
     }
 
-    /// Wraps `value` in an envelope.
+    /// Wraps `value` in an envelope bound to `key`: signed, it verifies under that key only.
     ///
     /// # Errors
     /// [`CodecError::Encode`] when the codec rejects the value, [`CodecError::TooLarge`] when
     /// the payload exceeds the configured maximum.
-    pub fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, CodecError> {
+    pub fn encode<T: Serialize + ?Sized>(&self, key: &Key, value: &T) -> Result<Bytes, CodecError> {
         let mut out = Vec::with_capacity(128);
         out.extend_from_slice(&MAGIC);
         out.push(FORMAT_VERSION);
@@ -267,21 +284,20 @@ impl EnvelopeCodec {
                 max: self.max_payload,
             });
         }
-        if let Some(key) = &self.key {
-            let mut mac = key.0.clone();
-            mac.update(&out);
-            out.extend_from_slice(&mac.finalize().into_bytes());
+        if let Some(signing) = &self.key {
+            let tag = signing.tag(key, &out);
+            out.extend_from_slice(&tag);
         }
         Ok(Bytes::from(out))
     }
 
-    /// Checks and unwraps an envelope.
+    /// Checks and unwraps an envelope read under `key`.
     ///
     /// # Errors
     /// A [`DecodeError`] naming the first check that failed; callers treat every one of
     /// them as a cache miss.
-    pub fn decode<T: DeserializeOwned>(&self, entry: &[u8]) -> Result<T, DecodeError> {
-        let payload = self.open(entry)?;
+    pub fn decode<T: DeserializeOwned>(&self, key: &Key, entry: &[u8]) -> Result<T, DecodeError> {
+        let payload = self.open(key, entry)?;
         if payload.len() > self.max_payload {
             return Err(DecodeError::TooLarge {
                 len: payload.len(),
@@ -296,7 +312,7 @@ impl EnvelopeCodec {
     }
 
     /// Validates the header and tag; returns the payload.
-    fn open<'e>(&self, entry: &'e [u8]) -> Result<&'e [u8], DecodeError> {
+    fn open<'e>(&self, key: &Key, entry: &'e [u8]) -> Result<&'e [u8], DecodeError> {
         let (header, body) = entry
             .split_at_checked(HEADER_LEN)
             .ok_or(DecodeError::Truncated)?;
@@ -320,24 +336,71 @@ impl EnvelopeCodec {
             (None, false) => Ok(body),
             (None, true) => Err(DecodeError::UnexpectedTag),
             (Some(_), false) => Err(DecodeError::MissingTag),
-            (Some(key), true) => verify(key, entry),
+            (Some(current), true) => {
+                let (signed, tag) = split_tag(entry)?;
+                let verifies = std::iter::once(current)
+                    .chain(&self.previous)
+                    .any(|signing| signing.verifies(key, signed, tag));
+                if verifies {
+                    Ok(&signed[HEADER_LEN..])
+                } else {
+                    Err(DecodeError::BadTag)
+                }
+            }
         }
     }
 }
 
-/// Checks the trailing tag over everything before it, in constant time.
-fn verify<'e>(key: &SigningKey, entry: &'e [u8]) -> Result<&'e [u8], DecodeError> {
+/// First bytes of a tombstone: the magic, then a version byte no envelope uses.
+const TOMBSTONE_HEADER: [u8; 5] = [b'A', b'u', b'C', b'a', 0xff];
+
+/// A tombstone: what an invalidation leaves in L2 instead of deleting the key. Readers
+/// see a miss; a fill that read the key before the invalidation expected other bytes, so
+/// its conditional write fails. Each tombstone is unique (128 random bits), so a fill can
+/// never mistake a newer invalidation for the one it saw.
+pub fn tombstone() -> Bytes {
+    let mut bytes = TOMBSTONE_HEADER.to_vec();
+    bytes.extend_from_slice(&rand::random::<u128>().to_be_bytes());
+    Bytes::from(bytes)
+}
+
+/// `true` for an entry written by [`tombstone`].
+pub fn is_tombstone(entry: &[u8]) -> bool {
+    entry.starts_with(&TOMBSTONE_HEADER)
+}
+
+/// Splits a signed entry into the signed bytes and the trailing tag.
+fn split_tag(entry: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
     let signed_len = entry
         .len()
         .checked_sub(TAG_LEN)
         .filter(|&len| len >= HEADER_LEN)
         .ok_or(DecodeError::Truncated)?;
-    let (signed, tag) = entry.split_at(signed_len);
-    let mut mac = key.0.clone();
-    mac.update(signed);
-    // `verify_slice` compares through `subtle`, so timing reveals nothing about the tag.
-    mac.verify_slice(tag).map_err(|_| DecodeError::BadTag)?;
-    Ok(&signed[HEADER_LEN..])
+    Ok(entry.split_at(signed_len))
+}
+
+impl SigningKey {
+    /// The MAC over the key the entry lives under, then the envelope. The key is
+    /// length-prefixed so that no (key, envelope) pair shares its input with another.
+    fn mac(&self, key: &Key, envelope: &[u8]) -> HmacSha256 {
+        let mut mac = self.0.clone();
+        let key = key.as_str().as_bytes();
+        // Keys are at most a few hundred bytes (ids are capped), far below u32::MAX.
+        let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        mac.update(&len.to_be_bytes());
+        mac.update(key);
+        mac.update(envelope);
+        mac
+    }
+
+    fn tag(&self, key: &Key, envelope: &[u8]) -> [u8; TAG_LEN] {
+        self.mac(key, envelope).finalize().into_bytes().into()
+    }
+
+    /// Checks `tag` in constant time (`verify_slice` compares through `subtle`).
+    fn verifies(&self, key: &Key, envelope: &[u8], tag: &[u8]) -> bool {
+        self.mac(key, envelope).verify_slice(tag).is_ok()
+    }
 }
 
 /// Why a value could not be written, or a signing key was refused.
@@ -442,6 +505,13 @@ mod tests {
         }
     }
 
+    /// The key every test entry lives under.
+    fn entry_key() -> Key {
+        crate::Keyspace::default()
+            .key(crate::KeyKind::Roles, "admin-1")
+            .unwrap()
+    }
+
     fn key(byte: u8) -> SigningKey {
         SigningKey::new([byte; 32]).unwrap()
     }
@@ -467,11 +537,11 @@ mod tests {
     #[test]
     fn round_trips_with_every_codec_and_signing_policy() {
         for codec in codecs() {
-            let entry = codec.encode(&user()).unwrap();
+            let entry = codec.encode(&entry_key(), &user()).unwrap();
             assert_eq!(&entry[..4], b"AuCa");
             assert_eq!(entry[4], FORMAT_VERSION);
             assert_eq!(entry[5], codec.codec_id() as u8);
-            assert_eq!(codec.decode::<User>(&entry).unwrap(), user());
+            assert_eq!(codec.decode::<User>(&entry_key(), &entry).unwrap(), user());
             let expected_tail = if codec.is_signed() { TAG_LEN } else { 0 };
             let payload_len = entry.len() - HEADER_LEN - expected_tail;
             assert!(payload_len > 0 && payload_len < 100, "{payload_len}");
@@ -481,10 +551,10 @@ mod tests {
     #[test]
     fn every_truncation_is_a_miss() {
         for codec in codecs() {
-            let entry = codec.encode(&user()).unwrap();
+            let entry = codec.encode(&entry_key(), &user()).unwrap();
             for len in 0..entry.len() {
                 assert!(
-                    codec.decode::<User>(&entry[..len]).is_err(),
+                    codec.decode::<User>(&entry_key(), &entry[..len]).is_err(),
                     "{:?} decoded a truncation to {len} bytes",
                     codec.codec_id()
                 );
@@ -495,12 +565,12 @@ mod tests {
     #[test]
     fn every_flipped_bit_of_a_signed_entry_is_a_miss() {
         let codec = signed();
-        let entry = codec.encode(&user()).unwrap();
+        let entry = codec.encode(&entry_key(), &user()).unwrap();
         for at in 0..entry.len() {
             for bit in 0..8 {
                 let mut bad = entry.to_vec();
                 bad[at] ^= 1 << bit;
-                assert!(codec.decode::<User>(&bad).is_err(), "byte {at} bit {bit}");
+                assert!(codec.decode::<User>(&entry_key(), &bad).is_err(), "byte {at} bit {bit}");
             }
         }
     }
@@ -508,11 +578,11 @@ mod tests {
     #[test]
     fn each_region_names_its_error() {
         let codec = signed();
-        let entry = codec.encode(&user()).unwrap();
+        let entry = codec.encode(&entry_key(), &user()).unwrap();
         let flip = |at: usize| {
             let mut bad = entry.to_vec();
             bad[at] ^= 0x01;
-            codec.decode::<User>(&bad).unwrap_err()
+            codec.decode::<User>(&entry_key(), &bad).unwrap_err()
         };
         assert_eq!(flip(0), DecodeError::BadMagic);
         assert_eq!(flip(4), DecodeError::UnsupportedVersion(FORMAT_VERSION ^ 1));
@@ -525,12 +595,12 @@ mod tests {
     #[test]
     fn flipped_header_bits_of_an_unsigned_entry_are_a_miss() {
         let codec = EnvelopeCodec::new();
-        let entry = codec.encode(&user()).unwrap();
+        let entry = codec.encode(&entry_key(), &user()).unwrap();
         for at in 0..HEADER_LEN {
             for bit in 0..8 {
                 let mut bad = entry.to_vec();
                 bad[at] ^= 1 << bit;
-                assert!(codec.decode::<User>(&bad).is_err(), "byte {at} bit {bit}");
+                assert!(codec.decode::<User>(&entry_key(), &bad).is_err(), "byte {at} bit {bit}");
             }
         }
     }
@@ -538,14 +608,14 @@ mod tests {
     #[test]
     fn wrong_magic_version_and_codec_id_are_rejected() {
         let codec = EnvelopeCodec::new();
-        let entry = codec.encode(&user()).unwrap().to_vec();
+        let entry = codec.encode(&entry_key(), &user()).unwrap().to_vec();
         let with = |at: usize, byte: u8| {
             let mut bad = entry.clone();
             bad[at] = byte;
-            codec.decode::<User>(&bad).unwrap_err()
+            codec.decode::<User>(&entry_key(), &bad).unwrap_err()
         };
         assert_eq!(with(0, b'X'), DecodeError::BadMagic);
-        assert_eq!(with(4, 2), DecodeError::UnsupportedVersion(2));
+        assert_eq!(with(4, 1), DecodeError::UnsupportedVersion(1));
         assert_eq!(with(4, 0), DecodeError::UnsupportedVersion(0));
         assert_eq!(
             with(5, 99),
@@ -562,47 +632,47 @@ mod tests {
     fn an_entry_of_another_codec_is_never_misread() {
         let bincode = EnvelopeCodec::new();
         let postcard = EnvelopeCodec::new().with_codec(CodecId::Postcard);
-        let entry = postcard.encode(&user()).unwrap();
+        let entry = postcard.encode(&entry_key(), &user()).unwrap();
         assert!(matches!(
-            bincode.decode::<User>(&entry),
+            bincode.decode::<User>(&entry_key(), &entry),
             Err(DecodeError::CodecMismatch { found: 2, .. })
         ));
-        let entry = bincode.encode(&user()).unwrap();
+        let entry = bincode.encode(&entry_key(), &user()).unwrap();
         assert!(matches!(
-            postcard.decode::<User>(&entry),
+            postcard.decode::<User>(&entry_key(), &entry),
             Err(DecodeError::CodecMismatch { found: 1, .. })
         ));
     }
 
     #[test]
     fn signing_policies_must_agree() {
-        let unsigned = EnvelopeCodec::new().encode(&user()).unwrap();
+        let unsigned = EnvelopeCodec::new().encode(&entry_key(), &user()).unwrap();
         assert_eq!(
-            signed().decode::<User>(&unsigned),
+            signed().decode::<User>(&entry_key(), &unsigned),
             Err(DecodeError::MissingTag)
         );
-        let tagged = signed().encode(&user()).unwrap();
+        let tagged = signed().encode(&entry_key(), &user()).unwrap();
         assert_eq!(
-            EnvelopeCodec::new().decode::<User>(&tagged),
+            EnvelopeCodec::new().decode::<User>(&entry_key(), &tagged),
             Err(DecodeError::UnexpectedTag)
         );
         // An unsigned entry with the signed flag forged on is too short for its "tag" or
         // fails verification: never accepted.
         let mut forged = unsigned.to_vec();
         forged[6] = FLAG_SIGNED;
-        assert!(signed().decode::<User>(&forged).is_err());
+        assert!(signed().decode::<User>(&entry_key(), &forged).is_err());
     }
 
     #[test]
     fn a_tag_made_with_another_key_is_rejected() {
         let other = EnvelopeCodec::new().with_signing_key(key(8));
-        let entry = other.encode(&user()).unwrap();
-        assert_eq!(signed().decode::<User>(&entry), Err(DecodeError::BadTag));
+        let entry = other.encode(&entry_key(), &user()).unwrap();
+        assert_eq!(signed().decode::<User>(&entry_key(), &entry), Err(DecodeError::BadTag));
         // Re-signing a tampered payload needs the key: a forged tag of zeros fails too.
         let mut forged = entry.to_vec();
         let len = forged.len();
         forged[len - TAG_LEN..].fill(0);
-        assert_eq!(signed().decode::<User>(&forged), Err(DecodeError::BadTag));
+        assert_eq!(signed().decode::<User>(&entry_key(), &forged), Err(DecodeError::BadTag));
     }
 
     #[test]
@@ -618,11 +688,11 @@ mod tests {
         for codec in codecs() {
             for len in 0..300 {
                 let garbage: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-                assert!(codec.decode::<User>(&garbage).is_err());
+                assert!(codec.decode::<User>(&entry_key(), &garbage).is_err());
                 // A valid header followed by garbage.
-                let mut framed = codec.encode(&()).unwrap()[..HEADER_LEN].to_vec();
+                let mut framed = codec.encode(&entry_key(), &()).unwrap()[..HEADER_LEN].to_vec();
                 framed.extend_from_slice(&garbage);
-                assert!(codec.decode::<User>(&framed).is_err());
+                assert!(codec.decode::<User>(&entry_key(), &framed).is_err());
             }
         }
     }
@@ -630,10 +700,10 @@ mod tests {
     #[test]
     fn trailing_bytes_are_a_miss() {
         let codec = EnvelopeCodec::new();
-        let mut entry = codec.encode(&user()).unwrap().to_vec();
+        let mut entry = codec.encode(&entry_key(), &user()).unwrap().to_vec();
         entry.push(0);
         assert!(matches!(
-            codec.decode::<User>(&entry),
+            codec.decode::<User>(&entry_key(), &entry),
             Err(DecodeError::Payload(_))
         ));
     }
@@ -641,13 +711,13 @@ mod tests {
     #[test]
     fn a_forged_length_cannot_allocate_gigabytes() {
         for codec in codecs() {
-            let mut entry = codec.encode(&Vec::<u64>::new()).unwrap()[..HEADER_LEN].to_vec();
+            let mut entry = codec.encode(&entry_key(), &Vec::<u64>::new()).unwrap()[..HEADER_LEN].to_vec();
             // bincode varint 253 = "u64 follows"; postcard varint of u64::MAX; both claim
             // ~2^64 elements followed by nothing.
             entry.extend_from_slice(&[253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
             entry.extend_from_slice(&[0xff; 10]);
-            assert!(codec.decode::<Vec<u64>>(&entry).is_err());
-            assert!(codec.decode::<String>(&entry).is_err());
+            assert!(codec.decode::<Vec<u64>>(&entry_key(), &entry).is_err());
+            assert!(codec.decode::<String>(&entry_key(), &entry).is_err());
         }
     }
 
@@ -656,12 +726,12 @@ mod tests {
         let small = EnvelopeCodec::new().with_max_payload(16);
         let big = vec![0u8; 100];
         assert!(matches!(
-            small.encode(&big),
+            small.encode(&entry_key(), &big),
             Err(CodecError::TooLarge { .. })
         ));
-        let entry = EnvelopeCodec::new().encode(&big).unwrap();
+        let entry = EnvelopeCodec::new().encode(&entry_key(), &big).unwrap();
         assert!(matches!(
-            small.decode::<Vec<u8>>(&entry),
+            small.decode::<Vec<u8>>(&entry_key(), &entry),
             Err(DecodeError::TooLarge { .. })
         ));
     }
@@ -682,5 +752,60 @@ mod tests {
     fn codec_errors_convert_into_cache_errors() {
         let error: crate::CacheError = CodecError::Encode("x".into()).into();
         assert!(matches!(error, crate::CacheError::Codec(_)));
+    }
+
+    #[test]
+    fn a_signed_entry_copied_to_any_other_key_is_a_miss() {
+        let codec = signed();
+        let entry = codec.encode(&entry_key(), &user()).unwrap();
+        let other_prefix = crate::Keyspace::new("otherapp").unwrap();
+        let elsewhere = [
+            crate::Keyspace::default().key(crate::KeyKind::Roles, "user-2"),
+            crate::Keyspace::default().key(crate::KeyKind::User, "admin-1"),
+            crate::Keyspace::default().key(crate::KeyKind::Perms, "admin-1"),
+            other_prefix.key(crate::KeyKind::Roles, "admin-1"),
+        ];
+        for key in elsewhere {
+            let key = key.unwrap();
+            assert_eq!(
+                codec.decode::<User>(&key, &entry),
+                Err(DecodeError::BadTag),
+                "{key}"
+            );
+        }
+        assert_eq!(codec.decode::<User>(&entry_key(), &entry).unwrap(), user());
+    }
+
+    #[test]
+    fn tombstones_are_unique_and_never_decode() {
+        let (a, b) = (tombstone(), tombstone());
+        assert_ne!(a, b);
+        assert!(is_tombstone(&a) && is_tombstone(&b));
+        for codec in codecs() {
+            assert!(codec.decode::<User>(&entry_key(), &a).is_err());
+            let entry = codec.encode(&entry_key(), &user()).unwrap();
+            assert!(!is_tombstone(&entry));
+        }
+    }
+
+    #[test]
+    fn previous_keys_verify_but_never_sign() {
+        let rotated = EnvelopeCodec::new()
+            .with_signing_key(key(2))
+            .with_previous_signing_keys([key(7)]);
+        let old_entry = signed().encode(&entry_key(), &user()).unwrap();
+        assert_eq!(rotated.decode::<User>(&entry_key(), &old_entry).unwrap(), user());
+        let new_entry = rotated.encode(&entry_key(), &user()).unwrap();
+        assert_eq!(
+            signed().decode::<User>(&entry_key(), &new_entry),
+            Err(DecodeError::BadTag),
+            "new entries are signed with the current key only"
+        );
+        let stranger = EnvelopeCodec::new().with_signing_key(key(3));
+        let foreign = stranger.encode(&entry_key(), &user()).unwrap();
+        assert_eq!(
+            rotated.decode::<User>(&entry_key(), &foreign),
+            Err(DecodeError::BadTag)
+        );
     }
 }

@@ -28,6 +28,13 @@ pub enum CacheError {
     /// A key or one of its parts was rejected.
     #[error("invalid cache key: {0}")]
     InvalidKey(#[from] KeyError),
+    /// Skipped without trying: this request already waited out one L2 failure
+    /// ([`crate::breaker::with_l2_budget`]).
+    #[error("cache backend skipped: this request already spent its one timeout")]
+    Skipped,
+    /// The backend does not offer this operation (named).
+    #[error("cache backend does not support {0}")]
+    Unsupported(&'static str),
 }
 
 impl CacheError {
@@ -45,7 +52,10 @@ impl CacheError {
 
     /// `true` when the backend could not be used at all (down, refused, breaker open).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::CircuitOpen)
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::CircuitOpen | Self::Skipped
+        )
     }
 }
 

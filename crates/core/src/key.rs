@@ -1,5 +1,9 @@
 //! Cache keys: `{prefix}:v{schema}:{kind}:{id}`, built here and nowhere else.
 //!
+//! Revocations live outside the schema version: `{prefix}:{kind}:{id}` for
+//! [`KeyKind::Revoked`] and [`KeyKind::Cutoff`] ([`KeyKind::is_versioned`]), so that a
+//! schema bump, or a rolling deploy of old and new builds, never un-revokes a token.
+//!
 //! Two different `(kind, id)` pairs never produce the same key: the prefix is fixed per
 //! [`Keyspace`] and contains no `:`, the schema and kind are fixed tokens without `:`, so
 //! everything after the fourth field is the id, verbatim. Tokens are keyed only by their
@@ -34,19 +38,31 @@ pub enum KeyKind {
     Perms,
     /// A token validation result, keyed by the token's fingerprint.
     Token,
-    /// A revoked token, keyed by the token's fingerprint.
+    /// A revoked token, keyed by its revocation id (what the token asserts, never its
+    /// signature bytes). Not schema-versioned.
     Revoked,
+    /// A user's "log out everywhere" cutoff: tokens issued up to it are refused. Not
+    /// schema-versioned.
+    Cutoff,
 }
 
 impl KeyKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [KeyKind; 5] = [
+    pub const ALL: [KeyKind; 6] = [
         KeyKind::User,
         KeyKind::Roles,
         KeyKind::Perms,
         KeyKind::Token,
         KeyKind::Revoked,
+        KeyKind::Cutoff,
     ];
+
+    /// `false` for the kinds whose keys carry no schema version: revocation marks and
+    /// cutoffs must survive schema bumps, and their readers never decode them with a
+    /// schema-dependent type.
+    pub fn is_versioned(self) -> bool {
+        !matches!(self, KeyKind::Revoked | KeyKind::Cutoff)
+    }
 
     /// The kind's name as it appears in keys.
     pub fn as_str(self) -> &'static str {
@@ -56,6 +72,7 @@ impl KeyKind {
             KeyKind::Perms => "perms",
             KeyKind::Token => "token",
             KeyKind::Revoked => "revoked",
+            KeyKind::Cutoff => "cutoff",
         }
     }
 
@@ -204,25 +221,34 @@ impl Keyspace {
     /// Splits a key of this keyspace back into `(kind, id)`; `None` for anything else
     /// (another prefix, an older schema, garbage from the bus).
     pub fn parse<'k>(&self, key: &'k str) -> Option<(KeyKind, &'k str)> {
-        let rest = key.strip_prefix(&*self.prefix)?.strip_prefix(":v")?;
-        let (schema, rest) = rest.split_once(':')?;
-        if schema.parse::<u32>().ok()? != self.schema {
-            return None;
-        }
-        let (kind, id) = rest.split_once(':')?;
-        let kind = KeyKind::from_name(kind)?;
+        let rest = key.strip_prefix(&*self.prefix)?.strip_prefix(':')?;
+        let (kind, id) = match rest.strip_prefix('v') {
+            Some(versioned) => {
+                let (schema, rest) = versioned.split_once(':')?;
+                if schema.parse::<u32>().ok()? != self.schema {
+                    return None;
+                }
+                let (kind, id) = rest.split_once(':')?;
+                let kind = KeyKind::from_name(kind).filter(|kind| kind.is_versioned())?;
+                (kind, id)
+            }
+            None => {
+                let (kind, id) = rest.split_once(':')?;
+                let kind = KeyKind::from_name(kind).filter(|kind| !kind.is_versioned())?;
+                (kind, id)
+            }
+        };
         validate_id(id).ok()?;
         Some((kind, id))
     }
 
     fn compose(&self, kind: KeyKind, id: &str) -> Key {
-        Key(Arc::from(format!(
-            "{}:v{}:{}:{}",
-            self.prefix,
-            self.schema,
-            kind.as_str(),
-            id
-        )))
+        let key = if kind.is_versioned() {
+            format!("{}:v{}:{}:{}", self.prefix, self.schema, kind.as_str(), id)
+        } else {
+            format!("{}:{}:{}", self.prefix, kind.as_str(), id)
+        };
+        Key(Arc::from(key))
     }
 }
 
@@ -287,6 +313,17 @@ mod tests {
         );
         assert_eq!(keys.invalidation_channel(), "app:invalidate");
         assert_eq!(keys.prefix(), "app");
+        // Revocations survive schema bumps: no version in their keys.
+        assert_eq!(
+            keys.key(KeyKind::Revoked, "ab12").unwrap().as_str(),
+            "app:revoked:ab12"
+        );
+        assert_eq!(
+            keys.key(KeyKind::Cutoff, "7").unwrap().as_str(),
+            "app:cutoff:7"
+        );
+        assert_eq!(keys.parse("app:v1:revoked:ab12"), None);
+        assert_eq!(keys.parse("app:user:7"), None);
         for bad in ["", "a:b", "a b", "a\nb", "a\0b"] {
             assert!(
                 matches!(Keyspace::new(bad), Err(KeyError::InvalidPrefix(_))),

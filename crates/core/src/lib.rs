@@ -6,11 +6,13 @@
 //!   and [`GuardedCache`], the timeout + circuit breaker every L2 is used through;
 //! - [`Keyspace`] / [`Key`]: how keys are built and validated (no raw token ever reaches a key);
 //! - [`EnvelopeCodec`]: the versioned, optionally HMAC-signed envelope L2 values are stored in,
-//!   where anything that does not decode or verify is a miss;
+//!   bound to their key, where anything that does not decode or verify is a miss;
 //! - [`Ttls`]: the TTL policy with jitter;
 //! - [`L1Cache`]: the synchronous in-process tier of decoded values;
 //! - [`Tiered`]: L1 → L2 → loader with single-flight, negative entries, write-through and
-//!   invalidation publishing, with [`TierStatsSnapshot`] counters.
+//!   invalidation publishing, conditional fills that never land after an invalidation
+//!   (the coherence protocol), with [`TierStatsSnapshot`] counters;
+//! - [`with_l2_budget`]: one L2 timeout per request, however many tiers it reads.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -22,13 +24,18 @@
 //! assert!(keys.key(KeyKind::User, "has space").is_err());
 //! let token = keys.token_key(KeyKind::Revoked, &Fingerprint::of("a.b.c"));
 //! assert!(!token.as_str().contains("a.b.c"));
+//! // Revocations live outside the schema version: a schema bump never un-revokes.
+//! assert!(token.as_str().starts_with("authcache:revoked:"));
 //!
-//! // Envelopes: a tampered entry is a decode error, which callers treat as a miss.
+//! // Envelopes are bound to their key: a tampered entry, or a genuine one copied to
+//! // another key, is a decode error, which callers treat as a miss.
 //! let codec = EnvelopeCodec::new().with_signing_key(SigningKey::new([7; 32]).unwrap());
-//! let mut entry = codec.encode(&("ada", 36_u32)).unwrap().to_vec();
-//! assert_eq!(codec.decode::<(String, u32)>(&entry).unwrap(), ("ada".into(), 36));
+//! let mut entry = codec.encode(&key, &("ada", 36_u32)).unwrap().to_vec();
+//! assert_eq!(codec.decode::<(String, u32)>(&key, &entry).unwrap(), ("ada".into(), 36));
+//! let elsewhere = keys.key(KeyKind::User, "43").unwrap();
+//! assert!(codec.decode::<(String, u32)>(&elsewhere, &entry).is_err());
 //! entry[9] ^= 1;
-//! assert!(codec.decode::<(String, u32)>(&entry).is_err());
+//! assert!(codec.decode::<(String, u32)>(&key, &entry).is_err());
 //!
 //! // A tier (here without L1 or L2; see `authcache-memory` for both): loads once per key.
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -61,7 +68,7 @@ mod testkit;
 pub mod tiered;
 pub mod ttl;
 
-pub use breaker::{BreakerConfig, BreakerState, BreakerStats, GuardedCache};
+pub use breaker::{BreakerConfig, BreakerState, BreakerStats, GuardedCache, with_l2_budget};
 
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]

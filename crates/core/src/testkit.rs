@@ -83,6 +83,26 @@ impl Cache for FlakyCache {
         self.gate().await?;
         Ok(self.entries.lock().unwrap().remove(key).is_some())
     }
+
+    async fn set_if_unchanged(
+        &self,
+        key: &Key,
+        expected: Option<Bytes>,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.gate().await?;
+        let mut entries = self.entries.lock().unwrap();
+        let current = entries
+            .get(key)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(bytes, _)| bytes.clone());
+        if current != expected {
+            return Ok(false);
+        }
+        entries.insert(key.clone(), (value, Instant::now() + ttl));
+        Ok(true)
+    }
 }
 
 /// An unbounded [`L1Cache`] on tokio's clock that records every TTL it was given.

@@ -7,24 +7,62 @@
 //! In L2 each value is stored with its absolute expiry (`(expires_at_unix_ms, Option<T>)`
 //! inside the envelope), so that an L1 filled from an L2 hit never outlives the L2 entry,
 //! even for values whose TTL was chosen per entry (a token's remaining lifetime).
+//!
+//! # Coherence: no stale fills
+//!
+//! A value read from the loader before an invalidation completed never lands in either tier
+//! after it (ARCHITECTURE.md, *Coherence*, states the protocol and its bound):
+//!
+//! - an invalidation ([`Tiered::delete`]) does not delete the L2 key: it overwrites it
+//!   with a unique [tombstone](crate::codec::tombstone) that lives [`TOMBSTONE_TTL`];
+//!   a write ([`Tiered::set`]) overwrites it with the new value;
+//! - a fill remembers the exact bytes its L2 read saw (or their absence) and stores its
+//!   loaded value with [`Cache::set_if_unchanged`]: if anything wrote the key since the
+//!   read — a tombstone or a value, from any instance — the fill is dropped
+//!   (`stale_fills`). A load slower than [`FILL_WINDOW`] is not filled at all, so the
+//!   tombstones that guard it cannot have expired meanwhile;
+//! - in L1, every id has a generation (striped counters): the bus eviction of another
+//!   instance's change, or a local write, bumps it, and a fill whose generation moved since
+//!   its L2 read fills nothing. On the calling instance the bound is zero; elsewhere it is
+//!   the bus delay.
 
 use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
-use crate::breaker::{BreakerStats, DEFAULT_TIMEOUT, GuardedCache};
-use crate::codec::EnvelopeCodec;
+use crate::breaker::{BreakerStats, GuardedCache};
+use crate::codec::{EnvelopeCodec, is_tombstone, tombstone};
 use crate::l1::{L1Cache, L1Entry};
 use crate::ttl::Ttls;
 use crate::{Cache, CacheError, InvalidationPublisher, Key, KeyError, KeyKind, Keyspace};
+
+/// 60 s: how long an invalidation's tombstone guards its key against older fills. Twice
+/// [`FILL_WINDOW`], so a fill allowed to write always meets the tombstone of any
+/// invalidation that happened after its read.
+pub const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
+
+/// 30 s: a fill whose load took longer than this is served but not cached (its guarding
+/// tombstones might have expired). Far above any sane repository timeout.
+pub const FILL_WINDOW: Duration = Duration::from_secs(30);
+
+/// 5 s: the default bound on one loader call. A hung repository then costs its waiters
+/// 5 s and an `Unavailable`, not their whole request budget, and the flight is freed.
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Stripes of per-id generations: enough that an invalidation rarely touches another
+/// id's fill, small enough to be one cache line per few ids.
+const GENERATION_STRIPES: usize = 64;
 
 /// Why [`Tiered::get_or_load`] could not produce an answer. Cheap to clone: every waiter of
 /// a coalesced load receives the same error.
@@ -37,6 +75,9 @@ pub enum LoadError {
     /// The loader failed.
     #[error("loader failed: {0}")]
     Loader(Arc<dyn Error + Send + Sync>),
+    /// The loader did not answer within the load timeout.
+    #[error("loader timed out after {0:?}")]
+    Timeout(Duration),
 }
 
 impl LoadError {
@@ -44,7 +85,7 @@ impl LoadError {
     pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
         match self {
             Self::Loader(error) => error.downcast_ref::<E>(),
-            Self::InvalidId(_) => None,
+            Self::InvalidId(_) | Self::Timeout(_) => None,
         }
     }
 }
@@ -63,6 +104,7 @@ pub struct TierStats {
     encode_failures: AtomicU64,
     l2_errors: AtomicU64,
     publish_errors: AtomicU64,
+    stale_fills: AtomicU64,
 }
 
 /// A copy of [`TierStats`] at one moment, with the L2 breaker's state.
@@ -76,24 +118,30 @@ pub struct TierStatsSnapshot {
     pub misses: u64,
     /// Loader calls.
     pub loads: u64,
-    /// Loader calls that failed.
+    /// Loader calls that failed or timed out.
     pub load_errors: u64,
     /// Callers that joined another caller's load of the same id instead of starting one.
     pub coalesced: u64,
-    /// L2 entries that failed to decode or verify (each was deleted and read as a miss).
+    /// L2 entries that failed to decode, verify, or match the key they were read under
+    /// (each read as a miss and never served).
     pub decode_failures: u64,
     /// Values that could not be encoded for L2 (too large, unrepresentable).
     pub encode_failures: u64,
-    /// L2 calls that failed, timed out or were skipped by the open breaker.
+    /// L2 calls that failed, timed out or were skipped (breaker open, budget spent).
     pub l2_errors: u64,
     /// Invalidations that could not be published.
     pub publish_errors: u64,
+    /// Loaded values not cached because the key changed (anywhere) since the load began.
+    pub stale_fills: u64,
+    /// Loads in flight right now (a gauge; zero when idle — nothing leaks).
+    pub in_flight: u64,
     /// The L2 breaker, when there is an L2.
     pub breaker: Option<BreakerStats>,
 }
 
 impl TierStats {
-    /// The counters now (`breaker` is `None`; [`Tiered::stats`] fills it in).
+    /// The counters now (`breaker` is `None` and `in_flight` zero; [`Tiered::stats`]
+    /// fills them in).
     pub fn snapshot(&self) -> TierStatsSnapshot {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         TierStatsSnapshot {
@@ -107,6 +155,8 @@ impl TierStats {
             encode_failures: get(&self.encode_failures),
             l2_errors: get(&self.l2_errors),
             publish_errors: get(&self.publish_errors),
+            stale_fills: get(&self.stale_fills),
+            in_flight: 0,
             breaker: None,
         }
     }
@@ -121,6 +171,9 @@ type Outcome<T> = Result<Option<Arc<T>>, LoadError>;
 /// One in-flight load of one id; every caller that finds it waits on the same cell.
 type Flight<T> = OnceCell<Outcome<T>>;
 
+/// Checks a decoded entry against the id it was read for (see [`TieredBuilder::validate`]).
+pub type Validator<T> = fn(id: &str, value: &T) -> bool;
+
 /// Builds a [`Tiered`]; see [`Tiered::builder`].
 pub struct TieredBuilder<T> {
     kind: KeyKind,
@@ -130,6 +183,8 @@ pub struct TieredBuilder<T> {
     l2: Option<Arc<GuardedCache>>,
     codec: EnvelopeCodec,
     publisher: Option<Arc<dyn InvalidationPublisher>>,
+    load_timeout: Duration,
+    validate: Option<Validator<T>>,
 }
 
 impl<T> fmt::Debug for TieredBuilder<T> {
@@ -179,6 +234,21 @@ impl<T> TieredBuilder<T> {
         self
     }
 
+    /// Bound on one loader call (default [`DEFAULT_LOAD_TIMEOUT`]); past it every waiter
+    /// gets [`LoadError::Timeout`] and the flight is freed. Zero means no bound.
+    pub fn load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = timeout;
+        self
+    }
+
+    /// A check of every value read from L2 against the id it was read for: a value that
+    /// fails it (a user record whose own id is another) is a miss, counted in
+    /// `decode_failures`, and never served.
+    pub fn validate(mut self, validate: Validator<T>) -> Self {
+        self.validate = Some(validate);
+        self
+    }
+
     /// The tier.
     pub fn build(self) -> Tiered<T> {
         Tiered {
@@ -189,10 +259,61 @@ impl<T> TieredBuilder<T> {
             l2: self.l2,
             codec: self.codec,
             publisher: self.publisher,
+            load_timeout: self.load_timeout,
+            validate: self.validate,
             flights: Mutex::default(),
-            generation: AtomicU64::new(0),
+            generations: Generations::default(),
             stats: TierStats::default(),
         }
+    }
+}
+
+/// Per-id generations, striped: a local change to an id bumps its stripe, a change to
+/// everything (the bus reconnected) bumps `all`. A fill compares both before and after.
+#[derive(Debug)]
+struct Generations {
+    all: AtomicU64,
+    stripes: [AtomicU64; GENERATION_STRIPES],
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Self {
+            all: AtomicU64::new(0),
+            stripes: std::array::from_fn(|_| AtomicU64::new(0)),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+}
+
+/// A reading of one id's generations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Generation {
+    all: u64,
+    stripe: u64,
+}
+
+impl Generations {
+    fn stripe(&self, id: &str) -> &AtomicU64 {
+        // Truncation is the point: any bits of the hash pick a stripe.
+        let at = self.hasher.hash_one(id) as usize % GENERATION_STRIPES;
+        &self.stripes[at]
+    }
+
+    fn read(&self, id: &str) -> Generation {
+        Generation {
+            all: self.all.load(Ordering::Acquire),
+            stripe: self.stripe(id).load(Ordering::Acquire),
+        }
+    }
+
+    fn bump(&self, id: &str) {
+        self.stripe(id).fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn bump_all(&self) {
+        self.all.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -206,6 +327,8 @@ pub struct Tiered<T> {
     l2: Option<Arc<GuardedCache>>,
     codec: EnvelopeCodec,
     publisher: Option<Arc<dyn InvalidationPublisher>>,
+    load_timeout: Duration,
+    validate: Option<Validator<T>>,
     /// Single-flight: a per-id `tokio::sync::OnceCell` rather than moka's
     /// `try_get_with`, because the flight must cover the L2 read as well as the loader,
     /// because moka's sync cache would block the thread while an async loader runs, and
@@ -214,7 +337,7 @@ pub struct Tiered<T> {
     flights: Mutex<HashMap<Arc<str>, Arc<Flight<T>>>>,
     /// Bumped by every write, delete and eviction: a load that started before one does not
     /// fill the tiers with what it read, which may be older than the write.
-    generation: AtomicU64,
+    generations: Generations,
     stats: TierStats,
 }
 
@@ -243,8 +366,10 @@ impl<T> Tiered<T> {
 /// What an L2 lookup found.
 enum L2Read<T> {
     Hit(L2Hit<T>),
-    /// Absent, expired or undecodable.
-    Miss,
+    /// Nothing usable; holds exactly what was there (`None`: absent), the expectation of
+    /// the conditional fill. Absent, expired, tombstoned, undecodable and foreign entries
+    /// all land here: a fill overwrites them only if they are still there, unchanged.
+    Miss(Option<Bytes>),
     /// The backend failed, timed out or was skipped.
     Failed,
 }
@@ -253,6 +378,22 @@ enum L2Read<T> {
 struct L2Hit<T> {
     value: Option<Arc<T>>,
     remaining: Duration,
+}
+
+/// What a load produced and for how long to keep it.
+struct Loaded<T> {
+    value: Option<Arc<T>>,
+    ttl: Duration,
+}
+
+/// How a load's answer may be cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// The id came from a verified source: cache absence everywhere.
+    Verified,
+    /// The id is caller input: absence is remembered in L1 only, so made-up ids cannot
+    /// grow the shared tier.
+    Untrusted,
 }
 
 impl<T> Tiered<T>
@@ -269,6 +410,8 @@ where
             l2: None,
             codec: EnvelopeCodec::default(),
             publisher: None,
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
+            validate: None,
         }
     }
 
@@ -285,10 +428,11 @@ where
         self.keyspace.key(self.kind, id)
     }
 
-    /// Counters and the L2 breaker's state.
+    /// Counters, the loads in flight and the L2 breaker's state.
     pub fn stats(&self) -> TierStatsSnapshot {
         TierStatsSnapshot {
             breaker: self.l2.as_ref().map(|l2| l2.stats()),
+            in_flight: self.lock_flights().len() as u64,
             ..self.stats.snapshot()
         }
     }
@@ -299,7 +443,8 @@ where
     ///
     /// # Errors
     /// [`LoadError::InvalidId`] for an id that cannot be keyed, [`LoadError::Loader`] when
-    /// the load fails. Cache trouble is never an error: it is a miss.
+    /// the load fails, [`LoadError::Timeout`] when it outlives the load timeout. Cache
+    /// trouble is never an error: it is a miss.
     pub async fn get_or_load<F, Fut, E>(
         &self,
         id: &str,
@@ -310,7 +455,29 @@ where
         Fut: Future<Output = Result<Option<T>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        self.load_through(id, move || async move {
+        self.load_through(id, Trust::Verified, move || async move {
+            load().await.map(|found| found.map(|value| (value, None)))
+        })
+        .await
+    }
+
+    /// As [`Tiered::get_or_load`] for an id that did not come from a verified source (an
+    /// API caller's input): an absent answer is remembered in L1 only, so a flood of
+    /// made-up ids is bounded by the L1's capacity and never grows the shared tier.
+    ///
+    /// # Errors
+    /// As [`Tiered::get_or_load`].
+    pub async fn get_or_load_untrusted<F, Fut, E>(
+        &self,
+        id: &str,
+        load: F,
+    ) -> Result<Option<Arc<T>>, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: Into<Box<dyn Error + Send + Sync>>,
+    {
+        self.load_through(id, Trust::Untrusted, move || async move {
             load().await.map(|found| found.map(|value| (value, None)))
         })
         .await
@@ -332,7 +499,7 @@ where
         Fut: Future<Output = Result<Option<(T, Duration)>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        self.load_through(id, move || async move {
+        self.load_through(id, Trust::Verified, move || async move {
             load()
                 .await
                 .map(|found| found.map(|(value, ttl)| (value, Some(ttl))))
@@ -350,21 +517,21 @@ where
             return Ok(entry.into_value());
         }
         let key = self.key(id)?;
-        let generation = self.generation.load(Ordering::Acquire);
-        match self.l2_read(&key).await {
+        let generation = self.generations.read(id);
+        match self.l2_read(&key, id).await {
             L2Read::Hit(hit) => {
-                self.l1_fill_from_l2(id, &hit, generation);
+                self.l1_insert(id, hit.value.clone(), hit.remaining, generation);
                 Ok(hit.value)
             }
-            L2Read::Miss | L2Read::Failed => {
+            L2Read::Miss(_) | L2Read::Failed => {
                 bump(&self.stats.misses);
                 Ok(None)
             }
         }
     }
 
-    /// Writes `value` for `id` to both tiers with the kind's TTL ([`Ttls::jittered_for`]) and publishes
-    /// the key.
+    /// Writes `value` for `id` to both tiers with the kind's TTL ([`Ttls::jittered_for`])
+    /// and publishes the key. Unconditional: a write-through is newer than any fill.
     ///
     /// # Errors
     /// [`CacheError::InvalidKey`] for a bad id, [`CacheError::Codec`] when the value cannot
@@ -375,7 +542,7 @@ where
     }
 
     /// Writes `value` for `id` for exactly `ttl` in L2 (and at most the L1 cap in L1), and
-    /// publishes the key. A zero `ttl` deletes instead.
+    /// publishes the key. A zero `ttl` invalidates instead.
     ///
     /// # Errors
     /// As [`Tiered::set`].
@@ -388,7 +555,9 @@ where
         self.write(id, Some(value.into()), ttl).await
     }
 
-    /// Removes `id` from both tiers and publishes the key, so that every instance drops it.
+    /// Invalidates `id` in both tiers and publishes the key, so that every instance drops
+    /// it. In L2 the key gets a [tombstone](crate::codec::tombstone) for
+    /// [`TOMBSTONE_TTL`]: loads that began before this call cannot fill it afterwards.
     ///
     /// # Errors
     /// [`CacheError::InvalidKey`] for a bad id, or the L2's error (the L1 entry is gone
@@ -397,11 +566,11 @@ where
         let key = self.key(id)?;
         self.invalidate_local(id);
         let result = match &self.l2 {
-            Some(l2) => l2.delete(&key).await.map(drop),
+            Some(l2) => l2.set(&key, tombstone(), TOMBSTONE_TTL).await,
             None => Ok(()),
         };
-        if result.is_err() {
-            bump(&self.stats.l2_errors);
+        if let Err(error) = &result {
+            self.note_l2_error(&key, error);
         }
         self.publish(&key).await;
         result
@@ -414,7 +583,7 @@ where
 
     /// Drops this instance's whole L1 (invalidations may have been missed).
     pub fn clear_local(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generations.bump_all();
         self.lock_flights().clear();
         if let Some(l1) = &self.l1 {
             l1.clear();
@@ -422,7 +591,7 @@ where
     }
 
     fn invalidate_local(&self, id: &str) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generations.bump(id);
         // Later callers must not join a load that started before the change.
         self.lock_flights().remove(id);
         if let Some(l1) = &self.l1 {
@@ -436,7 +605,7 @@ where
         Some(entry)
     }
 
-    async fn load_through<F, Fut, E>(&self, id: &str, load: F) -> Outcome<T>
+    async fn load_through<F, Fut, E>(&self, id: &str, trust: Trust, load: F) -> Outcome<T>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<(T, Option<Duration>)>, E>>,
@@ -446,82 +615,149 @@ where
             return Ok(entry.into_value());
         }
         let key = self.key(id)?;
-        let flight = self.join_flight(id);
-        flight
-            .cell
-            .get_or_init(|| self.fetch(id, &key, load))
+        let (membership, cell) = self.join_flight(id);
+        let outcome = cell
+            .get_or_init(|| self.fetch(id, &key, trust, load))
             .await
-            .clone()
+            .clone();
+        // Our working reference goes first, so the membership sees an exact count.
+        drop(cell);
+        drop(membership);
+        outcome
     }
 
-    /// The L2 read and the load, run once per flight.
-    async fn fetch<F, Fut, E>(&self, id: &str, key: &Key, load: F) -> Outcome<T>
+    /// The L2 read, the load and the conditional fill, run once per flight.
+    async fn fetch<F, Fut, E>(&self, id: &str, key: &Key, trust: Trust, load: F) -> Outcome<T>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<(T, Option<Duration>)>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        let generation = self.generation.load(Ordering::Acquire);
-        let l2_usable = match self.l2_read(key).await {
+        let generation = self.generations.read(id);
+        let expected = match self.l2_read(key, id).await {
             L2Read::Hit(hit) => {
-                self.l1_fill_from_l2(id, &hit, generation);
+                self.l1_insert(id, hit.value.clone(), hit.remaining, generation);
                 return Ok(hit.value);
             }
-            L2Read::Miss => true,
+            L2Read::Miss(seen) => Some(seen),
             // A backend that just failed (or hung) is not written to in the same call:
             // a request pays for at most one L2 timeout.
-            L2Read::Failed => false,
+            L2Read::Failed => None,
         };
         bump(&self.stats.misses);
-        bump(&self.stats.loads);
-        let loaded = load().await.map_err(|error| {
-            bump(&self.stats.load_errors);
-            LoadError::Loader(Arc::from(error.into()))
-        })?;
-        let (value, ttl) = match loaded {
-            Some((value, ttl)) => {
-                let ttl = ttl.unwrap_or_else(|| self.ttls.jittered_for(self.kind));
-                (Some(Arc::new(value)), ttl)
-            }
-            None => (None, self.ttls.jittered(self.ttls.negative)),
-        };
-        // Filling is best effort: the answer is good whether or not it was cached.
-        let current = self.generation.load(Ordering::Acquire) == generation;
-        match (current, l2_usable) {
-            (true, true) => {
-                let refused = self.store(key, id, value.as_ref(), ttl).await.is_err();
-                // L2 refused the fill (it died after the read): the answer is still good, and
-                // without it in L1 every request would reach the loader until L2 is back. The
-                // L1 cap bounds its staleness, as it does for missed bus messages.
-                if refused && self.generation.load(Ordering::Acquire) == generation {
-                    self.l1_insert(id, value.clone(), ttl);
+        let started = Instant::now();
+        let loaded = self.run_loader(load).await?;
+        if self.generations.read(id) != generation {
+            // Changed here (or announced by another instance) while loading: the answer
+            // is good for this caller, but may predate the change.
+            bump(&self.stats.stale_fills);
+            return Ok(loaded.value);
+        }
+        let shared = trust == Trust::Verified || loaded.value.is_some();
+        match expected {
+            Some(seen) if shared && self.l2.is_some() => {
+                if started.elapsed() < FILL_WINDOW {
+                    self.fill(key, id, seen, &loaded, generation).await;
                 }
             }
-            (true, false) => self.l1_insert(id, value.clone(), ttl),
-            (false, _) => {}
+            _ => self.l1_insert(id, loaded.value.clone(), loaded.ttl, generation),
         }
-        Ok(value)
+        Ok(loaded.value)
     }
 
-    /// Reads and decodes the L2 entry; every failure is a miss. Undecodable entries are
-    /// deleted so the next reader does not trip over them again.
-    async fn l2_read(&self, key: &Key) -> L2Read<T> {
+    /// Calls the loader under the load timeout; counts loads and their failures.
+    async fn run_loader<F, Fut, E>(&self, load: F) -> Result<Loaded<T>, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<(T, Option<Duration>)>, E>>,
+        E: Into<Box<dyn Error + Send + Sync>>,
+    {
+        bump(&self.stats.loads);
+        let result = if self.load_timeout.is_zero() {
+            Ok(load().await)
+        } else {
+            tokio::time::timeout(self.load_timeout, load()).await
+        };
+        let found = match result {
+            Ok(Ok(found)) => found,
+            Ok(Err(error)) => {
+                bump(&self.stats.load_errors);
+                return Err(LoadError::Loader(Arc::from(error.into())));
+            }
+            Err(_) => {
+                bump(&self.stats.load_errors);
+                return Err(LoadError::Timeout(self.load_timeout));
+            }
+        };
+        Ok(match found {
+            Some((value, ttl)) => Loaded {
+                value: Some(Arc::new(value)),
+                ttl: ttl.unwrap_or_else(|| self.ttls.jittered_for(self.kind)),
+            },
+            None => Loaded {
+                value: None,
+                ttl: self.ttls.jittered(self.ttls.negative),
+            },
+        })
+    }
+
+    /// Stores a loaded value in L2 only if the key still holds what the load's read saw,
+    /// then in L1 if nothing changed locally either. Best effort: the answer is good
+    /// whether or not it was cached.
+    async fn fill(
+        &self,
+        key: &Key,
+        id: &str,
+        seen: Option<Bytes>,
+        loaded: &Loaded<T>,
+        generation: Generation,
+    ) {
+        let Some(l2) = &self.l2 else { return };
+        let Some(entry) = self.encode(key, loaded.value.as_ref(), loaded.ttl) else {
+            return self.l1_insert(id, loaded.value.clone(), loaded.ttl, generation);
+        };
+        match l2.set_if_unchanged(key, seen, entry, loaded.ttl).await {
+            Ok(true) => self.l1_insert(id, loaded.value.clone(), loaded.ttl, generation),
+            Ok(false) => {
+                bump(&self.stats.stale_fills);
+                tracing::debug!(key = %key, "fill dropped: the key changed since the load began");
+            }
+            // L2 refused or died after the read: the answer is still good, and without it
+            // in L1 every request would reach the loader until L2 is back. The L1 cap
+            // bounds its staleness, as it does for missed bus messages.
+            Err(error) => {
+                if !matches!(error, CacheError::Unsupported(_)) {
+                    self.note_l2_error(key, &error);
+                }
+                self.l1_insert(id, loaded.value.clone(), loaded.ttl, generation);
+            }
+        }
+    }
+
+    /// Reads and decodes the L2 entry; every failure is a miss. Nothing is deleted: a
+    /// reader that deleted what it could not read would erase other instances'
+    /// tombstones and, with a rotated key, their revocations. A later fill overwrites a
+    /// bad entry conditionally instead.
+    async fn l2_read(&self, key: &Key, id: &str) -> L2Read<T> {
         let Some(l2) = &self.l2 else {
-            return L2Read::Miss;
+            return L2Read::Miss(None);
         };
         let bytes = match l2.get(key).await {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return L2Read::Miss,
+            Ok(None) => return L2Read::Miss(None),
             Err(error) => {
                 self.note_l2_error(key, &error);
                 return L2Read::Failed;
             }
         };
-        match self.codec.decode::<(u64, Option<T>)>(&bytes) {
-            Ok((expires_at, value)) => {
+        if is_tombstone(&bytes) {
+            return L2Read::Miss(Some(bytes));
+        }
+        match self.decode(key, id, &bytes) {
+            Some((expires_at, value)) => {
                 let remaining = Duration::from_millis(expires_at.saturating_sub(unix_ms()));
                 if remaining.is_zero() {
-                    return L2Read::Miss;
+                    return L2Read::Miss(Some(bytes));
                 }
                 bump(&self.stats.l2_hits);
                 L2Read::Hit(L2Hit {
@@ -529,55 +765,47 @@ where
                     remaining,
                 })
             }
-            Err(error) => {
-                bump(&self.stats.decode_failures);
-                tracing::warn!(key = %key, %error, "undecodable cache entry, deleting it");
-                if let Err(error) = l2.delete(key).await {
-                    self.note_l2_error(key, &error);
+            None => L2Read::Miss(Some(bytes)),
+        }
+    }
+
+    /// The entry's expiry and value, if it decodes, verifies under `key` and passes the
+    /// validator for `id`.
+    fn decode(&self, key: &Key, id: &str, bytes: &[u8]) -> Option<(u64, Option<T>)> {
+        let rejected = match self.codec.decode::<(u64, Option<T>)>(key, bytes) {
+            Ok((expires_at, value)) => {
+                let foreign = matches!((&value, self.validate), (Some(v), Some(valid)) if !valid(id, v));
+                if !foreign {
+                    return Some((expires_at, value));
                 }
-                L2Read::Miss
+                String::from("value does not belong to the key it was read under")
             }
-        }
+            Err(error) => error.to_string(),
+        };
+        bump(&self.stats.decode_failures);
+        tracing::warn!(key = %key, error = %rejected, "unusable cache entry, read as a miss");
+        None
     }
 
-    fn l1_fill_from_l2(&self, id: &str, hit: &L2Hit<T>, generation: u64) {
-        if self.generation.load(Ordering::Acquire) == generation {
-            self.l1_insert(id, hit.value.clone(), hit.remaining);
-        }
+    fn encode(&self, key: &Key, value: Option<&Arc<T>>, ttl: Duration) -> Option<Bytes> {
+        let expires_at = unix_ms().saturating_add(millis(ttl));
+        self.codec
+            .encode(key, &(expires_at, value.map(|value| &**value)))
+            .inspect_err(|error| {
+                bump(&self.stats.encode_failures);
+                tracing::warn!(key = %key, %error, "value not cached: cannot encode it");
+            })
+            .ok()
     }
 
-    fn l1_insert(&self, id: &str, value: Option<Arc<T>>, l2_ttl: Duration) {
+    fn l1_insert(&self, id: &str, value: Option<Arc<T>>, l2_ttl: Duration, since: Generation) {
         let ttl = self.ttls.l1_ttl(l2_ttl);
-        if let Some(l1) = self.l1.as_ref().filter(|_| !ttl.is_zero()) {
+        let Some(l1) = self.l1.as_ref().filter(|_| !ttl.is_zero()) else {
+            return;
+        };
+        if self.generations.read(id) == since {
             l1.insert(id, L1Entry::from(value), ttl);
         }
-    }
-
-    /// Writes to L2 (with the absolute expiry) and then L1. On an L2 failure the L1 is
-    /// left without the entry, so the tiers never disagree for long.
-    async fn store(
-        &self,
-        key: &Key,
-        id: &str,
-        value: Option<&Arc<T>>,
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
-        if let Some(l2) = &self.l2 {
-            let expires_at = unix_ms().saturating_add(millis(ttl));
-            let entry = self
-                .codec
-                .encode(&(expires_at, value.map(|value| &**value)))
-                .inspect_err(|error| {
-                    bump(&self.stats.encode_failures);
-                    tracing::warn!(key = %key, %error, "value not cached: cannot encode it");
-                })?;
-            if let Err(error) = l2.set(key, entry, ttl).await {
-                self.note_l2_error(key, &error);
-                return Err(error);
-            }
-        }
-        self.l1_insert(id, value.cloned(), ttl);
-        Ok(())
     }
 
     async fn write(
@@ -591,22 +819,40 @@ where
         }
         let key = self.key(id)?;
         self.invalidate_local(id);
-        let result = self.store(&key, id, value.as_ref(), ttl).await;
+        let generation = self.generations.read(id);
+        let result = self.store(&key, value.as_ref(), ttl).await;
+        if result.is_ok() {
+            self.l1_insert(id, value, ttl, generation);
+        }
         self.publish(&key).await;
         result
     }
 
+    /// Writes the entry to L2 unconditionally.
+    async fn store(&self, key: &Key, value: Option<&Arc<T>>, ttl: Duration) -> Result<(), CacheError> {
+        let Some(l2) = &self.l2 else { return Ok(()) };
+        let expires_at = unix_ms().saturating_add(millis(ttl));
+        let entry = self
+            .codec
+            .encode(key, &(expires_at, value.map(|value| &**value)))
+            .inspect_err(|error| {
+                bump(&self.stats.encode_failures);
+                tracing::warn!(key = %key, %error, "value not cached: cannot encode it");
+            })?;
+        l2.set(key, entry, ttl)
+            .await
+            .inspect_err(|error| self.note_l2_error(key, error))
+    }
+
+    /// Announces `key` on the bus, through the L2's breaker and the request's budget: a
+    /// dead Redis costs a logout no timeout beyond the one its write already paid.
     async fn publish(&self, key: &Key) {
         let Some(publisher) = &self.publisher else {
             return;
         };
-        let limit = self
-            .l2
-            .as_ref()
-            .map_or(DEFAULT_TIMEOUT, |l2| l2.config().timeout);
-        let result = match tokio::time::timeout(limit, publisher.publish(key)).await {
-            Ok(result) => result,
-            Err(_) => Err(CacheError::Timeout(limit)),
+        let result = match &self.l2 {
+            Some(l2) => l2.run(publisher.publish(key)).await,
+            None => publisher.publish(key).await,
         };
         if let Err(error) = result {
             bump(&self.stats.publish_errors);
@@ -616,14 +862,14 @@ where
 
     fn note_l2_error(&self, key: &Key, error: &CacheError) {
         bump(&self.stats.l2_errors);
-        if matches!(error, CacheError::CircuitOpen) {
-            tracing::debug!(key = %key, "L2 skipped: breaker open");
+        if matches!(error, CacheError::CircuitOpen | CacheError::Skipped) {
+            tracing::debug!(key = %key, %error, "L2 skipped");
         } else {
             tracing::warn!(key = %key, %error, "L2 call failed; serving without it");
         }
     }
 
-    fn join_flight<'t>(&'t self, id: &'t str) -> FlightGuard<'t, T> {
+    fn join_flight<'t>(&'t self, id: &'t str) -> (FlightGuard<'t, T>, Arc<Flight<T>>) {
         let mut flights = self.lock_flights();
         let cell = match flights.get(id) {
             Some(cell) => {
@@ -637,11 +883,12 @@ where
             }
         };
         drop(flights);
-        FlightGuard {
+        let membership = FlightGuard {
             tier: self,
             id,
-            cell,
-        }
+            cell: Some(Arc::clone(&cell)),
+        };
+        (membership, cell)
     }
 }
 
@@ -650,18 +897,29 @@ where
 struct FlightGuard<'t, T> {
     tier: &'t Tiered<T>,
     id: &'t str,
-    cell: Arc<Flight<T>>,
+    /// `Some` until dropped: the reference is released under the map's lock, so the
+    /// last of several members leaving at once always sees itself as the last.
+    cell: Option<Arc<Flight<T>>>,
 }
 
 impl<T> Drop for FlightGuard<'_, T> {
     fn drop(&mut self) {
+        let Some(cell) = self.cell.take() else { return };
         let mut flights = self.tier.lock_flights();
         let ours = flights
             .get(self.id)
-            .is_some_and(|cell| Arc::ptr_eq(cell, &self.cell));
-        // Two references: the map's and ours, so nobody else is waiting.
-        if ours && (self.cell.initialized() || Arc::strong_count(&self.cell) == 2) {
-            flights.remove(self.id);
+            .is_some_and(|entry| Arc::ptr_eq(entry, &cell));
+        let answered = cell.initialized();
+        // Released while the lock is held: every member drops its reference under the
+        // same lock, so the count below is exact — no two members can both see the other.
+        drop(cell);
+        if ours {
+            let nobody_else = flights
+                .get(self.id)
+                .is_some_and(|entry| Arc::strong_count(entry) == 1);
+            if answered || nobody_else {
+                flights.remove(self.id);
+            }
         }
     }
 }
@@ -913,7 +1171,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_poisoned_entry_is_a_miss_and_is_deleted() {
+    async fn a_poisoned_entry_is_a_miss_and_is_overwritten_by_the_next_fill() {
         let rig = rig();
         rig.l2.raw_set(
             &key("42"),
@@ -924,10 +1182,9 @@ mod tests {
         let failing = || async { Err::<Option<String>, _>(io::Error::other("down")) };
         assert!(rig.tier.get_or_load("42", failing).await.is_err());
         assert_eq!(rig.tier.stats().decode_failures, 1);
-        assert_eq!(
-            rig.l2.raw_get(&key("42")),
-            None,
-            "the poisoned entry was deleted"
+        assert!(
+            rig.l2.raw_get(&key("42")).is_some(),
+            "readers never delete: only a fill that saw the entry replaces it"
         );
         let found = rig.load("42", &calls, Some("ada")).await;
         assert_eq!(value(&found), Some("ada"));
@@ -943,7 +1200,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn entries_of_another_signing_key_are_misses_and_deleted() {
+    async fn entries_of_another_signing_key_are_misses_and_left_alone() {
         let shared = Arc::new(FlakyCache::default());
         let writer = rig_with(shared.clone(), &Ttls::default());
         writer.tier.set("42", String::from("ada")).await.unwrap();
@@ -953,7 +1210,8 @@ mod tests {
             .build();
         assert_eq!(reader.get("42").await.unwrap(), None);
         assert_eq!(reader.stats().decode_failures, 1);
-        assert_eq!(shared.raw_get(&key("42")), None);
+        // Left for the instances that can read it (a rotation in progress).
+        assert!(shared.raw_get(&key("42")).is_some());
     }
 
     #[tokio::test(start_paused = true)]
@@ -1022,9 +1280,9 @@ mod tests {
     async fn a_load_l2_refuses_to_store_is_still_served_from_l1() {
         let mut mock = MockCache::new();
         mock.expect_get().times(1).returning(|_| Ok(None));
-        mock.expect_set()
+        mock.expect_set_if_unchanged()
             .times(1)
-            .returning(|_, _, _| Err(CacheError::unavailable("connection reset")));
+            .returning(|_, _, _, _| Err(CacheError::unavailable("connection reset")));
         let l1 = Arc::new(RecordingL1::<String>::default());
         let tier: Tiered<String> = Tiered::builder(KeyKind::User)
             .l1(l1.clone())
@@ -1048,7 +1306,7 @@ mod tests {
         let mut mock = MockCache::new();
         mock.expect_set()
             .withf(|key, _, ttl| {
-                key.as_str() == "authcache:v1:revoked:fp" && *ttl == Duration::from_secs(7)
+                key.as_str() == "authcache:revoked:fp" && *ttl == Duration::from_secs(7)
             })
             .times(1)
             .returning(|_, _, _| Ok(()));
@@ -1078,12 +1336,14 @@ mod tests {
         tier.set("42", String::from("ada")).await.unwrap();
         assert!(l1.get("42").is_some() && l2.raw_get(&key("42")).is_some());
         tier.delete("42").await.unwrap();
-        assert!(l1.get("42").is_none() && l2.raw_get(&key("42")).is_none());
-        // A zero TTL means "do not cache": it deletes.
+        let tombstoned = |l2: &FlakyCache| l2.raw_get(&key("42")).is_some_and(|e| is_tombstone(&e));
+        assert!(l1.get("42").is_none() && tombstoned(&l2));
+        assert_eq!(tier.get("42").await.unwrap(), None, "a tombstone reads as a miss");
+        // A zero TTL means "do not cache": it invalidates.
         tier.set_with_ttl("42", String::from("ada"), Duration::ZERO)
             .await
             .unwrap();
-        assert!(l2.raw_get(&key("42")).is_none());
+        assert!(tombstoned(&l2));
         assert!(matches!(
             tier.set("bad id", String::new()).await,
             Err(CacheError::InvalidKey(_))
@@ -1229,5 +1489,155 @@ mod tests {
         assert_send(tier.get("1"));
         assert_send(tier.set("1", String::new()));
         assert_send(tier.delete("1"));
+    }
+
+    /// Instance A's load reads the old value; instance B (same L2, no bus) invalidates
+    /// while A's loader is held; A's fill must not land in L2 or in A's L1.
+    #[tokio::test(start_paused = true)]
+    async fn a_fill_that_read_before_another_instances_invalidation_never_lands() {
+        let shared = Arc::new(FlakyCache::default());
+        let a = rig_with(shared.clone(), &Ttls::default());
+        let b = rig_with(shared.clone(), &Ttls::default());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let slow = tokio::spawn({
+            let (tier, release) = (Arc::clone(&a.tier), Arc::clone(&release));
+            async move {
+                let load = || async move {
+                    release.notified().await;
+                    Ok::<_, io::Error>(Some(String::from("admin")))
+                };
+                tier.get_or_load("42", load).await
+            }
+        });
+        while a.tier.stats().loads == 0 {
+            tokio::task::yield_now().await;
+        }
+        b.tier.delete("42").await.unwrap();
+        release.notify_one();
+        assert_eq!(value(&slow.await.unwrap().unwrap()), Some("admin"), "served once");
+        assert_eq!(a.tier.stats().stale_fills, 1);
+        assert!(shared.raw_get(&key("42")).is_some_and(|e| is_tombstone(&e)));
+        let calls = Arc::new(AtomicUsize::new(0));
+        assert_eq!(value(&a.load("42", &calls, Some("viewer")).await), Some("viewer"));
+        assert_eq!(value(&b.load("42", &calls, Some("viewer")).await), Some("viewer"));
+    }
+
+    /// The same with a write-through (`set`) from the other instance.
+    #[tokio::test(start_paused = true)]
+    async fn a_fill_never_overwrites_a_newer_write_through() {
+        let shared = Arc::new(FlakyCache::default());
+        let a = rig_with(shared.clone(), &Ttls::default());
+        let b = rig_with(shared, &Ttls::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let slow = tokio::spawn({
+            let tier = Arc::clone(&a.tier);
+            let load = loader(&calls, Duration::from_secs(1), Some("old"));
+            async move { tier.get_or_load("42", load).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        b.tier.set("42", String::from("new")).await.unwrap();
+        assert_eq!(value(&slow.await.unwrap().unwrap()), Some("old"));
+        assert_eq!(value(&a.load("42", &calls, Some("x")).await), Some("new"));
+        assert_eq!(a.tier.stats().stale_fills, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_loader_times_out_every_waiter_and_frees_the_flight() {
+        let rig = rig();
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let tier = Arc::clone(&rig.tier);
+                tokio::spawn(async move {
+                    let hung = || std::future::pending::<io::Result<Option<String>>>();
+                    tier.get_or_load("42", hung).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            let error = task.await.unwrap().unwrap_err();
+            assert!(matches!(error, LoadError::Timeout(t) if t == DEFAULT_LOAD_TIMEOUT));
+        }
+        assert_eq!(rig.tier.stats().in_flight, 0);
+        let calls = Arc::new(AtomicUsize::new(0));
+        assert_eq!(value(&rig.load("42", &calls, Some("ada")).await), Some("ada"));
+    }
+
+    /// Many waiters aborted at once, on several threads: the last one out removes the
+    /// flight, whatever the interleaving of their drops.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn aborted_waiters_never_leak_a_flight() {
+        let rig = rig();
+        for round in 0..50 {
+            let id = format!("id-{round}");
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (tier, id) = (Arc::clone(&rig.tier), id.clone());
+                    tokio::spawn(async move {
+                        let hung = || std::future::pending::<io::Result<Option<String>>>();
+                        tier.get_or_load(&id, hung).await
+                    })
+                })
+                .collect();
+            while rig.tier.stats().coalesced < (round + 1) * 7 {
+                tokio::task::yield_now().await;
+            }
+            for task in &tasks {
+                task.abort();
+            }
+            for task in tasks {
+                assert!(task.await.unwrap_err().is_cancelled());
+            }
+        }
+        assert_eq!(rig.tier.stats().in_flight, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_value_that_fails_validation_is_never_served() {
+        let shared = Arc::new(FlakyCache::default());
+        let writer = rig_with(shared.clone(), &Ttls::default());
+        writer.tier.set("42", String::from("someone-else")).await.unwrap();
+        let reader: Tiered<String> = Tiered::builder(KeyKind::User)
+            .l2(guarded(shared))
+            .validate(|id, value: &String| value.as_str() == id)
+            .build();
+        assert_eq!(reader.get("42").await.unwrap(), None);
+        assert_eq!(reader.stats().decode_failures, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn untrusted_ids_keep_their_absence_out_of_l2() {
+        let rig = rig();
+        let calls = Arc::new(AtomicUsize::new(0));
+        for n in 0..100 {
+            let load = loader(&calls, Duration::ZERO, None);
+            let found = rig.tier.get_or_load_untrusted(&format!("made-up-{n}"), load).await;
+            assert_eq!(found.unwrap(), None);
+        }
+        assert_eq!(rig.l2.calls(), 100, "one read each, no write");
+        let load = loader(&calls, Duration::ZERO, None);
+        assert_eq!(rig.tier.get_or_load_untrusted("made-up-1", load).await.unwrap(), None);
+        assert_eq!(calls.load(Ordering::SeqCst), 100, "remembered in L1");
+    }
+
+    /// One request through two tiers on a hung L2 pays one timeout: the second tier's
+    /// read is skipped, before the breaker has opened.
+    #[tokio::test(start_paused = true)]
+    async fn one_request_pays_one_l2_timeout_across_tiers() {
+        let l2 = Arc::new(FlakyCache::default());
+        let guard = guarded(l2.clone());
+        let tier = |kind| -> Tiered<String> { Tiered::builder(kind).l2(Arc::clone(&guard)).build() };
+        let (users, roles) = (tier(KeyKind::User), tier(KeyKind::Roles));
+        l2.set_mode(Mode::Hanging);
+        let start = Instant::now();
+        crate::breaker::with_l2_budget(async {
+            let ada = || async { Ok::<_, io::Error>(Some(String::from("ada"))) };
+            users.get_or_load("42", ada).await.unwrap();
+            roles.get_or_load("42", ada).await.unwrap();
+            users.delete("43").await.unwrap_err();
+        })
+        .await;
+        assert_eq!(start.elapsed(), crate::breaker::DEFAULT_TIMEOUT);
+        assert_eq!(guard.stats().timeouts, 1);
+        assert_eq!(guard.stats().state, crate::BreakerState::Closed);
     }
 }

@@ -34,6 +34,10 @@ pub const DEFAULT_JITTER: f64 = 0.10;
 /// of Redis `PX`.
 pub const MIN_TTL: Duration = Duration::from_millis(1);
 
+/// The longest TTL accepted: one year. Longer is a configuration mistake (and Redis
+/// rejects expiry times past its clock's range).
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// TTL policy. A zero TTL disables caching for that kind (or, for `l1_cap`, the L1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ttls {
@@ -75,7 +79,7 @@ impl Ttls {
             KeyKind::User => self.user,
             KeyKind::Roles => self.roles,
             KeyKind::Perms => self.perms,
-            KeyKind::Token | KeyKind::Revoked => self.token,
+            KeyKind::Token | KeyKind::Revoked | KeyKind::Cutoff => self.token,
         }
     }
 
@@ -83,7 +87,9 @@ impl Ttls {
     /// [`KeyKind::Revoked`] the configured value is a cap, so jitter only shortens it.
     pub fn jittered_for(&self, kind: KeyKind) -> Duration {
         match kind {
-            KeyKind::Token | KeyKind::Revoked => self.jittered_below(self.token),
+            KeyKind::Token | KeyKind::Revoked | KeyKind::Cutoff => {
+                self.jittered_below(self.token)
+            }
             _ => self.jittered(self.for_kind(kind)),
         }
     }
@@ -97,6 +103,34 @@ impl Ttls {
     /// limits (a token's remaining lifetime).
     pub fn jittered_below(&self, ttl: Duration) -> Duration {
         jitter(ttl, self.jitter, Some(ttl))
+    }
+
+    /// Checks that every TTL is at most [`MAX_TTL`] and the jitter a finite fraction:
+    /// configuration errors are found at start-up, never as a panic mid-request.
+    ///
+    /// # Errors
+    /// A message naming the first field out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        let fields = [
+            ("user", self.user),
+            ("roles", self.roles),
+            ("perms", self.perms),
+            ("token", self.token),
+            ("negative", self.negative),
+            ("l1_cap", self.l1_cap),
+        ];
+        if let Some((name, ttl)) = fields.iter().find(|(_, ttl)| *ttl > MAX_TTL) {
+            return Err(format!(
+                "ttl `{name}` is {ttl:?}; the most accepted is {MAX_TTL:?}"
+            ));
+        }
+        if !(self.jitter.is_finite() && (0.0..=0.5).contains(&self.jitter)) {
+            return Err(format!(
+                "jitter is {}; it must be a fraction between 0.0 and 0.5",
+                self.jitter
+            ));
+        }
+        Ok(())
     }
 
     /// The L1 TTL for an entry whose L2 TTL is `l2_ttl`: never longer than either.
@@ -124,7 +158,8 @@ fn jitter_with(ttl: Duration, fraction: f64, cap: Option<Duration>, unit: f64) -
         0.0
     };
     let factor = 1.0 + fraction * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
-    let jittered = ttl.mul_f64(factor);
+    // Not `mul_f64`: it panics when the product does not fit, and TTLs come from config.
+    let jittered = Duration::try_from_secs_f64(ttl.as_secs_f64() * factor).unwrap_or(ttl);
     // The floor never exceeds `ttl` itself, so a sub-millisecond TTL is not lengthened.
     let floored = jittered.max(MIN_TTL.min(ttl));
     cap.map_or(floored, |cap| floored.min(cap))
@@ -133,6 +168,24 @@ fn jitter_with(ttl: Duration, fraction: f64, cap: Option<Duration>, unit: f64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_ttls_never_panic_and_fail_validation() {
+        let huge = Ttls {
+            user: Duration::MAX,
+            ..Ttls::default()
+        };
+        for unit in [0.0, 0.5, 1.0] {
+            assert!(jitter_with(Duration::MAX, 0.5, None, unit) > Duration::ZERO);
+        }
+        assert!(huge.validate().unwrap_err().contains("user"));
+        let nan = Ttls {
+            jitter: f64::NAN,
+            ..Ttls::default()
+        };
+        assert!(nan.validate().is_err());
+        assert_eq!(Ttls::default().validate(), Ok(()));
+    }
 
     #[test]
     fn defaults_are_the_documented_ones() {
