@@ -83,19 +83,22 @@ fn core_envelope(c: &mut Criterion) {
     let plain = EnvelopeCodec::new();
     let signed = EnvelopeCodec::new().with_signing_key(SigningKey::new([7u8; 32]).unwrap());
     let value = (u64::MAX, Some(user()));
+    let key = authcache_core::Keyspace::default()
+        .key(KeyKind::User, "42")
+        .unwrap();
     let mut group = c.benchmark_group("core_envelope");
     group
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
     for (name, codec) in [("plain", &plain), ("hmac", &signed)] {
-        let entry = codec.encode(&value).unwrap();
+        let entry = codec.encode(&key, &value).unwrap();
         group.bench_function(format!("encode_{name}"), |b| {
-            b.iter(|| codec.encode(black_box(&value)).unwrap());
+            b.iter(|| codec.encode(&key, black_box(&value)).unwrap());
         });
         group.bench_function(format!("decode_{name}"), |b| {
             b.iter(|| {
                 codec
-                    .decode::<(u64, Option<User>)>(black_box(&entry))
+                    .decode::<(u64, Option<User>)>(&key, black_box(&entry))
                     .unwrap()
             });
         });

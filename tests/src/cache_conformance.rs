@@ -1,10 +1,18 @@
 //! The cache backend conformance suite, written once and run against every backend
-//! (`MemoryCache`, `RedisCache`, `RedisClusterCache`) through `&dyn Cache`.
+//! (`MemoryCache`, `RedisCache`, `RedisClusterCache`) through `&dyn Cache` (`Arc<dyn Cache>`
+//! for the check that spawns tasks).
 //!
 //! [`run_all`] runs every check; each check is also public so a failing one can be run
 //! alone. Every check uses its own fresh keyspace, so checks never see each other's keys
 //! and can share a server.
+//!
+//! The `conditional_fill_*` checks pin down `Cache::set_if_unchanged`, the conditional fill
+//! of the coherence protocol: a loader reads the key (its expectation), loads from the
+//! repository, then writes only if the key still holds what it read. Any write in between
+//! (a newer fill, an invalidation's unique tombstone, a delete) must make the fill a no-op;
+//! interleavings are played in a fixed order, and one check races real concurrent fills.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -19,8 +27,9 @@ const EXPIRY_DEADLINE: Duration = Duration::from_secs(5);
 /// Size of the large value: 1 MiB, the envelope codec's default payload limit.
 pub const LARGE_VALUE_LEN: usize = 1 << 20;
 
-/// Runs every check against `cache`, in order; panics naming the first that fails.
-pub async fn run_all(cache: &dyn Cache) {
+/// Runs every check against `cache`, in order; panics naming the first that fails. `Clone`
+/// and `'static` let the concurrency check hand a shared copy to spawned tasks.
+pub async fn run_all<C: Cache + Clone + 'static>(cache: &C) {
     round_trip(cache).await;
     px_expiry(cache).await;
     sub_millisecond_ttl(cache).await;
@@ -29,6 +38,13 @@ pub async fn run_all(cache: &dyn Cache) {
     empty_and_large_values(cache).await;
     binary_values(cache).await;
     many_keys(cache, 600).await;
+    conditional_fill_of_an_absent_key(cache).await;
+    conditional_fill_over_present_content(cache).await;
+    conditional_fill_loses_to_a_write_after_its_read(cache).await;
+    conditional_fill_sees_an_expired_entry_as_absent(cache).await;
+    conditional_fill_with_zero_and_tiny_ttls(cache).await;
+    conditional_fills_across_slots(cache, 100).await;
+    concurrent_conditional_fills_have_one_winner(Arc::new(cache.clone())).await;
 }
 
 /// A keyspace no other check (or concurrent run) uses.
@@ -317,4 +333,342 @@ pub async fn write_spread_keys(cache: &dyn Cache, keys: &Keyspace, count: usize)
             .expect("set spread key");
     }
     written
+}
+
+/// `set_if_unchanged` with a long TTL, for the checks where the TTL does not matter.
+async fn fill(
+    cache: &dyn Cache,
+    k: &Key,
+    expected: Option<&'static [u8]>,
+    value: &'static [u8],
+) -> bool {
+    cache
+        .set_if_unchanged(
+            k,
+            expected.map(Bytes::from_static),
+            Bytes::from_static(value),
+            LONG,
+        )
+        .await
+        .expect("set_if_unchanged")
+}
+
+async fn value_of(cache: &dyn Cache, k: &Key) -> Option<Bytes> {
+    cache.get(k).await.expect("get")
+}
+
+/// Absent + expecting absence writes; absent + expecting any content (even empty) does not.
+pub async fn conditional_fill_of_an_absent_key(cache: &dyn Cache) {
+    let keys = fresh_keyspace();
+    let k = key(&keys, "cas-absent");
+    assert!(
+        !fill(cache, &k, Some(b"old"), b"new").await,
+        "absent is not `old`"
+    );
+    assert!(
+        !fill(cache, &k, Some(b""), b"new").await,
+        "absent is not the empty value"
+    );
+    assert_eq!(
+        value_of(cache, &k).await,
+        None,
+        "a failed fill must not write"
+    );
+    assert!(
+        fill(cache, &k, None, b"loaded").await,
+        "absent + None must write"
+    );
+    assert_eq!(value_of(cache, &k).await.as_deref(), Some(&b"loaded"[..]));
+}
+
+/// Present + the same bytes writes, and the new value and TTL take effect; present + other
+/// bytes (or absence, or the empty value) fails and leaves value and TTL as they were.
+pub async fn conditional_fill_over_present_content(cache: &dyn Cache) {
+    let keys = fresh_keyspace();
+    let k = key(&keys, "cas-present");
+    cache
+        .set(&k, Bytes::from_static(b"current"), LONG)
+        .await
+        .expect("set");
+    for expected in [
+        None,
+        Some(&b"other"[..]),
+        Some(&b""[..]),
+        Some(&b"curren"[..]),
+    ] {
+        assert!(
+            !fill(cache, &k, expected, b"lost").await,
+            "expected {expected:?}"
+        );
+    }
+    assert_eq!(value_of(cache, &k).await.as_deref(), Some(&b"current"[..]));
+    let short = Duration::from_millis(300);
+    let replaced = cache
+        .set_if_unchanged(
+            &k,
+            Some(Bytes::from_static(b"current")),
+            Bytes::from_static(b"next"),
+            short,
+        )
+        .await
+        .expect("set_if_unchanged");
+    assert!(replaced, "present + the same bytes must write");
+    // The key held a long-lived value, so expiring now proves the new TTL replaced it.
+    expires_holding(
+        cache,
+        &k,
+        b"next",
+        "a conditional fill's short TTL takes effect",
+    )
+    .await;
+
+    let untouched = key(&keys, "cas-untouched");
+    cache
+        .set(&untouched, Bytes::from_static(b"short-lived"), short)
+        .await
+        .expect("set");
+    assert!(!fill(cache, &untouched, Some(b"other"), b"long-lived").await);
+    // A failed fill with a long TTL must not have extended the entry's life either.
+    expires_holding(
+        cache,
+        &untouched,
+        b"short-lived",
+        "a failed fill leaves the TTL alone",
+    )
+    .await;
+}
+
+/// Polls until `k` is gone, asserting it holds `value` until then.
+async fn expires_holding(cache: &dyn Cache, k: &Key, value: &[u8], what: &str) {
+    eventually(EXPIRY_DEADLINE, what, || async {
+        match value_of(cache, k).await {
+            None => true,
+            Some(held) => {
+                assert_eq!(&held[..], value, "{what}: wrong value before expiry");
+                false
+            }
+        }
+    })
+    .await;
+}
+
+/// The coherence protocol's race, played in order: the loader reads, someone else writes
+/// (a newer value, an invalidation's tombstone, a delete), the loader's fill must then fail
+/// and leave the other write in place.
+pub async fn conditional_fill_loses_to_a_write_after_its_read(cache: &dyn Cache) {
+    let keys = fresh_keyspace();
+    let overwritten = key(&keys, "cas-overwritten");
+    cache
+        .set(&overwritten, Bytes::from_static(b"v1"), LONG)
+        .await
+        .expect("set");
+    let read = value_of(cache, &overwritten).await;
+    cache
+        .set(&overwritten, Bytes::from_static(b"v2"), LONG)
+        .await
+        .expect("set");
+    assert!(
+        !set_loaded(cache, &overwritten, read).await,
+        "fill over a newer write"
+    );
+    assert_eq!(
+        value_of(cache, &overwritten).await.as_deref(),
+        Some(&b"v2"[..])
+    );
+
+    let tombstoned = key(&keys, "cas-tombstoned");
+    let read = value_of(cache, &tombstoned).await;
+    assert_eq!(read, None);
+    cache
+        .set(&tombstoned, Bytes::from_static(b"tombstone-1"), LONG)
+        .await
+        .expect("set");
+    assert!(
+        !set_loaded(cache, &tombstoned, read).await,
+        "fill over a tombstone"
+    );
+    assert_eq!(
+        value_of(cache, &tombstoned).await.as_deref(),
+        Some(&b"tombstone-1"[..])
+    );
+
+    let deleted = key(&keys, "cas-deleted");
+    cache
+        .set(&deleted, Bytes::from_static(b"v1"), LONG)
+        .await
+        .expect("set");
+    let read = value_of(cache, &deleted).await;
+    assert!(cache.delete(&deleted).await.expect("delete"));
+    assert!(
+        !set_loaded(cache, &deleted, read).await,
+        "fill over a delete"
+    );
+    assert_eq!(value_of(cache, &deleted).await, None);
+}
+
+/// The loader's fill: `loaded` over what it read before loading.
+async fn set_loaded(cache: &dyn Cache, k: &Key, read: Option<Bytes>) -> bool {
+    cache
+        .set_if_unchanged(k, read, Bytes::from_static(b"loaded"), LONG)
+        .await
+        .expect("set_if_unchanged")
+}
+
+/// An expired entry (possibly not yet evicted) is absent: expecting its old content fails,
+/// expecting absence writes.
+pub async fn conditional_fill_sees_an_expired_entry_as_absent(cache: &dyn Cache) {
+    let keys = fresh_keyspace();
+    let k = key(&keys, "cas-expired");
+    cache
+        .set(&k, Bytes::from_static(b"stale"), Duration::from_millis(100))
+        .await
+        .expect("set");
+    expires_holding(cache, &k, b"stale", "a 100 ms entry expires").await;
+    assert!(
+        !fill(cache, &k, Some(b"stale"), b"new").await,
+        "expired content must not match"
+    );
+    assert!(
+        fill(cache, &k, None, b"fresh").await,
+        "expired must count as absent"
+    );
+    assert_eq!(value_of(cache, &k).await.as_deref(), Some(&b"fresh"[..]));
+}
+
+/// A zero TTL makes the fill a conditional delete (a zero-TTL `set` leaves no entry either);
+/// a sub-millisecond TTL is accepted (Redis has no `PX 0`) and expires.
+pub async fn conditional_fill_with_zero_and_tiny_ttls(cache: &dyn Cache) {
+    let keys = fresh_keyspace();
+    let k = key(&keys, "cas-zero");
+    cache
+        .set(&k, Bytes::from_static(b"x"), LONG)
+        .await
+        .expect("set");
+    let zero = |expected: Option<&'static [u8]>| {
+        let expected = expected.map(Bytes::from_static);
+        cache.set_if_unchanged(&k, expected, Bytes::from_static(b"z"), Duration::ZERO)
+    };
+    assert!(
+        !zero(Some(b"y")).await.expect("zero-TTL fill"),
+        "mismatch must not delete"
+    );
+    assert_eq!(value_of(cache, &k).await.as_deref(), Some(&b"x"[..]));
+    assert!(
+        zero(Some(b"x")).await.expect("zero-TTL fill"),
+        "match must delete"
+    );
+    assert_eq!(
+        value_of(cache, &k).await,
+        None,
+        "a zero-TTL fill leaves no entry"
+    );
+    assert!(
+        zero(None).await.expect("zero-TTL fill"),
+        "absent matches absent"
+    );
+    assert_eq!(value_of(cache, &k).await, None);
+
+    let tiny = key(&keys, "cas-nanos");
+    let wrote = cache
+        .set_if_unchanged(
+            &tiny,
+            None,
+            Bytes::from_static(b"n"),
+            Duration::from_nanos(1),
+        )
+        .await
+        .expect("a sub-ms TTL is accepted");
+    assert!(wrote);
+    eventually(
+        EXPIRY_DEADLINE,
+        "a fill with a sub-ms TTL expires",
+        || async { value_of(cache, &tiny).await.is_none() },
+    )
+    .await;
+}
+
+/// Conditional fills on `count` keys spread over hash slots (every Cluster master): each
+/// fills from absent, then replaces its own content, and the results read back in order.
+pub async fn conditional_fills_across_slots(cache: &dyn Cache, count: usize) {
+    let keys = fresh_keyspace();
+    let ks: Vec<Key> = (0..count)
+        .map(|i| key(&keys, &format!("cas-spread-{i}")))
+        .collect();
+    for (i, k) in ks.iter().enumerate() {
+        let first = Bytes::from(format!("first-{i}"));
+        assert!(
+            cache
+                .set_if_unchanged(k, None, first.clone(), LONG)
+                .await
+                .expect("fill"),
+            "key {i}"
+        );
+        let second = Bytes::from(format!("second-{i}"));
+        assert!(
+            cache
+                .set_if_unchanged(k, Some(first), second, LONG)
+                .await
+                .expect("refill"),
+            "key {i}"
+        );
+        assert!(!fill(cache, k, None, b"lost").await, "key {i} is present");
+    }
+    let got = cache.get_many(&ks).await.expect("get_many");
+    for (i, value) in got.iter().enumerate() {
+        assert_eq!(
+            value.as_deref(),
+            Some(format!("second-{i}").as_bytes()),
+            "key {i}"
+        );
+    }
+}
+
+/// Fillers racing on one absent key, each with its own value.
+pub const CONCURRENT_FILLERS: usize = 16;
+
+/// [`CONCURRENT_FILLERS`] spawned tasks, released together, each fill one absent key
+/// expecting absence: exactly one wins and the key holds the winner's value. Repeated over
+/// a few keys, since a race that a broken backend loses only sometimes needs several tries.
+pub async fn concurrent_conditional_fills_have_one_winner(cache: Arc<dyn Cache>) {
+    let keys = fresh_keyspace();
+    for round in 0..8 {
+        let k = key(&keys, &format!("cas-race-{round}"));
+        let winners = race_fills(&cache, &k).await;
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let stored = value_of(&*cache, &k).await;
+        assert_eq!(
+            stored,
+            Some(filler_value(winners[0])),
+            "round {round}: the winner's value"
+        );
+    }
+}
+
+fn filler_value(filler: usize) -> Bytes {
+    Bytes::from(format!("filler-{filler}"))
+}
+
+/// Runs the race on `k`; returns the fillers whose `set_if_unchanged` answered `true`.
+async fn race_fills(cache: &Arc<dyn Cache>, k: &Key) -> Vec<usize> {
+    let start = Arc::new(tokio::sync::Barrier::new(CONCURRENT_FILLERS));
+    let tasks: Vec<_> = (0..CONCURRENT_FILLERS)
+        .map(|filler| {
+            let (cache, k, start) = (Arc::clone(cache), k.clone(), Arc::clone(&start));
+            tokio::spawn(async move {
+                start.wait().await;
+                let won = cache
+                    .set_if_unchanged(&k, None, filler_value(filler), LONG)
+                    .await;
+                (filler, won.expect("concurrent set_if_unchanged"))
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (filler, won) = task.await.expect("filler task");
+        if won {
+            winners.push(filler);
+        }
+    }
+    winners
 }

@@ -299,8 +299,7 @@ impl RedisClusterServer {
     fn wait_agreed(&self) {
         let deadline = Instant::now() + CLUSTER_TIMEOUT;
         loop {
-            let views: Vec<Result<String, String>> =
-                self.nodes.iter().map(cluster_view).collect();
+            let views: Vec<Result<String, String>> = self.nodes.iter().map(cluster_view).collect();
             if let Some(Ok(first)) = views.first()
                 && views.iter().all(|view| view.as_ref() == Ok(first))
             {
@@ -352,8 +351,16 @@ fn cluster_view(node: &RedisServer) -> Result<String, String> {
         if !settled {
             return Err(format!("port {}: not settled: {line}", node.port()));
         }
-        covered += fields[8..].iter().map(|range| slot_count(range)).sum::<usize>();
-        masters.push(format!("{} {} {}", fields[0], fields[6], fields[8..].join(" ")));
+        covered += fields[8..]
+            .iter()
+            .map(|range| slot_count(range))
+            .sum::<usize>();
+        masters.push(format!(
+            "{} {} {}",
+            fields[0],
+            fields[6],
+            fields[8..].join(" ")
+        ));
     }
     if masters.len() != RedisClusterServer::MASTERS || covered != CLUSTER_SLOTS {
         return Err(format!(

@@ -170,6 +170,7 @@ async fn built_from_toml_configuration() {
     let auth = AuthService::builder()
         .verifier(authcache::JwtVerifier::hs256(auth_support::SECRET))
         .config(config)
+        .signing_key(auth_support::SIGNING_KEY)
         .build()
         .await
         .unwrap();

@@ -2,13 +2,19 @@
 //! `MemoryCache`, `RedisCache` on a throwaway server, `RedisClusterCache` on a 3-master Cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use authcache_core::Cache;
+use std::time::Duration;
+
+use authcache_core::{Cache, KeyKind};
 use authcache_memory::MemoryCache;
 use authcache_redis::{RedisCache, RedisClusterCache, RedisConfig};
-use authcache_tests::cache_conformance::{fresh_keyspace, run_all, write_spread_keys};
+use authcache_tests::cache_conformance::{
+    conditional_fills_across_slots, fresh_keyspace, run_all, write_spread_keys,
+};
 use authcache_tests::redis_server::{RedisClusterServer, RedisServer};
+use bytes::Bytes;
 
-#[tokio::test]
+// Two workers, so the concurrent conditional fills really run in parallel on moka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_cache_conforms() {
     let cache = MemoryCache::new(64 << 20);
     run_all(&cache).await;
@@ -21,6 +27,37 @@ async fn redis_cache_conforms() {
         .await
         .unwrap();
     run_all(&cache).await;
+}
+
+/// The conditional fill goes out as `EVALSHA`; a server that lost its scripts (restart,
+/// `SCRIPT FLUSH`) answers `NOSCRIPT`, and the fill must load the script and retry.
+#[tokio::test]
+async fn redis_conditional_fill_survives_a_script_flush() {
+    let server = RedisServer::start();
+    let cache = RedisCache::connect(&RedisConfig::from_url(&server.url()).unwrap())
+        .await
+        .unwrap();
+    let k = fresh_keyspace().key(KeyKind::User, "flushed").unwrap();
+    let ttl = Duration::from_secs(60);
+    let first = Bytes::from_static(b"first");
+    assert!(
+        cache
+            .set_if_unchanged(&k, None, first.clone(), ttl)
+            .await
+            .unwrap()
+    );
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .exec(&mut server.connection())
+        .unwrap();
+    let second = Bytes::from_static(b"second");
+    assert!(
+        cache
+            .set_if_unchanged(&k, Some(first), second.clone(), ttl)
+            .await
+            .unwrap()
+    );
+    assert_eq!(cache.get(&k).await.unwrap(), Some(second));
 }
 
 #[tokio::test]
@@ -101,4 +138,14 @@ async fn cluster_keys_spread_over_every_master_and_batch_commands_cross_slots() 
             node.port()
         );
     }
+
+    // Conditional fills on every master, after each master lost its scripts (`NOSCRIPT`
+    // must load the script where the key lives and retry).
+    for node in cluster.nodes() {
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .exec(&mut node.connection())
+            .unwrap();
+    }
+    conditional_fills_across_slots(&cache, 300).await;
 }

@@ -43,7 +43,10 @@ pub(crate) fn run(repeat: usize) -> Result<()> {
         let started = Instant::now();
         run_once().with_context(|| format!("run {attempt} of {repeat}"))?;
         times.push(started.elapsed());
-        println!("\nxtask ci: run {attempt} of {repeat} passed in {:.0?}", started.elapsed());
+        println!(
+            "\nxtask ci: run {attempt} of {repeat} passed in {:.0?}",
+            started.elapsed()
+        );
     }
     if repeat > 1 {
         println!("xtask ci: {repeat} runs passed: {times:.0?}");

@@ -12,6 +12,10 @@ use crate::{AuthError, CacheConfig, Result};
 pub(crate) struct Backend {
     pub(crate) l2: Arc<dyn Cache>,
     pub(crate) publisher: Option<Arc<dyn InvalidationPublisher>>,
+    /// Reachable by other processes (Redis, or a caller's own L2): entries must be signed.
+    pub(crate) shared: bool,
+    /// The per-call timeout the configuration asked for; the breaker enforces it.
+    pub(crate) timeout: Option<Duration>,
     /// Where to subscribe for other instances' invalidations.
     #[cfg(feature = "redis")]
     pub(crate) bus: Option<authcache_redis::RedisConfig>,
@@ -26,6 +30,8 @@ impl Backend {
         Self {
             l2,
             publisher,
+            shared: true,
+            timeout: None,
             #[cfg(feature = "redis")]
             bus: None,
         }
@@ -37,12 +43,15 @@ impl Backend {
         config.ensure_compiled()?;
         match config {
             #[cfg(feature = "memory")]
-            CacheConfig::Memory { max_bytes } => Ok(Self::explicit(
-                Arc::new(authcache_memory::MemoryCache::new(
-                    max_bytes.unwrap_or(authcache_memory::DEFAULT_MAX_BYTES),
-                )),
-                None,
-            )),
+            CacheConfig::Memory { max_bytes } => Ok(Self {
+                shared: false,
+                ..Self::explicit(
+                    Arc::new(authcache_memory::MemoryCache::new(
+                        max_bytes.unwrap_or(authcache_memory::DEFAULT_MAX_BYTES),
+                    )),
+                    None,
+                )
+            }),
             #[cfg(feature = "redis")]
             CacheConfig::Redis { url, timeout_ms } => {
                 crate::redis_backend::standalone(url, timeout(*timeout_ms), keyspace).await

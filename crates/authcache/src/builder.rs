@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use authcache_core::{
     BreakerConfig, Cache, EnvelopeCodec, GuardedCache, InvalidationPublisher, KeyKind, Keyspace,
-    SigningKey, Tiered, Ttls,
+    SigningKey, Tiered, TieredBuilder, Ttls,
 };
 use authcache_jwt::JwtVerifier;
 use authcache_memory::MemoryL1;
@@ -16,14 +16,39 @@ use serde::de::DeserializeOwned;
 
 use crate::backend::Backend;
 use crate::config::{AuthConfig, CacheConfig, RepositoryConfig, TtlSettings};
-use crate::service::{Inner, Tiers};
+use crate::service::{DerivedMemo, Inner, Tiers};
 use crate::stats::Counters;
-use crate::tokens::{Revocations, Validations};
+use crate::tokens::{Marks, Validations};
 use crate::{AuthError, AuthService, Result};
 
 /// 50,000 entries per in-process tier: enough for the active users of a large service;
 /// moka evicts the least useful beyond it.
 pub const DEFAULT_L1_CAPACITY: u64 = 50_000;
+
+/// 24 h: how long a `logout_all` cutoff is kept — the longest token lifetime accepted by
+/// most identity providers' defaults. Set it to your longest `exp − iat`.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest breaker timeout or cool-down accepted: beyond, it is a configuration
+/// mistake, and a request would wait it out.
+const MAX_BREAKER_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// What a request gets when the shared cache cannot say whether its token was revoked
+/// (Redis down or hung, breaker open). Revocations this instance made or has seen are
+/// always enforced; this decides only about the ones it could not ask about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevocationCheck {
+    /// Serve it (counted in `Stats::unchecked`): availability first. A token logged out
+    /// on another instance may be accepted here while Redis is unreachable and this
+    /// instance has not heard of the logout.
+    #[default]
+    FailOpen,
+    /// Refuse it with [`AuthError::Unavailable`] (503): no token logged out anywhere is
+    /// ever accepted, at the price of failing requests while Redis is unreachable and
+    /// the token's check is not remembered.
+    FailClosed,
+}
 
 /// Builds an [`AuthService`]. Required: a [`verifier`](Self::verifier) and a repository
 /// ([`repository`](Self::repository) or [`repository_config`](Self::repository_config)).
@@ -44,6 +69,11 @@ pub struct AuthServiceBuilder<U: UserRecord = User> {
     validation_cache: bool,
     max_token_size: Option<usize>,
     leeway: Option<Duration>,
+    unsigned_l2: bool,
+    previous_signing_keys: Vec<Vec<u8>>,
+    revocation_check: RevocationCheck,
+    load_timeout: Duration,
+    max_token_lifetime: Duration,
 }
 
 impl<U: UserRecord> Default for AuthServiceBuilder<U> {
@@ -82,6 +112,11 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             validation_cache: true,
             max_token_size: None,
             leeway: None,
+            unsigned_l2: false,
+            previous_signing_keys: Vec::new(),
+            revocation_check: RevocationCheck::default(),
+            load_timeout: authcache_core::tiered::DEFAULT_LOAD_TIMEOUT,
+            max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
         }
     }
 
@@ -134,10 +169,54 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
         self
     }
 
-    /// HMAC-SHA256 key that signs every L2 entry; entries without a valid tag are misses.
-    /// Use it whenever the L2 is reachable by anything but this service.
+    /// HMAC-SHA256 key that signs every L2 entry, bound to the key it is stored under;
+    /// entries without a valid tag are misses. **Required** with a shared L2 (Redis,
+    /// Redis Cluster, or your own [`l2`](Self::l2)), unless
+    /// [`allow_unsigned_l2`](Self::allow_unsigned_l2) says otherwise. At least 16 bytes;
+    /// share the same key between every instance.
     pub fn signing_key(mut self, key: impl AsRef<[u8]>) -> Self {
         self.signing_key = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// Signing keys being rotated out: they still verify entries, but never sign. Rotate
+    /// by deploying the new key as [`signing_key`](Self::signing_key) with the old one
+    /// here, then dropping the old one once the longest TTL has passed.
+    pub fn previous_signing_keys<K: AsRef<[u8]>>(
+        mut self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Self {
+        self.previous_signing_keys = keys.into_iter().map(|k| k.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// Accepts a shared L2 without a signing key. Only for a Redis that nothing but this
+    /// service can write to: without a key, whoever can write to it can make any user
+    /// anything (see SECURITY.md).
+    pub fn allow_unsigned_l2(mut self) -> Self {
+        self.unsigned_l2 = true;
+        self
+    }
+
+    /// What happens when the shared cache cannot say whether a token was revoked
+    /// (default [`RevocationCheck::FailOpen`]).
+    pub fn revocation_check(mut self, check: RevocationCheck) -> Self {
+        self.revocation_check = check;
+        self
+    }
+
+    /// Bound on one repository call made for a cache miss (default 5 s): past it, every
+    /// request waiting on that load gets [`AuthError::Unavailable`]. Zero: no bound.
+    pub fn repository_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = timeout;
+        self
+    }
+
+    /// The longest lifetime (`exp − iat`) of the tokens you accept (default
+    /// [`DEFAULT_MAX_TOKEN_LIFETIME`]): how long a [`AuthService::logout_all`] cutoff
+    /// is kept.
+    pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_token_lifetime = lifetime;
         self
     }
 
@@ -219,15 +298,31 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             Some(leeway) => verifier.leeway(leeway),
             None => verifier,
         };
+        self.validate()?;
         let keyspace = self.keyspace()?;
         let codec = self.codec()?;
-        let repository = self.connect_repository().await?;
         let backend = match self.l2.clone() {
             Some(l2) => Backend::explicit(l2, self.publisher.clone()),
             None => Backend::connect(&self.cache, &keyspace).await?,
         };
-        let l2 = backend.guarded(&self.breaker);
+        if backend.shared && !codec.is_signed() && !self.unsigned_l2 {
+            return Err(AuthError::Config(
+                "a shared cache needs a signing key: call `.signing_key(…)` (or, only for a \
+                 Redis nothing else can write to, `.allow_unsigned_l2()`)"
+                    .into(),
+            ));
+        }
+        let repository = self.connect_repository().await?;
+        let breaker = BreakerConfig {
+            timeout: backend.timeout.unwrap_or(self.breaker.timeout),
+            ..self.breaker.clone()
+        };
+        let l2 = backend.guarded(&breaker);
         let tiers = Arc::new(self.tiers(&keyspace, &codec, &l2, backend.publisher.clone()));
+        crate::tokens::spawn_retries(vec![
+            Arc::downgrade(&tiers.revocations),
+            Arc::downgrade(&tiers.cutoffs),
+        ]);
         #[cfg(feature = "redis")]
         let subscriber = match &backend.bus {
             Some(bus) => {
@@ -244,10 +339,42 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             repository,
             tiers,
             l2,
+            revocation_check: self.revocation_check,
+            max_token_lifetime: self.max_token_lifetime,
             counters: Counters::default(),
             #[cfg(feature = "redis")]
             _subscriber: subscriber,
         }))
+    }
+
+    /// Out-of-range settings are a configuration error here, never a panic later.
+    fn validate(&self) -> Result<()> {
+        self.ttls.validate().map_err(AuthError::Config)?;
+        let b = &self.breaker;
+        let durations = [
+            ("breaker timeout", b.timeout),
+            ("breaker base cool-down", b.base_cooldown),
+            ("breaker max cool-down", b.max_cooldown),
+            ("repository timeout", self.load_timeout),
+        ];
+        if let Some((name, value)) = durations.iter().find(|(_, d)| *d > MAX_BREAKER_DURATION) {
+            return Err(AuthError::Config(format!(
+                "{name} is {value:?}; the most accepted is {MAX_BREAKER_DURATION:?}"
+            )));
+        }
+        if b.timeout.is_zero() {
+            return Err(AuthError::Config(
+                "breaker timeout must be above zero".into(),
+            ));
+        }
+        if self.max_token_lifetime > authcache_core::ttl::MAX_TTL {
+            return Err(AuthError::Config(format!(
+                "max token lifetime is {:?}; the most accepted is {:?}",
+                self.max_token_lifetime,
+                authcache_core::ttl::MAX_TTL
+            )));
+        }
+        Ok(())
     }
 
     fn keyspace(&self) -> Result<Keyspace> {
@@ -258,13 +385,21 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
     }
 
     fn codec(&self) -> Result<EnvelopeCodec> {
+        let key = |bytes: &Vec<u8>| {
+            SigningKey::new(bytes).map_err(|e| AuthError::Config(format!("signing key: {e}")))
+        };
         let codec = EnvelopeCodec::new();
-        match &self.signing_key {
-            Some(key) => SigningKey::new(key)
-                .map(|key| codec.with_signing_key(key))
-                .map_err(|e| AuthError::Config(format!("signing key: {e}"))),
-            None => Ok(codec),
-        }
+        let Some(current) = &self.signing_key else {
+            return Ok(codec);
+        };
+        let previous = self
+            .previous_signing_keys
+            .iter()
+            .map(key)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(codec
+            .with_signing_key(key(current)?)
+            .with_previous_signing_keys(previous))
     }
 
     async fn connect_repository(&self) -> Result<Arc<dyn UserRepository<U>>> {
@@ -312,20 +447,33 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             ttls: &self.ttls,
             codec,
             l2,
-            publisher,
+            publisher: publisher.clone(),
             l1_capacity: self.l1_capacity,
+            load_timeout: self.load_timeout,
+        };
+        let memo_ttl = self.ttls.l1_cap.min(self.ttls.token);
+        let marks = |kind| {
+            Arc::new(Marks::new(
+                kind,
+                keyspace,
+                codec,
+                l2,
+                publisher.clone(),
+                self.l1_capacity,
+                memo_ttl,
+            ))
         };
         Tiers {
             keyspace: keyspace.clone(),
-            users: tier.build(KeyKind::User),
-            roles: tier.build(KeyKind::Roles),
-            perms: tier.build(KeyKind::Perms),
+            users: tier
+                .builder(KeyKind::User)
+                .validate(|id, user: &U| user.id() == id)
+                .build(),
+            perms: tier.builder(KeyKind::Perms).build(),
+            derived: DerivedMemo::new(self.l1_capacity, self.ttls.l1_cap),
             validations: Validations::new(self.l1_capacity),
-            revocations: Revocations::new(
-                tier.build(KeyKind::Revoked),
-                self.l1_capacity,
-                self.ttls.l1_cap.min(self.ttls.token),
-            ),
+            revocations: marks(KeyKind::Revoked),
+            cutoffs: marks(KeyKind::Cutoff),
         }
     }
 }
@@ -338,10 +486,11 @@ struct TierFactory<'a> {
     l2: &'a Arc<GuardedCache>,
     publisher: Option<Arc<dyn InvalidationPublisher>>,
     l1_capacity: u64,
+    load_timeout: Duration,
 }
 
 impl TierFactory<'_> {
-    fn build<T>(&self, kind: KeyKind) -> Tiered<T>
+    fn builder<T>(&self, kind: KeyKind) -> TieredBuilder<T>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
@@ -349,11 +498,12 @@ impl TierFactory<'_> {
             .keyspace(self.keyspace.clone())
             .ttls(self.ttls)
             .codec(self.codec.clone())
+            .load_timeout(self.load_timeout)
             .l1(Arc::new(MemoryL1::<T>::new(self.l1_capacity)))
             .l2(Arc::clone(self.l2));
         match &self.publisher {
-            Some(publisher) => builder.publisher(Arc::clone(publisher)).build(),
-            None => builder.build(),
+            Some(publisher) => builder.publisher(Arc::clone(publisher)),
+            None => builder,
         }
     }
 }

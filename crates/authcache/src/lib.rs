@@ -95,7 +95,9 @@ mod stats;
 mod test_support;
 mod tokens;
 
-pub use builder::{AuthServiceBuilder, DEFAULT_L1_CAPACITY};
+pub use builder::{
+    AuthServiceBuilder, DEFAULT_L1_CAPACITY, DEFAULT_MAX_TOKEN_LIFETIME, RevocationCheck,
+};
 pub use config::{AuthConfig, CacheConfig, ENV_PREFIX, RepositoryConfig, TtlSettings};
 pub use error::{AuthError, Result};
 pub use principal::Principal;

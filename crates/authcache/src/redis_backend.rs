@@ -45,6 +45,8 @@ pub(crate) async fn standalone(
     Ok(Backend {
         l2: Arc::new(cache),
         publisher: Some(Arc::new(publisher)),
+        shared: true,
+        timeout,
         bus: Some(config),
     })
 }
@@ -68,6 +70,8 @@ pub(crate) async fn cluster(
     Ok(Backend {
         l2: Arc::new(cache),
         publisher: Some(Arc::new(publisher)),
+        shared: true,
+        timeout,
         bus: Some(config),
     })
 }

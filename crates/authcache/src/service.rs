@@ -1,19 +1,21 @@
 //! [`AuthService`]: verify the token, then answer from the tiers.
 
-use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use authcache_core::{
-    BusEvent, CacheError, GuardedCache, KeyKind, Keyspace, LoadError, Tiered, Ttls,
+    BusEvent, CacheError, GuardedCache, KeyKind, Keyspace, L1Cache, L1Entry, LoadError,
+    TierStatsSnapshot, Tiered, Ttls, with_l2_budget,
 };
-use authcache_jwt::{Claims, EXP_SKEW, JwtVerifier, unix_now, validation_ttl};
+use authcache_jwt::{EXP_SKEW, JwtVerifier, unix_now, validation_ttl};
+use authcache_memory::MemoryL1;
 use authcache_users::{RepositoryError, User, UserRecord, UserRepository};
 
 use crate::builder::AuthServiceBuilder;
 use crate::stats::{Counters, Stats, ValidationStats};
-use crate::tokens::{Revocations, Validations};
-use crate::{AuthError, Principal, Result};
+use crate::tokens::{Lookup, Marks, Validated, Validations};
+use crate::{AuthError, Principal, Result, RevocationCheck};
 
 /// Who is behind a bearer token, and what may they do — verified, cached, shared.
 ///
@@ -49,28 +51,94 @@ impl AuthService<User> {
     }
 }
 
+/// What a user's roles and permissions were derived from: the exact user record (compared
+/// by pointer), so they can never outlive it.
+#[derive(Debug)]
+pub(crate) struct Derived<U> {
+    pub(crate) user: Arc<U>,
+    pub(crate) roles: Arc<Vec<String>>,
+    pub(crate) permissions: Arc<Vec<String>>,
+}
+
 /// The caches of one service, shared with the invalidation-bus callback.
 #[derive(Debug)]
 pub(crate) struct Tiers<U> {
     pub(crate) keyspace: Keyspace,
     pub(crate) users: Tiered<U>,
-    pub(crate) roles: Tiered<Vec<String>>,
+    /// Permissions per role (one entry per role; a user's are the union of theirs).
     pub(crate) perms: Tiered<Vec<String>>,
+    /// Roles and permissions per user id, valid only for the user record they were
+    /// computed from; in-process.
+    pub(crate) derived: DerivedMemo<U>,
     pub(crate) validations: Validations,
-    pub(crate) revocations: Revocations,
+    pub(crate) revocations: Arc<Marks>,
+    pub(crate) cutoffs: Arc<Marks>,
+}
+
+/// The in-process memo of [`Derived`] parts, with its counters and a generation that
+/// role changes bump.
+#[derive(Debug)]
+pub(crate) struct DerivedMemo<U> {
+    pub(crate) l1: MemoryL1<Derived<U>>,
+    pub(crate) ttl: Duration,
+    pub(crate) generation: AtomicU64,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+}
+
+impl<U: UserRecord> DerivedMemo<U> {
+    pub(crate) fn new(max_entries: u64, ttl: Duration) -> Self {
+        Self {
+            l1: MemoryL1::new(max_entries),
+            ttl,
+            generation: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The parts computed from exactly `user`, if still remembered.
+    fn get(&self, user: &Arc<U>) -> Option<Arc<Derived<U>>> {
+        let found = match self.l1.get(user.id()) {
+            Some(L1Entry::Present(parts)) if Arc::ptr_eq(&parts.user, user) => Some(parts),
+            _ => None,
+        };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        Counters::bump(counter);
+        found
+    }
+
+    fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.l1.clear();
+    }
+
+    fn stats(&self) -> TierStatsSnapshot {
+        TierStatsSnapshot {
+            l1_hits: Counters::read(&self.hits),
+            misses: Counters::read(&self.misses),
+            ..TierStatsSnapshot::default()
+        }
+    }
 }
 
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl<U: UserRecord> Tiers<U> {
-    /// Another instance changed a key (drop it here), or the bus reconnected (drop all).
+    /// Another instance changed a key (drop it here), or the bus reconnected (drop all
+    /// that may be stale — but never this instance's own revocations).
     pub(crate) fn on_bus_event(&self, event: BusEvent) {
         match event {
             BusEvent::Invalidated(key) => self.evict(&key),
             BusEvent::Resubscribed => {
                 self.users.clear_local();
-                self.roles.clear_local();
                 self.perms.clear_local();
-                self.revocations.clear_local();
+                self.derived.clear();
+                self.revocations.clear_memo();
+                self.cutoffs.clear_memo();
             }
             _ => {}
         }
@@ -79,11 +147,14 @@ impl<U: UserRecord> Tiers<U> {
     fn evict(&self, key: &str) {
         match self.keyspace.parse(key) {
             Some((KeyKind::User, id)) => self.users.evict_local(id),
-            Some((KeyKind::Roles, id)) => self.roles.evict_local(id),
-            Some((KeyKind::Perms, id)) => self.perms.evict_local(id),
+            Some((KeyKind::Perms, role)) => {
+                self.perms.evict_local(role);
+                self.derived.clear();
+            }
             Some((KeyKind::Token, id)) => self.validations.remove(id),
-            Some((KeyKind::Revoked, id)) => self.revocations.evict_local(id),
-            // Another prefix, another schema version, or noise on the channel.
+            Some((KeyKind::Revoked, id)) => self.revocations.evict_memo(id),
+            Some((KeyKind::Cutoff, id)) => self.cutoffs.evict_memo(id),
+            // Another prefix, another schema version, an older build's kind, or noise.
             _ => tracing::trace!(key, "ignoring invalidation outside this keyspace"),
         }
     }
@@ -97,6 +168,8 @@ pub(crate) struct Inner<U: UserRecord> {
     pub(crate) repository: Arc<dyn UserRepository<U>>,
     pub(crate) tiers: Arc<Tiers<U>>,
     pub(crate) l2: Arc<GuardedCache>,
+    pub(crate) revocation_check: RevocationCheck,
+    pub(crate) max_token_lifetime: Duration,
     pub(crate) counters: Counters,
     /// Kept alive for as long as the service: dropping it stops the subscriber task.
     #[cfg(feature = "redis")]
@@ -130,27 +203,29 @@ impl<U: UserRecord> AuthService<U> {
     /// [`AuthError::Disabled`] (403), or [`AuthError::Unavailable`] (503) when an answer
     /// is not cached and the repository cannot give it. Cache trouble is never an error.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal<U>> {
-        let result = self.inner.authenticate(bearer).await;
+        let result = with_l2_budget(self.inner.authenticate(bearer)).await;
         self.inner.count(&result);
         result
     }
 
-    /// The user record, from the tiers or the repository.
+    /// The user record, from the tiers or the repository. The id is taken as caller input:
+    /// an unknown id is remembered in this process only (never in the shared tier), so a
+    /// flood of made-up ids cannot grow Redis.
     ///
     /// # Errors
     /// [`AuthError::UnknownUser`] when there is no such user (remembered for the negative
     /// TTL); [`AuthError::Unavailable`] when it is not cached and the repository fails.
     pub async fn user(&self, id: &str) -> Result<Arc<U>> {
-        self.inner.user(id).await
+        with_l2_budget(self.inner.user(id, Trust::Caller)).await
     }
 
-    /// The names of the user's roles.
+    /// The names of the user's roles: those of the current user record.
     ///
     /// # Errors
     /// As [`AuthService::user`].
     pub async fn roles(&self, id: &str) -> Result<Arc<Vec<String>>> {
-        let user = self.inner.user(id).await?;
-        self.inner.roles_of(&user).await
+        let derived = with_l2_budget(self.inner.derived_of_id(id)).await?;
+        Ok(Arc::clone(&derived.roles))
     }
 
     /// The user's permissions: the union over their roles, sorted.
@@ -158,51 +233,82 @@ impl<U: UserRecord> AuthService<U> {
     /// # Errors
     /// As [`AuthService::user`].
     pub async fn permissions(&self, id: &str) -> Result<Arc<Vec<String>>> {
-        let user = self.inner.user(id).await?;
-        let roles = self.inner.roles_of(&user).await?;
-        self.inner.permissions_of(user.id(), &roles).await
+        let derived = with_l2_budget(self.inner.derived_of_id(id)).await?;
+        Ok(Arc::clone(&derived.permissions))
     }
 
-    /// Write-through after a profile change: puts `user` (and its roles) into every tier of
-    /// this instance and the shared L2, drops the cached permissions (they follow the
-    /// roles), and tells the other instances to drop their copies. The repository itself is
+    /// Write-through after a profile change: puts `user` into every tier of this instance
+    /// and the shared L2, and tells the other instances to drop their copies. Roles and
+    /// permissions are derived from the record, so they follow. The repository itself is
     /// the application's to update, before calling this.
     ///
     /// # Errors
-    /// [`AuthError::Unavailable`] when the shared cache refused a write (this instance's
+    /// [`AuthError::Unavailable`] when the shared cache refused the write (this instance's
     /// L1 then holds nothing for the user, and the others were still told to drop theirs).
     pub async fn cache_user(&self, user: &U) -> Result<()> {
         let tiers = &self.inner.tiers;
-        let id = user.id();
-        let results = [
-            tiers.users.set(id, Arc::new(user.clone())).await,
-            tiers.roles.set(id, Arc::new(user.roles().to_vec())).await,
-            tiers.perms.delete(id).await,
-        ];
-        first_error(results)
+        let written = with_l2_budget(tiers.users.set(user.id(), Arc::new(user.clone()))).await;
+        tiers.derived.l1.remove(user.id());
+        written.map_err(cache_error)
     }
 
-    /// Drops the user, their roles and permissions from every tier of every instance; the
-    /// next request loads them from the repository.
+    /// Drops the user (and so their roles and permissions) from every tier of every
+    /// instance; the next request loads them from the repository. A load that began
+    /// before this call, on any instance, never fills the caches afterwards.
     ///
     /// # Errors
-    /// [`AuthError::Unavailable`] when the shared cache could not delete (the L1s were
-    /// cleared and the invalidation published regardless).
+    /// [`AuthError::Unavailable`] when the shared cache could not record the
+    /// invalidation (the L1s were cleared and the invalidation published regardless).
     pub async fn invalidate_user(&self, id: &str) -> Result<()> {
-        self.inner.invalidate_user(id).await
+        with_l2_budget(self.inner.invalidate_user(id)).await
+    }
+
+    /// Drops a role's permissions from every tier of every instance, after its
+    /// permission list changed in the repository.
+    ///
+    /// # Errors
+    /// As [`AuthService::invalidate_user`].
+    pub async fn invalidate_role(&self, role: &str) -> Result<()> {
+        let tiers = &self.inner.tiers;
+        let result = with_l2_budget(tiers.perms.delete(role)).await;
+        tiers.derived.clear();
+        result.map_err(cache_error)
     }
 
     /// Logs a token out: every instance rejects it with [`AuthError::Revoked`] from now
     /// until it expires (the revocation is kept until `exp` plus the leeway), and the
-    /// user's cached data is invalidated. An expired token is already unusable: `Ok`.
+    /// user's cached data is invalidated. Every encoding of the same assertion is revoked
+    /// with it (see [`authcache_jwt::revocation_id`]). An expired token is already
+    /// unusable, and a revoked one already revoked: both `Ok`, and nothing else happens.
     ///
     /// The token must verify: a forged token cannot be used to flush someone's cache.
+    /// When the shared cache refuses the revocation, it is in force on this instance at
+    /// once and until the token expires, and retried to the shared cache in the
+    /// background until it is accepted (then announced to the other instances).
     ///
     /// # Errors
     /// [`AuthError::Token`] for a token that does not verify; [`AuthError::Unavailable`]
-    /// when the shared cache could not record the revocation.
+    /// when the shared cache could not record the revocation yet.
     pub async fn logout(&self, bearer: &str) -> Result<()> {
-        self.inner.logout(bearer).await
+        with_l2_budget(self.inner.logout(bearer)).await
+    }
+
+    /// Logs a user out everywhere (after a password change, or for a compromised account):
+    /// every token of `user_id` issued up to now — by its `iat`; a token without `iat`
+    /// counts as issued at the beginning of time — is refused with [`AuthError::Revoked`]
+    /// on every instance within the bus delay, for as long as the longest token lifetime
+    /// accepted ([`AuthServiceBuilder::max_token_lifetime`]). `iat` has a resolution of one
+    /// second: a token issued in the same second as the call is refused too. The user's
+    /// cached data is invalidated. Costs no Redis round trip on the warm path.
+    ///
+    /// # Errors
+    /// [`AuthError::UnknownUser`] for an id that cannot be a user id;
+    /// [`AuthError::Unavailable`] when the shared cache could not record the cutoff yet
+    /// (it is in force here, and retried in the background).
+    ///
+    /// [`AuthServiceBuilder::max_token_lifetime`]: crate::AuthServiceBuilder::max_token_lifetime
+    pub async fn logout_all(&self, user_id: &str) -> Result<()> {
+        with_l2_budget(self.inner.logout_all(user_id)).await
     }
 
     /// Counters of every tier, the breaker and the requests so far.
@@ -211,112 +317,193 @@ impl<U: UserRecord> AuthService<U> {
     }
 }
 
+/// Where an id came from, which decides where "no such user" may be remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// The `sub` of a verified token.
+    Token,
+    /// An API caller's input.
+    Caller,
+}
+
 impl<U: UserRecord> Inner<U> {
     async fn authenticate(&self, bearer: &str) -> Result<Principal<U>> {
         // Before hashing: an oversized token is never fingerprinted.
         self.verifier.check_size(bearer)?;
         let fingerprint = authcache_jwt::fingerprint(bearer);
-        let claims = self.verified_claims(bearer, &fingerprint)?;
-        if self.tiers.revocations.is_revoked(&fingerprint).await {
-            return Err(AuthError::Revoked);
-        }
-        let user = self.user(&claims.sub).await?;
+        let token = self.verified(bearer, &fingerprint)?;
+        self.ensure_not_revoked(&token).await?;
+        let user = self.user(&token.claims.sub, Trust::Token).await?;
         if user.disabled() {
             return Err(AuthError::Disabled);
         }
-        let roles = self.roles_of(&user).await?;
-        let permissions = self.permissions_of(user.id(), &roles).await?;
-        Ok(Principal::new(user, roles, permissions, claims))
+        let derived = self.derived(&user).await?;
+        Ok(Principal::new(
+            user,
+            Arc::clone(&derived.roles),
+            Arc::clone(&derived.permissions),
+            Arc::clone(&token.claims),
+        ))
     }
 
-    /// Claims of a token whose signature this process has verified, now or earlier.
-    fn verified_claims(&self, bearer: &str, fingerprint: &str) -> Result<Arc<Claims>> {
+    /// A token whose signature this process has verified, now or earlier.
+    fn verified(&self, bearer: &str, fingerprint: &str) -> Result<Arc<Validated>> {
         if self.validation_cache
-            && let Some(claims) = self.tiers.validations.get(fingerprint)
+            && let Some(validated) = self.tiers.validations.get(fingerprint)
         {
             Counters::bump(&self.counters.validation_hits);
-            return Ok(claims);
+            return Ok(validated);
         }
         let now = unix_now();
-        let claims = Arc::new(self.verifier.verify_at(bearer, now)?);
+        let claims = self.verifier.verify_at(bearer, now)?;
         Counters::bump(&self.counters.verified);
+        let validated = Arc::new(Validated {
+            revocation_id: authcache_jwt::revocation_id(bearer, &claims),
+            claims: Arc::new(claims),
+        });
         if self.validation_cache
-            && let Some(ttl) = validation_ttl(claims.exp, now, self.ttls.token)
+            && let Some(ttl) = validation_ttl(validated.claims.exp, now, self.ttls.token)
         {
             self.tiers
                 .validations
-                .insert(fingerprint, Arc::clone(&claims), ttl);
+                .insert(fingerprint, Arc::clone(&validated), ttl);
         }
-        Ok(claims)
+        Ok(validated)
     }
 
-    async fn user(&self, id: &str) -> Result<Arc<U>> {
-        self.tiers
-            .users
-            .get_or_load(id, || self.repository.find_by_id(id))
-            .await
-            .map_err(load_error)?
-            .ok_or(AuthError::UnknownUser)
+    /// Refuses a logged-out token, or one issued up to its user's logout-all cutoff.
+    async fn ensure_not_revoked(&self, token: &Validated) -> Result<()> {
+        let revoked = self.tiers.revocations.lookup(&token.revocation_id).await;
+        let cutoff = self.tiers.cutoffs.lookup(&token.claims.sub).await;
+        let issued = token.claims.iat.unwrap_or(0);
+        match (revoked, cutoff) {
+            (Lookup::Mark(_), _) => Err(AuthError::Revoked),
+            (_, Lookup::Mark(cutoff)) if issued <= cutoff => Err(AuthError::Revoked),
+            (Lookup::Unknown, _) | (_, Lookup::Unknown) => self.unchecked(),
+            _ => Ok(()),
+        }
     }
 
-    /// Roles come from the user record itself; the tier keeps them for their own (longer)
-    /// TTL, as the replaced systems did, and `cache_user`/`invalidate_user` keep it fresh.
-    async fn roles_of(&self, user: &Arc<U>) -> Result<Arc<Vec<String>>> {
-        // Copied only on a miss: the hot path (an L1 hit) allocates nothing here.
-        let load = || async move { Ok::<_, Infallible>(Some(user.roles().to_vec())) };
-        self.tiers
-            .roles
-            .get_or_load(user.id(), load)
-            .await
-            .map_err(load_error)?
-            .ok_or(AuthError::UnknownUser)
+    /// The L2 could not say whether the token is revoked.
+    fn unchecked(&self) -> Result<()> {
+        Counters::bump(&self.counters.unchecked);
+        match self.revocation_check {
+            RevocationCheck::FailOpen => Ok(()),
+            RevocationCheck::FailClosed => Err(AuthError::unavailable(
+                "revocation could not be checked: the shared cache is unavailable",
+            )),
+        }
     }
 
-    async fn permissions_of(&self, id: &str, roles: &[String]) -> Result<Arc<Vec<String>>> {
-        let load = || async move {
-            let mut permissions = self.repository.permissions_for_roles(roles).await?;
-            // `Principal::has_permission` binary-searches: make the order a guarantee here
-            // rather than a promise of every repository.
-            permissions.sort_unstable();
-            permissions.dedup();
+    async fn user(&self, id: &str, trust: Trust) -> Result<Arc<U>> {
+        let users = &self.tiers.users;
+        let load = || self.repository.find_by_id(id);
+        let found = match trust {
+            Trust::Token => users.get_or_load(id, load).await,
+            Trust::Caller => users.get_or_load_untrusted(id, load).await,
+        };
+        found.map_err(load_error)?.ok_or(AuthError::UnknownUser)
+    }
+
+    async fn derived_of_id(&self, id: &str) -> Result<Arc<Derived<U>>> {
+        let user = self.user(id, Trust::Caller).await?;
+        self.derived(&user).await
+    }
+
+    /// The roles and permissions of exactly this user record: remembered per record (the
+    /// hot path allocates nothing), computed from its roles and the per-role permission
+    /// entries otherwise.
+    async fn derived(&self, user: &Arc<U>) -> Result<Arc<Derived<U>>> {
+        let memo = &self.tiers.derived;
+        if let Some(derived) = memo.get(user) {
+            return Ok(derived);
+        }
+        let generation = memo.generation.load(Ordering::Acquire);
+        let roles = Arc::new(user.roles().to_vec());
+        let permissions = Arc::new(self.permissions_of_roles(&roles).await?);
+        let derived = Arc::new(Derived {
+            user: Arc::clone(user),
+            roles,
+            permissions,
+        });
+        // A role changed meanwhile: the permissions may predate it.
+        if memo.generation.load(Ordering::Acquire) == generation {
+            memo.l1
+                .insert(user.id(), L1Entry::Present(Arc::clone(&derived)), memo.ttl);
+        }
+        Ok(derived)
+    }
+
+    /// The union of the roles' permissions, sorted (`Principal::has_permission`
+    /// binary-searches) and without duplicates.
+    async fn permissions_of_roles(&self, roles: &[String]) -> Result<Vec<String>> {
+        let mut permissions = Vec::new();
+        for role in roles {
+            permissions.extend(self.permissions_of_role(role).await?.iter().cloned());
+        }
+        permissions.sort_unstable();
+        permissions.dedup();
+        Ok(permissions)
+    }
+
+    /// One role's permissions: one cache entry per role, one repository load per role
+    /// however many users share it.
+    async fn permissions_of_role(&self, role: &str) -> Result<Arc<Vec<String>>> {
+        let roles = [role.to_owned()];
+        let load = || async {
+            let permissions = self.repository.permissions_for_roles(&roles).await?;
             Ok::<_, RepositoryError>(Some(permissions))
         };
-        self.tiers
-            .perms
-            .get_or_load(id, load)
-            .await
-            .map_err(load_error)?
-            .ok_or(AuthError::UnknownUser)
+        match self.tiers.perms.get_or_load(role, load).await {
+            Ok(permissions) => Ok(permissions.unwrap_or_default()),
+            // A role name that cannot be a cache key is still a role: ask the repository.
+            Err(LoadError::InvalidId(_)) => self
+                .repository
+                .permissions_for_roles(&roles)
+                .await
+                .map(Arc::new)
+                .map_err(AuthError::unavailable),
+            Err(error) => Err(load_error(error)),
+        }
     }
 
     async fn invalidate_user(&self, id: &str) -> Result<()> {
-        let tiers = &self.tiers;
-        let results = [
-            tiers.users.delete(id).await,
-            tiers.roles.delete(id).await,
-            tiers.perms.delete(id).await,
-        ];
-        first_error(results)
+        let invalidated = self.tiers.users.delete(id).await;
+        self.tiers.derived.l1.remove(id);
+        invalidated.map_err(cache_error)
     }
 
     async fn logout(&self, bearer: &str) -> Result<()> {
         // Before hashing: an oversized token is never fingerprinted.
         self.verifier.check_size(bearer)?;
         let fingerprint = authcache_jwt::fingerprint(bearer);
-        let claims = match self.verified_claims(bearer, &fingerprint) {
+        let token = match self.verified(bearer, &fingerprint) {
             Err(AuthError::Token(error)) if error.is_expired() => return Ok(()),
             other => other?,
         };
+        let revocations = &self.tiers.revocations;
+        if matches!(
+            revocations.lookup(&token.revocation_id).await,
+            Lookup::Mark(_)
+        ) {
+            // Already revoked: a replayed logout changes nothing anywhere.
+            return Ok(());
+        }
         self.tiers.validations.remove(&fingerprint);
-        let ttl = self.revocation_ttl(claims.exp);
-        let revoked = self
-            .tiers
-            .revocations
-            .revoke(&fingerprint, claims.exp, ttl)
+        let ttl = self.revocation_ttl(token.claims.exp);
+        let revoked = revocations
+            .put(&token.revocation_id, token.claims.exp, ttl)
             .await
             .map_err(cache_error);
-        let invalidated = self.invalidate_user(&claims.sub).await;
+        let invalidated = self.invalidate_user(&token.claims.sub).await;
         revoked.and(invalidated)
+    }
+
+    async fn logout_all(&self, user_id: &str) -> Result<()> {
+        let ttl = self.max_token_lifetime + self.verifier.clock_leeway() + EXP_SKEW;
+        let cutoff = self.tiers.cutoffs.put(user_id, unix_now(), ttl).await;
+        let invalidated = self.invalidate_user(user_id).await;
+        cutoff.map_err(cache_error).and(invalidated)
     }
 
     /// Until the verifier would reject the token anyway: `exp` + leeway, plus the clock
@@ -341,9 +528,10 @@ impl<U: UserRecord> Inner<U> {
         let c = &self.counters;
         Stats {
             users: self.tiers.users.stats(),
-            roles: self.tiers.roles.stats(),
+            roles: self.tiers.derived.stats(),
             permissions: self.tiers.perms.stats(),
             revocations: self.tiers.revocations.stats(),
+            cutoffs: self.tiers.cutoffs.stats(),
             validations: ValidationStats {
                 hits: Counters::read(&c.validation_hits),
                 verified: Counters::read(&c.verified),
@@ -352,6 +540,8 @@ impl<U: UserRecord> Inner<U> {
             rejected_tokens: Counters::read(&c.rejected_tokens),
             rejected_users: Counters::read(&c.rejected_users),
             unavailable: Counters::read(&c.unavailable),
+            unchecked: Counters::read(&c.unchecked),
+            pending_revocations: self.tiers.revocations.pending() + self.tiers.cutoffs.pending(),
             breaker: Some(self.l2.stats()),
         }
     }
@@ -371,14 +561,6 @@ fn cache_error(error: CacheError) -> AuthError {
         CacheError::InvalidKey(_) => AuthError::UnknownUser,
         other => AuthError::unavailable(other),
     }
-}
-
-/// Every step was attempted; report the first failure.
-fn first_error<const N: usize>(results: [Result<(), CacheError>; N]) -> Result<()> {
-    results
-        .into_iter()
-        .find_map(Result::err)
-        .map_or(Ok(()), |error| Err(cache_error(error)))
 }
 
 #[cfg(test)]

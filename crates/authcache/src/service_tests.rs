@@ -12,7 +12,7 @@ use authcache_users::{
 };
 
 use crate::test_support::repository;
-use crate::{AuthError, AuthService, JwtVerifier};
+use crate::{AuthError, AuthService, BreakerConfig, JwtVerifier};
 
 const SECRET: &[u8] = b"unit-test-secret-of-at-least-32-bytes";
 
@@ -358,6 +358,9 @@ fn broken_l2() -> MockCache {
         .expect_delete()
         .returning(|_| Err(CacheError::unavailable("connection refused")));
     cache
+        .expect_set_if_unchanged()
+        .returning(|_, _, _, _| Err(CacheError::unavailable("connection refused")));
+    cache
 }
 
 #[tokio::test]
@@ -367,6 +370,7 @@ async fn a_broken_l2_never_fails_a_request() {
         .verifier(JwtVerifier::hs256(SECRET))
         .repository(repository.clone())
         .l2(Arc::new(broken_l2()))
+        .signing_key(b"unit-test-cache-signing-key")
         .build()
         .await
         .unwrap();
@@ -477,6 +481,7 @@ async fn a_logout_the_l2_refused_still_holds_on_this_instance() {
         .verifier(JwtVerifier::hs256(SECRET))
         .repository(repository())
         .l2(Arc::new(broken_l2()))
+        .signing_key(b"unit-test-cache-signing-key")
         .build()
         .await
         .unwrap();
@@ -529,4 +534,68 @@ async fn the_verifiers_own_size_limit_applies_before_hashing() {
 
 fn error_size(bearer: &str) -> usize {
     bearer.len() - "Bearer ".len()
+}
+
+#[tokio::test]
+async fn a_shared_l2_without_a_signing_key_is_a_config_error_unless_allowed() {
+    let build = |allow: bool| {
+        let builder = AuthService::builder()
+            .verifier(JwtVerifier::hs256(SECRET))
+            .repository(repository())
+            .l2(Arc::new(broken_l2()));
+        let builder = if allow {
+            builder.allow_unsigned_l2()
+        } else {
+            builder
+        };
+        builder.build()
+    };
+    let error = build(false).await.unwrap_err();
+    assert!(
+        matches!(&error, AuthError::Config(m) if m.contains("signing key")),
+        "{error}"
+    );
+    assert!(build(true).await.is_ok());
+}
+
+#[tokio::test]
+async fn out_of_range_configuration_is_a_config_error_not_a_panic() {
+    let huge = Duration::from_secs(u64::MAX / 4);
+    let ttls = authcache_core::Ttls {
+        user: huge,
+        ..authcache_core::Ttls::default()
+    };
+    let breakers = [
+        BreakerConfig {
+            timeout: huge,
+            ..BreakerConfig::default()
+        },
+        BreakerConfig {
+            base_cooldown: huge,
+            ..BreakerConfig::default()
+        },
+        BreakerConfig {
+            max_cooldown: huge,
+            ..BreakerConfig::default()
+        },
+        BreakerConfig {
+            timeout: Duration::ZERO,
+            ..BreakerConfig::default()
+        },
+    ];
+    let base = || {
+        AuthService::builder()
+            .verifier(JwtVerifier::hs256(SECRET))
+            .repository(repository())
+    };
+    let mut builders = vec![
+        base().ttls(ttls),
+        base().max_token_lifetime(huge),
+        base().repository_timeout(huge),
+    ];
+    builders.extend(breakers.into_iter().map(|b| base().breaker(b)));
+    for builder in builders {
+        let error = builder.build().await.unwrap_err();
+        assert!(matches!(error, AuthError::Config(_)), "{error}");
+    }
 }

@@ -10,12 +10,16 @@ pub use authcache_core::{BreakerState, BreakerStats, TierStatsSnapshot};
 pub struct Stats {
     /// User records.
     pub users: TierStatsSnapshot,
-    /// Roles of users.
+    /// Roles and permissions per user record, remembered in-process for the very record
+    /// they were derived from (`l1_hits` / `misses` only: they come from the user record
+    /// and the per-role permission entries, never from a cache of their own).
     pub roles: TierStatsSnapshot,
-    /// Permissions of users.
+    /// Permissions per role (one entry per role).
     pub permissions: TierStatsSnapshot,
-    /// Revocation marks (logouts), read on every authentication.
+    /// Revocation marks (logouts), checked on every authentication.
     pub revocations: TierStatsSnapshot,
+    /// Per-user "log out everywhere" cutoffs, checked on every authentication.
+    pub cutoffs: TierStatsSnapshot,
     /// Token validations (in-process only, keyed by fingerprint).
     pub validations: ValidationStats,
     /// Successful authentications.
@@ -26,6 +30,12 @@ pub struct Stats {
     pub rejected_users: u64,
     /// Authentications that failed because the repository was unavailable (503).
     pub unavailable: u64,
+    /// Revocation checks the shared cache could not answer (served under
+    /// `RevocationCheck::FailOpen`, refused with 503 under `FailClosed`).
+    pub unchecked: u64,
+    /// Logouts and cutoffs this instance holds that the shared cache has not accepted yet
+    /// (in force here; retried in the background).
+    pub pending_revocations: u64,
     /// The shared L2's circuit breaker, when there is an L2.
     pub breaker: Option<BreakerStats>,
 }
@@ -58,7 +68,9 @@ impl Stats {
 
     /// L2 calls that failed, timed out or were skipped by the open breaker, over all tiers.
     pub fn l2_errors(&self) -> u64 {
-        self.data_tiers().iter().map(|t| t.l2_errors).sum::<u64>() + self.revocations.l2_errors
+        self.data_tiers().iter().map(|t| t.l2_errors).sum::<u64>()
+            + self.revocations.l2_errors
+            + self.cutoffs.l2_errors
     }
 
     /// Share of data-tier lookups answered by L1, in `0.0..=1.0` (0 before any lookup).
@@ -116,6 +128,7 @@ pub(crate) struct Counters {
     pub(crate) unavailable: AtomicU64,
     pub(crate) validation_hits: AtomicU64,
     pub(crate) verified: AtomicU64,
+    pub(crate) unchecked: AtomicU64,
 }
 
 impl Counters {

@@ -1,16 +1,51 @@
-//! The two token-scoped caches, both keyed by the token's SHA-256 fingerprint:
-//! [`Validations`] (this process only: "this exact token was verified, here are its
-//! claims") and [`Revocations`] (shared: "this token was logged out").
+//! The token-scoped state: [`Validations`] (this process only: "this exact token was
+//! verified, here are its claims") and [`Marks`] (shared: revocations keyed by what a
+//! token asserts, and per-user "log out everywhere" cutoffs).
+//!
+//! # The revocation protocol
+//!
+//! - **Keyed by assertion.** A logout marks the token's [`revocation_id`]: its `iss`+`jti`
+//!   when it has one, else its signed part — never its signature bytes, so no re-encoding
+//!   of the same assertion escapes (and the verifier refuses ECDSA high-S twins too).
+//! - **Outside the schema.** Marks live at `{prefix}:revoked:{id}` and
+//!   `{prefix}:cutoff:{user}`, unversioned; any bytes at a mark's key count as a mark
+//!   (an unreadable cutoff counts as "everything before now"), and no reader ever deletes
+//!   one. A schema bump, a rolling deploy or a signing-key rotation un-revokes nothing.
+//! - **Sticky locally.** Every mark this instance wrote is kept in a local table until it
+//!   expires — not cleared when the bus reconnects, not evicted by capacity — so a logout
+//!   made while Redis was down stays in force here; a background task retries the L2
+//!   write (and then publishes) until Redis accepts it.
+//! - **Cheap on the warm path.** Lookups are remembered ("no mark", or the mark) in a memo
+//!   for at most the L1 cap; the bus drops a memo entry when another instance marks it,
+//!   and a reconnect clears the memo (never the sticky table). A lookup that raced with
+//!   such a drop does not record its answer.
+//! - **When L2 cannot answer**, the lookup is [`Lookup::Unknown`]: the service then serves
+//!   the request (`RevocationCheck::FailOpen`, counted as `unchecked`) or refuses it with
+//!   503 (`FailClosed`).
+//!
+//! [`revocation_id`]: authcache_jwt::revocation_id
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
-use authcache_core::{CacheError, L1Cache, L1Entry, TierStatsSnapshot, Tiered};
+use authcache_core::{
+    Cache, CacheError, EnvelopeCodec, GuardedCache, InvalidationPublisher, Key, KeyKind, Keyspace,
+    L1Cache, L1Entry,
+};
 use authcache_jwt::Claims;
 use authcache_memory::MemoryL1;
 
-/// Verified claims by fingerprint, in this process only.
+/// What the validation cache remembers of a token it verified.
+#[derive(Debug)]
+pub(crate) struct Validated {
+    pub(crate) claims: Arc<Claims>,
+    /// [`authcache_jwt::revocation_id`] of the token, computed once.
+    pub(crate) revocation_id: String,
+}
+
+/// Verified tokens by fingerprint, in this process only.
 ///
 /// Deliberately never written to the shared L2: an entry there would let anyone able to
 /// write to Redis mark a forged token as verified. In-process, an entry can only have been
@@ -18,7 +53,7 @@ use authcache_memory::MemoryL1;
 /// verification. Entries live at most `validation_ttl(exp, now, cap)`: never beyond `exp`.
 #[derive(Debug)]
 pub(crate) struct Validations {
-    l1: MemoryL1<Claims>,
+    l1: MemoryL1<Validated>,
 }
 
 impl Validations {
@@ -28,15 +63,16 @@ impl Validations {
         }
     }
 
-    pub(crate) fn get(&self, fingerprint: &str) -> Option<Arc<Claims>> {
+    pub(crate) fn get(&self, fingerprint: &str) -> Option<Arc<Validated>> {
         match self.l1.get(fingerprint)? {
-            L1Entry::Present(claims) => Some(claims),
+            L1Entry::Present(validated) => Some(validated),
             _ => None,
         }
     }
 
-    pub(crate) fn insert(&self, fingerprint: &str, claims: Arc<Claims>, ttl: Duration) {
-        self.l1.insert(fingerprint, L1Entry::Present(claims), ttl);
+    pub(crate) fn insert(&self, fingerprint: &str, validated: Arc<Validated>, ttl: Duration) {
+        self.l1
+            .insert(fingerprint, L1Entry::Present(validated), ttl);
     }
 
     pub(crate) fn remove(&self, fingerprint: &str) {
@@ -44,92 +80,290 @@ impl Validations {
     }
 }
 
-/// Revoked tokens: a shared mark per fingerprint (L1 + L2, published on the bus), plus an
-/// in-process memory of fingerprints recently found *not* revoked, so that the check on
-/// every request costs one in-process lookup rather than one Redis round trip.
-///
-/// "Not revoked" is never written to L2: a negative entry written there could overwrite a
-/// revocation made at the same moment by another instance. Locally it is safe: it lives at
-/// most the L1 cap, is dropped when the bus announces a revocation of that fingerprint (or
-/// when the bus reconnects), and a check that started before such an announcement does
-/// not record its (possibly stale) answer — the generation counter tells.
-///
-/// The same local memory also holds revocations the L2 refused (Redis down during a
-/// logout), so this instance at least rejects the token; the caller is told the logout
-/// could not be shared.
-#[derive(Debug)]
-pub(crate) struct Revocations {
-    marks: Tiered<u64>,
-    /// `Present`: checked, not revoked. `Absent`: revoked here while the L2 was unusable.
-    local: MemoryL1<()>,
-    cleared_ttl: Duration,
-    generation: AtomicU64,
+/// The answer of a mark lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// A mark, with its value (a revocation's `exp`, a cutoff's unix second).
+    Mark(u64),
+    /// Checked: no mark.
+    None,
+    /// The L2 could not answer (down, hung, breaker open).
+    Unknown,
 }
 
-impl Revocations {
-    pub(crate) fn new(marks: Tiered<u64>, max_entries: u64, cleared_ttl: Duration) -> Self {
+/// A mark this instance wrote, kept until it expires.
+#[derive(Debug, Clone, Copy)]
+struct Sticky {
+    value: u64,
+    until: Instant,
+    /// Not yet accepted by the L2 (and so not yet published).
+    pending: bool,
+}
+
+/// Counters of the marks, for [`crate::Stats`].
+#[derive(Debug, Default)]
+struct MarkCounters {
+    l1_hits: AtomicU64,
+    l2_hits: AtomicU64,
+    misses: AtomicU64,
+    l2_errors: AtomicU64,
+    unreadable: AtomicU64,
+}
+
+/// Revocation marks or logout-all cutoffs: one kind of shared, sticky, never-deleted
+/// mark. See the module docs for the protocol.
+#[derive(Debug)]
+pub(crate) struct Marks {
+    kind: KeyKind,
+    keyspace: Keyspace,
+    codec: EnvelopeCodec,
+    l2: Arc<GuardedCache>,
+    publisher: Option<Arc<dyn InvalidationPublisher>>,
+    /// `Present(v)`: the mark is `v`; `Absent`: checked, no mark.
+    memo: MemoryL1<u64>,
+    memo_ttl: Duration,
+    sticky: Mutex<HashMap<String, Sticky>>,
+    /// `sticky.len()`, readable without the lock: the warm path skips an empty table.
+    sticky_len: AtomicUsize,
+    /// Bumped by every memo drop: a lookup that raced with one records nothing.
+    generation: AtomicU64,
+    counters: MarkCounters,
+}
+
+/// How often pending marks are retried to the L2.
+pub(crate) const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Marks {
+    pub(crate) fn new(
+        kind: KeyKind,
+        keyspace: &Keyspace,
+        codec: &EnvelopeCodec,
+        l2: &Arc<GuardedCache>,
+        publisher: Option<Arc<dyn InvalidationPublisher>>,
+        max_entries: u64,
+        memo_ttl: Duration,
+    ) -> Self {
         Self {
-            marks,
-            local: MemoryL1::new(max_entries),
-            cleared_ttl,
+            kind,
+            keyspace: keyspace.clone(),
+            codec: codec.clone(),
+            l2: Arc::clone(l2),
+            publisher,
+            memo: MemoryL1::new(max_entries),
+            memo_ttl,
+            sticky: Mutex::default(),
+            sticky_len: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
+            counters: MarkCounters::default(),
         }
     }
 
-    /// Whether the token was revoked. Cache trouble reads as "not revoked" (the request is
-    /// served), and is not remembered, so the next request asks L2 again.
-    pub(crate) async fn is_revoked(&self, fingerprint: &str) -> bool {
-        match self.local.get(fingerprint) {
-            Some(L1Entry::Present(_)) => return false,
-            Some(L1Entry::Absent) => return true,
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Sticky>> {
+        // Plain inserts and removals: a panic cannot leave the table half-updated.
+        self.sticky.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The mark of `id`, if any: memo, then the sticky table, then L2.
+    pub(crate) async fn lookup(&self, id: &str) -> Lookup {
+        match self.memo.get(id) {
+            Some(L1Entry::Present(value)) => return self.hit(Lookup::Mark(*value)),
+            Some(_) => return self.hit(Lookup::None),
             None => {}
         }
+        if let Some(value) = self.sticky_value(id) {
+            return self.hit(Lookup::Mark(value));
+        }
+        let Ok(key) = self.keyspace.key(self.kind, id) else {
+            return Lookup::None; // Cannot be keyed, so cannot have been marked.
+        };
         let generation = self.generation.load(Ordering::Acquire);
-        let errors_before = self.marks.stats().l2_errors;
-        let revoked = matches!(self.marks.get(fingerprint).await, Ok(Some(_)));
-        let answered = self.marks.stats().l2_errors == errors_before;
-        let unchanged = self.generation.load(Ordering::Acquire) == generation;
-        if !revoked && answered && unchanged && !self.cleared_ttl.is_zero() {
-            self.local.insert(
-                fingerprint,
-                L1Entry::Present(Arc::new(())),
-                self.cleared_ttl,
-            );
+        let found = match self.l2.get(&key).await {
+            Ok(Some(bytes)) => Lookup::Mark(self.read_mark(&key, &bytes)),
+            Ok(None) => Lookup::None,
+            Err(error) => {
+                self.counters.l2_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%error, kind = %self.kind, "mark not checked: L2 cannot answer");
+                return Lookup::Unknown;
+            }
+        };
+        let counter = match found {
+            Lookup::Mark(_) => &self.counters.l2_hits,
+            _ => &self.counters.misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if self.generation.load(Ordering::Acquire) == generation {
+            let entry = match found {
+                Lookup::Mark(value) => L1Entry::Present(Arc::new(value)),
+                _ => L1Entry::Absent,
+            };
+            self.memo.insert(id, entry, self.memo_ttl);
         }
-        revoked
+        found
     }
 
-    /// Records the revocation until `ttl` from now, in every tier, and announces it.
-    pub(crate) async fn revoke(
-        &self,
-        fingerprint: &str,
-        exp: u64,
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
-        self.evict_local(fingerprint);
-        let shared = self.marks.set_with_ttl(fingerprint, exp, ttl).await;
-        if shared.is_err() {
-            self.local.insert(fingerprint, L1Entry::Absent, ttl);
+    fn hit(&self, lookup: Lookup) -> Lookup {
+        self.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
+        lookup
+    }
+
+    /// The value of a mark's bytes. A mark that does not decode (another build, a rotated
+    /// key, tampering) is still a mark: `u64::MAX` — revoked, and "everything before now"
+    /// for a cutoff. Refusing is the only safe reading of an unreadable revocation.
+    fn read_mark(&self, key: &Key, bytes: &[u8]) -> u64 {
+        match self.codec.decode::<u64>(key, bytes) {
+            Ok(value) => value,
+            Err(error) => {
+                self.counters.unreadable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key = %key, %error, "unreadable mark: treated as in force");
+                u64::MAX
+            }
         }
-        shared
     }
 
-    /// Another instance revoked this fingerprint.
-    pub(crate) fn evict_local(&self, fingerprint: &str) {
+    fn sticky_value(&self, id: &str) -> Option<u64> {
+        if self.sticky_len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        self.lock()
+            .get(id)
+            .filter(|sticky| sticky.until > now)
+            .map(|sticky| sticky.value)
+    }
+
+    /// Marks `id` with `value` for `ttl`: at once in this instance (sticky until `ttl`),
+    /// then in L2 and on the bus. A larger value already marked here wins.
+    ///
+    /// # Errors
+    /// The L2's error: the mark is then pending, retried in the background until the L2
+    /// accepts it, and in force here meanwhile.
+    pub(crate) async fn put(&self, id: &str, value: u64, ttl: Duration) -> Result<(), CacheError> {
+        let key = self.keyspace.key(self.kind, id)?;
+        let value = self.remember(id, value, ttl);
+        let stored = self.store(&key, value, ttl).await;
+        if stored.is_ok() {
+            self.settle(id);
+        }
+        stored
+    }
+
+    /// Records the mark in the sticky table and the memo; returns the value in force.
+    fn remember(&self, id: &str, value: u64, ttl: Duration) -> u64 {
+        let now = Instant::now();
+        let until = now.checked_add(ttl).unwrap_or(now);
+        let mut sticky = self.lock();
+        sticky.retain(|_, mark| mark.until > now);
+        let mark = sticky.entry(id.to_owned()).or_insert(Sticky {
+            value,
+            until,
+            pending: true,
+        });
+        mark.value = mark.value.max(value);
+        mark.until = mark.until.max(until);
+        mark.pending = true;
+        let value = mark.value;
+        self.sticky_len.store(sticky.len(), Ordering::Release);
+        drop(sticky);
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.local.remove(fingerprint);
-        self.marks.evict_local(fingerprint);
+        self.memo
+            .insert(id, L1Entry::Present(Arc::new(value)), self.memo_ttl);
+        value
     }
 
-    /// The bus reconnected: anything remembered may be stale.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn clear_local(&self) {
+    /// Writes the mark to L2 and announces it.
+    async fn store(&self, key: &Key, value: u64, ttl: Duration) -> Result<(), CacheError> {
+        let entry = self.codec.encode(key, &value)?;
+        self.l2.set(key, entry, ttl).await?;
+        if let Some(publisher) = &self.publisher
+            && let Err(error) = self.l2.run(publisher.publish(key)).await
+        {
+            tracing::warn!(key = %key, %error, "mark stored but not published; the memo TTL bounds the delay");
+        }
+        Ok(())
+    }
+
+    fn settle(&self, id: &str) {
+        if let Some(mark) = self.lock().get_mut(id) {
+            mark.pending = false;
+        }
+    }
+
+    /// Marks written here that the L2 has not accepted yet.
+    pub(crate) fn pending(&self) -> u64 {
+        self.lock().values().filter(|mark| mark.pending).count() as u64
+    }
+
+    /// Tries every pending, unexpired mark once more.
+    async fn retry_pending(&self) {
+        let now = Instant::now();
+        let pending: Vec<(String, Sticky)> = self
+            .lock()
+            .iter()
+            .filter(|(_, mark)| mark.pending && mark.until > now)
+            .map(|(id, mark)| (id.clone(), *mark))
+            .collect();
+        for (id, mark) in pending {
+            let Ok(key) = self.keyspace.key(self.kind, &id) else {
+                continue;
+            };
+            let ttl = mark.until.saturating_duration_since(Instant::now());
+            if ttl.is_zero() {
+                continue;
+            }
+            match authcache_core::with_l2_budget(self.store(&key, mark.value, ttl)).await {
+                Ok(()) => self.settle(&id),
+                Err(_) => return, // Still down: try again next round.
+            }
+        }
+    }
+
+    /// Another instance marked `id`: forget what the memo says about it.
+    pub(crate) fn evict_memo(&self, id: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.local.clear();
-        self.marks.clear_local();
+        self.memo.remove(id);
     }
 
-    pub(crate) fn stats(&self) -> TierStatsSnapshot {
-        self.marks.stats()
+    /// The bus reconnected: the memo may be stale. The sticky table stays.
+    pub(crate) fn clear_memo(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.memo.clear();
     }
+
+    /// Counters as a tier snapshot: memo and sticky hits as L1, L2 reads that found a mark
+    /// as L2, unreadable marks as decode failures.
+    pub(crate) fn stats(&self) -> authcache_core::TierStatsSnapshot {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        authcache_core::TierStatsSnapshot {
+            l1_hits: get(&self.counters.l1_hits),
+            l2_hits: get(&self.counters.l2_hits),
+            misses: get(&self.counters.misses),
+            l2_errors: get(&self.counters.l2_errors),
+            decode_failures: get(&self.counters.unreadable),
+            breaker: Some(self.l2.stats()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Retries pending marks every [`RETRY_INTERVAL`] for as long as any of `marks` lives.
+pub(crate) fn spawn_retries(marks: Vec<Weak<Marks>>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut interval = tokio::time::interval(RETRY_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let alive: Vec<Arc<Marks>> = marks.iter().filter_map(Weak::upgrade).collect();
+            if alive.is_empty() {
+                return;
+            }
+            for marks in alive {
+                if marks.sticky_len.load(Ordering::Acquire) > 0 {
+                    marks.retry_pending().await;
+                }
+            }
+        }
+    });
 }

@@ -54,7 +54,9 @@ pub async fn with_l2_budget<F: Future>(request: F) -> F::Output {
 }
 
 fn budget_spent() -> bool {
-    L2_BUDGET_SPENT.try_with(std::cell::Cell::get).unwrap_or(false)
+    L2_BUDGET_SPENT
+        .try_with(std::cell::Cell::get)
+        .unwrap_or(false)
 }
 
 fn spend_budget() {
@@ -303,7 +305,9 @@ impl GuardedCache {
         let now = Instant::now();
         breaker.mode = Mode::Open {
             // A cool-down too long to represent is as good as forever.
-            until: now.checked_add(breaker.cooldown).unwrap_or(now + MAX_REPRESENTABLE),
+            until: now
+                .checked_add(breaker.cooldown)
+                .unwrap_or(now + MAX_REPRESENTABLE),
         };
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(

@@ -240,7 +240,10 @@ impl EnvelopeCodec {
     /// Keys that still verify entries but never sign new ones: during a rotation, deploy
     /// the new key as the signing key and the old one here, on every instance; once the
     /// longest TTL has passed, drop the old one. Ignored without a signing key.
-    pub fn with_previous_signing_keys(mut self, keys: impl IntoIterator<Item = SigningKey>) -> Self {
+    pub fn with_previous_signing_keys(
+        mut self,
+        keys: impl IntoIterator<Item = SigningKey>,
+    ) -> Self {
         self.previous = keys.into_iter().collect();
         self
     }
@@ -570,7 +573,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = entry.to_vec();
                 bad[at] ^= 1 << bit;
-                assert!(codec.decode::<User>(&entry_key(), &bad).is_err(), "byte {at} bit {bit}");
+                assert!(
+                    codec.decode::<User>(&entry_key(), &bad).is_err(),
+                    "byte {at} bit {bit}"
+                );
             }
         }
     }
@@ -600,7 +606,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = entry.to_vec();
                 bad[at] ^= 1 << bit;
-                assert!(codec.decode::<User>(&entry_key(), &bad).is_err(), "byte {at} bit {bit}");
+                assert!(
+                    codec.decode::<User>(&entry_key(), &bad).is_err(),
+                    "byte {at} bit {bit}"
+                );
             }
         }
     }
@@ -667,12 +676,18 @@ mod tests {
     fn a_tag_made_with_another_key_is_rejected() {
         let other = EnvelopeCodec::new().with_signing_key(key(8));
         let entry = other.encode(&entry_key(), &user()).unwrap();
-        assert_eq!(signed().decode::<User>(&entry_key(), &entry), Err(DecodeError::BadTag));
+        assert_eq!(
+            signed().decode::<User>(&entry_key(), &entry),
+            Err(DecodeError::BadTag)
+        );
         // Re-signing a tampered payload needs the key: a forged tag of zeros fails too.
         let mut forged = entry.to_vec();
         let len = forged.len();
         forged[len - TAG_LEN..].fill(0);
-        assert_eq!(signed().decode::<User>(&entry_key(), &forged), Err(DecodeError::BadTag));
+        assert_eq!(
+            signed().decode::<User>(&entry_key(), &forged),
+            Err(DecodeError::BadTag)
+        );
     }
 
     #[test]
@@ -711,7 +726,8 @@ mod tests {
     #[test]
     fn a_forged_length_cannot_allocate_gigabytes() {
         for codec in codecs() {
-            let mut entry = codec.encode(&entry_key(), &Vec::<u64>::new()).unwrap()[..HEADER_LEN].to_vec();
+            let mut entry =
+                codec.encode(&entry_key(), &Vec::<u64>::new()).unwrap()[..HEADER_LEN].to_vec();
             // bincode varint 253 = "u64 follows"; postcard varint of u64::MAX; both claim
             // ~2^64 elements followed by nothing.
             entry.extend_from_slice(&[253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
@@ -794,7 +810,10 @@ mod tests {
             .with_signing_key(key(2))
             .with_previous_signing_keys([key(7)]);
         let old_entry = signed().encode(&entry_key(), &user()).unwrap();
-        assert_eq!(rotated.decode::<User>(&entry_key(), &old_entry).unwrap(), user());
+        assert_eq!(
+            rotated.decode::<User>(&entry_key(), &old_entry).unwrap(),
+            user()
+        );
         let new_entry = rotated.encode(&entry_key(), &user()).unwrap();
         assert_eq!(
             signed().decode::<User>(&entry_key(), &new_entry),

@@ -774,7 +774,8 @@ where
     fn decode(&self, key: &Key, id: &str, bytes: &[u8]) -> Option<(u64, Option<T>)> {
         let rejected = match self.codec.decode::<(u64, Option<T>)>(key, bytes) {
             Ok((expires_at, value)) => {
-                let foreign = matches!((&value, self.validate), (Some(v), Some(valid)) if !valid(id, v));
+                let foreign =
+                    matches!((&value, self.validate), (Some(v), Some(valid)) if !valid(id, v));
                 if !foreign {
                     return Some((expires_at, value));
                 }
@@ -829,7 +830,12 @@ where
     }
 
     /// Writes the entry to L2 unconditionally.
-    async fn store(&self, key: &Key, value: Option<&Arc<T>>, ttl: Duration) -> Result<(), CacheError> {
+    async fn store(
+        &self,
+        key: &Key,
+        value: Option<&Arc<T>>,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
         let Some(l2) = &self.l2 else { return Ok(()) };
         let expires_at = unix_ms().saturating_add(millis(ttl));
         let entry = self
@@ -1338,7 +1344,11 @@ mod tests {
         tier.delete("42").await.unwrap();
         let tombstoned = |l2: &FlakyCache| l2.raw_get(&key("42")).is_some_and(|e| is_tombstone(&e));
         assert!(l1.get("42").is_none() && tombstoned(&l2));
-        assert_eq!(tier.get("42").await.unwrap(), None, "a tombstone reads as a miss");
+        assert_eq!(
+            tier.get("42").await.unwrap(),
+            None,
+            "a tombstone reads as a miss"
+        );
         // A zero TTL means "do not cache": it invalidates.
         tier.set_with_ttl("42", String::from("ada"), Duration::ZERO)
             .await
@@ -1514,12 +1524,22 @@ mod tests {
         }
         b.tier.delete("42").await.unwrap();
         release.notify_one();
-        assert_eq!(value(&slow.await.unwrap().unwrap()), Some("admin"), "served once");
+        assert_eq!(
+            value(&slow.await.unwrap().unwrap()),
+            Some("admin"),
+            "served once"
+        );
         assert_eq!(a.tier.stats().stale_fills, 1);
         assert!(shared.raw_get(&key("42")).is_some_and(|e| is_tombstone(&e)));
         let calls = Arc::new(AtomicUsize::new(0));
-        assert_eq!(value(&a.load("42", &calls, Some("viewer")).await), Some("viewer"));
-        assert_eq!(value(&b.load("42", &calls, Some("viewer")).await), Some("viewer"));
+        assert_eq!(
+            value(&a.load("42", &calls, Some("viewer")).await),
+            Some("viewer")
+        );
+        assert_eq!(
+            value(&b.load("42", &calls, Some("viewer")).await),
+            Some("viewer")
+        );
     }
 
     /// The same with a write-through (`set`) from the other instance.
@@ -1559,7 +1579,10 @@ mod tests {
         }
         assert_eq!(rig.tier.stats().in_flight, 0);
         let calls = Arc::new(AtomicUsize::new(0));
-        assert_eq!(value(&rig.load("42", &calls, Some("ada")).await), Some("ada"));
+        assert_eq!(
+            value(&rig.load("42", &calls, Some("ada")).await),
+            Some("ada")
+        );
     }
 
     /// Many waiters aborted at once, on several threads: the last one out removes the
@@ -1595,7 +1618,11 @@ mod tests {
     async fn a_value_that_fails_validation_is_never_served() {
         let shared = Arc::new(FlakyCache::default());
         let writer = rig_with(shared.clone(), &Ttls::default());
-        writer.tier.set("42", String::from("someone-else")).await.unwrap();
+        writer
+            .tier
+            .set("42", String::from("someone-else"))
+            .await
+            .unwrap();
         let reader: Tiered<String> = Tiered::builder(KeyKind::User)
             .l2(guarded(shared))
             .validate(|id, value: &String| value.as_str() == id)
@@ -1610,12 +1637,21 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         for n in 0..100 {
             let load = loader(&calls, Duration::ZERO, None);
-            let found = rig.tier.get_or_load_untrusted(&format!("made-up-{n}"), load).await;
+            let found = rig
+                .tier
+                .get_or_load_untrusted(&format!("made-up-{n}"), load)
+                .await;
             assert_eq!(found.unwrap(), None);
         }
         assert_eq!(rig.l2.calls(), 100, "one read each, no write");
         let load = loader(&calls, Duration::ZERO, None);
-        assert_eq!(rig.tier.get_or_load_untrusted("made-up-1", load).await.unwrap(), None);
+        assert_eq!(
+            rig.tier
+                .get_or_load_untrusted("made-up-1", load)
+                .await
+                .unwrap(),
+            None
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 100, "remembered in L1");
     }
 
@@ -1625,7 +1661,8 @@ mod tests {
     async fn one_request_pays_one_l2_timeout_across_tiers() {
         let l2 = Arc::new(FlakyCache::default());
         let guard = guarded(l2.clone());
-        let tier = |kind| -> Tiered<String> { Tiered::builder(kind).l2(Arc::clone(&guard)).build() };
+        let tier =
+            |kind| -> Tiered<String> { Tiered::builder(kind).l2(Arc::clone(&guard)).build() };
         let (users, roles) = (tier(KeyKind::User), tier(KeyKind::Roles));
         l2.set_mode(Mode::Hanging);
         let start = Instant::now();

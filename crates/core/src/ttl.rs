@@ -87,9 +87,7 @@ impl Ttls {
     /// [`KeyKind::Revoked`] the configured value is a cap, so jitter only shortens it.
     pub fn jittered_for(&self, kind: KeyKind) -> Duration {
         match kind {
-            KeyKind::Token | KeyKind::Revoked | KeyKind::Cutoff => {
-                self.jittered_below(self.token)
-            }
+            KeyKind::Token | KeyKind::Revoked | KeyKind::Cutoff => self.jittered_below(self.token),
             _ => self.jittered(self.for_kind(kind)),
         }
     }

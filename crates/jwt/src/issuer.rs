@@ -3,10 +3,13 @@
 use std::fmt;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey, Header};
 use serde_json::Value;
 
 use crate::claims::Claims;
+use crate::ecdsa::normalize_s;
 use crate::error::{Result, TokenError};
 use crate::test_keys;
 use crate::ttl::unix_now;
@@ -16,7 +19,8 @@ use crate::verifier::{check_supported, ensure_crypto_provider};
 ///
 /// Meant for tests, benches and the quickstart: a real deployment gets its tokens from an
 /// identity provider. The `test_*` constructors use the published [`test_keys`]; pair them
-/// with the matching `JwtVerifier::test_*`.
+/// with the matching `JwtVerifier::test_*`. ES256/ES384 signatures are always in the low-S
+/// form the verifier requires.
 ///
 /// ```
 /// use std::time::Duration;
@@ -201,6 +205,25 @@ impl TokenIssuer {
     pub fn sign_payload(&self, payload: &Value) -> Result<String> {
         let mut header = Header::new(self.alg);
         header.kid.clone_from(&self.kid);
-        jsonwebtoken::encode(&header, payload, &self.key).map_err(TokenError::invalid_key)
+        let token =
+            jsonwebtoken::encode(&header, payload, &self.key).map_err(TokenError::invalid_key)?;
+        with_low_s(token, self.alg)
     }
+}
+
+/// jsonwebtoken's ECDSA signers do not normalise `s`, so about half of their ES256/ES384
+/// signatures are high-S, which [`JwtVerifier`](crate::JwtVerifier) refuses: such a
+/// signature is replaced by its low-S twin, the same signature to plain ECDSA.
+fn with_low_s(token: String, alg: Algorithm) -> Result<String> {
+    if alg.family() != AlgorithmFamily::Ec {
+        return Ok(token);
+    }
+    let (signed, signature) = token
+        .rsplit_once('.')
+        .ok_or_else(|| TokenError::invalid_key("the signer returned no signature"))?;
+    let mut signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(TokenError::invalid_key)?;
+    normalize_s(alg, &mut signature);
+    Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }

@@ -10,13 +10,16 @@
 //!    key only ever verifies algorithms of its own family (no HS256-with-an-RSA-public-key
 //!    confusion); a `kid` selects the key in a [`jwk::JwkSet`] (an unknown `kid` is
 //!    [`TokenError::UnknownKeyId`]);
-//! 4. **signature**, then **claims** — `sub` and `exp` required, `sub` a valid cache id,
-//!    `exp`/`nbf` with a leeway (30 s), issuer and audience when configured.
+//! 4. **signature** (ES256/ES384 in low-S form only, so an ECDSA signature's twin
+//!    `(r, n − s)` is refused), then **claims** — `sub` and `exp` required, `sub` a valid
+//!    cache id, `exp`/`nbf` with a leeway (30 s), issuer and audience when configured.
 //!
 //! Every failure is a typed [`TokenError`]; nothing panics on any input.
 //!
 //! Helpers for the cache around it: [`fingerprint`] (the SHA-256 under which a token may be
-//! keyed — never the token itself), [`unverified_subject`] (cache keying only, **never an
+//! keyed — never the token itself), [`revocation_id`] (what a verified token asserts — its
+//! `jti`, else its signed header and claims — under which it is revoked, so no re-encoding
+//! escapes a revocation), [`unverified_subject`] (cache keying only, **never an
 //! authorization decision**) and [`validation_ttl`] (how long a validation may be cached:
 //! never beyond `exp`). [`Claims`] round-trips through bincode 2's serde path so the facade
 //! can cache it. [`TokenIssuer`] and [`test_keys`] sign tokens for tests and the quickstart.
@@ -50,6 +53,7 @@
 //! feature. To use a different provider, install it before building a verifier or issuer.
 
 mod claims;
+mod ecdsa;
 mod error;
 mod issuer;
 pub mod test_keys;
@@ -65,6 +69,8 @@ pub use jsonwebtoken::Algorithm;
 pub use jsonwebtoken::jwk;
 /// The JSON types of [`Claims::extra_claims`], re-exported so callers need no version match.
 pub use serde_json;
-pub use token::{DEFAULT_MAX_TOKEN_SIZE, MAX_SUBJECT_LEN, fingerprint, unverified_subject};
+pub use token::{
+    DEFAULT_MAX_TOKEN_SIZE, MAX_SUBJECT_LEN, fingerprint, revocation_id, unverified_subject,
+};
 pub use ttl::{EXP_SKEW, unix_now, validation_ttl};
 pub use verifier::{DEFAULT_LEEWAY, JwtVerifier, SUPPORTED_ALGORITHMS};

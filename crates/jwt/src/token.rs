@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use crate::claims::parse_subject_only;
+use crate::claims::{Claims, parse_subject_only};
 use crate::error::{Malformed, Result, TokenError};
 
 /// 8 KiB: far above any real access token (a few hundred bytes to ~2 KiB with many claims),
@@ -147,6 +147,73 @@ pub fn fingerprint(token: impl AsRef<[u8]>) -> String {
     hex::encode(Sha256::digest(strip_bearer(token.as_ref())))
 }
 
+/// Domain tag that starts every input [`revocation_id`] hashes. Length-prefixed, so those
+/// inputs start with a zero byte: never a token (base64url and dots only), hence never the
+/// input of a [`fingerprint`] of one; "v1" because changing the encoding would silently
+/// un-revoke every stored id.
+const REVOCATION_DOMAIN: &[u8] = b"authcache-jwt/revocation-id/v1";
+
+/// The id under which a verified token is revoked: what the token asserts, not its signature
+/// bytes. SHA-256, lower-case hex (64 characters).
+///
+/// - With a `jti`: the hash of `("jti", iss or "", jti)`, so every token carrying that token
+///   id from that issuer, however encoded or re-signed, has the same revocation id.
+/// - Without one: the hash of the token's signing input (`header.payload`, everything before
+///   the last `.`), domain-separated so it never equals any token's [`fingerprint`].
+///
+/// `token` may be bare or `Bearer <jwt>`, exactly as for [`fingerprint`].
+///
+/// **Only call it with the claims [`JwtVerifier::verify`](crate::JwtVerifier::verify)
+/// returned for this very token.** With a `jti` the token's bytes are not looked at at all,
+/// so claims from anywhere else (an unverified decode of the payload, say) would let a forged
+/// token name, and so revoke or pass for, someone else's token. With verified claims,
+/// the only re-encodings an attacker can make are the ECDSA twin `(r, n − s)` (refused by
+/// the verifier, and with the same signing input anyway); a JSON re-encoding of header or
+/// claims is a different signing input that needs a new signature only the key holder can
+/// make. Fields are length-prefixed, so `("ab", "c")` and `("a", "bc")` never collide.
+///
+/// ```
+/// use std::time::Duration;
+/// use authcache_jwt::{fingerprint, revocation_id, JwtVerifier, TokenIssuer};
+///
+/// let token = TokenIssuer::test_es256().issue("user-42", Duration::from_secs(600))?;
+/// let claims = JwtVerifier::test_es256().verify(&token)?;
+/// let id = revocation_id(&token, &claims);
+/// assert_eq!(id, revocation_id(&format!("Bearer {token}"), &claims));
+/// assert_ne!(id, fingerprint(&token));
+/// # Ok::<(), authcache_jwt::TokenError>(())
+/// ```
+pub fn revocation_id(token: &str, claims: &Claims) -> String {
+    match &claims.jti {
+        Some(jti) => {
+            let iss = claims.iss.as_deref().unwrap_or("");
+            revocation_hash(&[b"jti", iss.as_bytes(), jti.as_bytes()])
+        }
+        None => revocation_hash(&[b"signing-input", signing_input(token.as_bytes())]),
+    }
+}
+
+/// `header.payload` of a (possibly `Bearer `-prefixed) token: everything before the last `.`,
+/// or all of it when there is none.
+fn signing_input(token: &[u8]) -> &[u8] {
+    let token = strip_bearer(token);
+    match token.iter().rposition(|&b| b == b'.') {
+        Some(dot) => token.split_at(dot).0,
+        None => token,
+    }
+}
+
+/// SHA-256 hex of [`REVOCATION_DOMAIN`] then `fields`, each preceded by its length as a
+/// big-endian `u64`: an injective encoding, so different field lists never share an input.
+fn revocation_hash(fields: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for field in std::iter::once(&REVOCATION_DOMAIN).chain(fields) {
+        hasher.update((field.len() as u64).to_be_bytes());
+        hasher.update(field);
+    }
+    hex::encode(hasher.finalize())
+}
+
 /// The `sub` of a token **whose signature has not been checked**.
 ///
 /// **For cache keying only — never an authorization decision.** Anyone can mint a token with
@@ -200,6 +267,50 @@ mod tests {
             fingerprint(""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    /// Pins the encoding (a change would un-revoke every stored id) with an input built by
+    /// hand, independently of `revocation_hash`.
+    #[test]
+    fn revocation_id_encoding_is_pinned() {
+        let mut claims = Claims::new("u", 1);
+        claims.iss = Some("i".into());
+        claims.jti = Some("j".into());
+        let mut input = Vec::new();
+        for field in [REVOCATION_DOMAIN, b"jti", b"i", b"j"] {
+            input.extend((field.len() as u64).to_be_bytes());
+            input.extend(field);
+        }
+        let expected = hex::encode(Sha256::digest(&input));
+        assert_eq!(revocation_id("a.b.c", &claims), expected);
+        assert_eq!(
+            expected,
+            "4336e02088ee19ea290a4f34de092a9af615af7bd9933fcb759417e01e7a2a00"
+        );
+    }
+
+    #[test]
+    fn revocation_ids_are_domain_separated() {
+        let plain = Claims::new("u", 1);
+        let with_jti = |iss: Option<&str>, jti: &str| {
+            let mut c = plain.clone();
+            c.iss = iss.map(Into::into);
+            c.jti = Some(jti.into());
+            revocation_id("a.b.c", &c)
+        };
+        // From fingerprints, of the token and of its signing input.
+        let by_input = revocation_id("a.b.c", &plain);
+        assert_ne!(by_input, fingerprint("a.b.c"));
+        assert_ne!(by_input, fingerprint("a.b"));
+        // From each other, even when the jti is the signing input.
+        assert_ne!(by_input, with_jti(None, "a.b"));
+        assert_ne!(by_input, with_jti(Some("signing-input"), "a.b"));
+        // Between fields: the length prefixes keep ("ab", "c") apart from ("a", "bc").
+        assert_ne!(with_jti(Some("ab"), "c"), with_jti(Some("a"), "bc"));
+        // A missing iss is the empty one, as documented.
+        assert_eq!(with_jti(None, "j"), with_jti(Some(""), "j"));
+        // The signature segment and a `Bearer ` scheme are not part of it.
+        assert_eq!(by_input, revocation_id("Bearer a.b.other", &plain));
     }
 
     #[test]

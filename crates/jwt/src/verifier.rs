@@ -10,6 +10,7 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 
 use crate::claims::{Claims, RawHeader, parse_claims, starts_as_object};
+use crate::ecdsa::check_low_s;
 use crate::error::{Malformed, Result, TokenError};
 use crate::test_keys;
 use crate::token::{
@@ -47,6 +48,12 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// Checks, in order: size (before any decoding) → alphabet and three segments → header →
 /// algorithm allowed → key (by `kid` in a set) → signature → claims JSON → `sub` and `exp`
 /// present, `sub` a valid id → `exp`/`nbf` with leeway → `iss` → `aud`.
+///
+/// ES256 and ES384 signatures must be in low-S form (`s ≤ n/2`): each ECDSA signature has a
+/// twin `(r, n − s)` that anyone can compute and that plain ECDSA also accepts, so without
+/// this rule one token would verify under two encodings (two fingerprints). The high-S twin
+/// is refused with [`TokenError::BadSignature`]; [`TokenIssuer`](crate::TokenIssuer) always
+/// signs in low-S form.
 ///
 /// ```
 /// use std::time::Duration;
@@ -466,6 +473,12 @@ fn parse_header(segment: &[u8]) -> Result<RawHeader> {
 }
 
 fn check_signature(segments: &Segments<'_>, key: &DecodingKey, alg: Algorithm) -> Result<()> {
+    if alg.family() == AlgorithmFamily::Ec {
+        // Before the curve arithmetic: refusing the high-S twin costs one comparison.
+        let signature =
+            decode_segment(segments.signature.as_bytes(), Malformed::SignatureEncoding)?;
+        check_low_s(alg, &signature)?;
+    }
     match jsonwebtoken::crypto::verify(segments.signature, segments.signed, key, alg) {
         Ok(true) => Ok(()),
         Ok(false) => Err(TokenError::BadSignature),

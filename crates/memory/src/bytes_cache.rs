@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use authcache_core::{Cache, Key, Result};
 use bytes::Bytes;
 use moka::Expiry;
+use moka::ops::compute::{CompResult, Op};
 
 /// 64 MiB: room for about a hundred thousand users with their roles and permissions.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
@@ -42,6 +43,11 @@ impl Expiry<Key, Stored> for PerEntryTtl {
 /// A bounded in-process [`Cache`] of bytes: at most `max_bytes` of keys and values
 /// (least-recently/frequently used entries are evicted first), each expiring after the
 /// TTL it was written with.
+///
+/// Every write (`set`, `delete`, `set_if_unchanged`) goes through moka's entry API, which
+/// serialises operations on one key with a per-key lock: that is what makes
+/// `set_if_unchanged` atomic. A plain `insert` or `invalidate` would not wait for that lock
+/// and could land between a conditional fill's comparison and its write, so none is used.
 #[derive(Debug, Clone)]
 pub struct MemoryCache {
     entries: moka::sync::Cache<Key, Stored>,
@@ -92,20 +98,54 @@ impl Cache for MemoryCache {
     }
 
     async fn set(&self, key: &Key, value: Bytes, ttl: Duration) -> Result<()> {
-        if ttl.is_zero() {
-            self.entries.invalidate(key);
-        } else {
-            self.entries
-                .insert(key.clone(), Stored { bytes: value, ttl });
-        }
+        self.entries
+            .entry_by_ref(key)
+            .and_compute_with(|_| write(value, ttl));
         Ok(())
     }
 
+    /// A zero `ttl` makes it a conditional delete, as a zero `ttl` makes [`Cache::set`] a
+    /// delete. An expired entry not yet evicted is absent here, exactly as for `get`.
+    async fn set_if_unchanged(
+        &self,
+        key: &Key,
+        expected: Option<Bytes>,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let mut unchanged = false;
+        self.entries.entry_by_ref(key).and_compute_with(|current| {
+            unchanged = current.as_ref().map(|entry| &entry.value().bytes) == expected.as_ref();
+            if unchanged {
+                write(value, ttl)
+            } else {
+                Op::Nop
+            }
+        });
+        Ok(unchanged)
+    }
+
     async fn delete(&self, key: &Key) -> Result<bool> {
-        // `remove` may hand back an expired entry not yet evicted; `contains_key` does not.
-        let existed = self.entries.contains_key(key);
-        self.entries.invalidate(key);
-        Ok(existed)
+        // The closure sees a live entry or none (never an expired one awaiting eviction), so
+        // only a live entry is removed and reported.
+        let result = self.entries.entry_by_ref(key).and_compute_with(|current| {
+            if current.is_some() {
+                Op::Remove
+            } else {
+                Op::Nop
+            }
+        });
+        Ok(matches!(result, CompResult::Removed(_)))
+    }
+}
+
+/// The operation that stores `value` for `ttl`: a zero TTL removes the entry instead, since
+/// an entry that expires at once is the same as none.
+fn write(value: Bytes, ttl: Duration) -> Op<Stored> {
+    if ttl.is_zero() {
+        Op::Remove
+    } else {
+        Op::Put(Stored { bytes: value, ttl })
     }
 }
 
@@ -215,6 +255,137 @@ mod tests {
         put(&cache, "1", b"x", Duration::from_secs(60)).await;
         put(&cache, "1", b"y", Duration::ZERO).await;
         assert_eq!(cache.get(&key("1")).await.unwrap(), None);
+    }
+
+    /// `set_if_unchanged(key, expected, value)` with `&'static` bytes, for brevity.
+    async fn fill(
+        cache: &MemoryCache,
+        id: &str,
+        expected: Option<&'static [u8]>,
+        value: &'static [u8],
+    ) -> bool {
+        cache
+            .set_if_unchanged(
+                &key(id),
+                expected.map(Bytes::from_static),
+                Bytes::from_static(value),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn value_of(cache: &MemoryCache, id: &str) -> Option<Bytes> {
+        cache.get(&key(id)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn set_if_unchanged_writes_only_over_the_expected_content() {
+        let cache = MemoryCache::default();
+        assert!(
+            !fill(&cache, "1", Some(b"old"), b"new").await,
+            "absent is not `old`"
+        );
+        assert!(
+            !fill(&cache, "1", Some(b""), b"new").await,
+            "absent is not empty"
+        );
+        assert_eq!(value_of(&cache, "1").await, None);
+        assert!(fill(&cache, "1", None, b"first").await);
+        assert!(
+            !fill(&cache, "1", None, b"second").await,
+            "present is not absent"
+        );
+        assert!(!fill(&cache, "1", Some(b"other"), b"second").await);
+        assert_eq!(value_of(&cache, "1").await.as_deref(), Some(&b"first"[..]));
+        assert!(fill(&cache, "1", Some(b"first"), b"second").await);
+        assert_eq!(value_of(&cache, "1").await.as_deref(), Some(&b"second"[..]));
+        put(&cache, "2", b"", Duration::from_secs(60)).await;
+        assert!(
+            !fill(&cache, "2", None, b"x").await,
+            "an empty value is present"
+        );
+        assert!(fill(&cache, "2", Some(b""), b"x").await);
+    }
+
+    #[tokio::test]
+    async fn set_if_unchanged_sees_an_expired_entry_as_absent() {
+        let cache = MemoryCache::default();
+        put(&cache, "1", b"stale", Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // No maintenance has run, so moka may still hold the entry; it must not count.
+        assert!(!fill(&cache, "1", Some(b"stale"), b"new").await);
+        assert!(fill(&cache, "1", None, b"fresh").await);
+        assert_eq!(value_of(&cache, "1").await.as_deref(), Some(&b"fresh"[..]));
+    }
+
+    #[tokio::test]
+    async fn set_if_unchanged_with_a_zero_ttl_is_a_conditional_delete() {
+        let cache = MemoryCache::default();
+        put(&cache, "1", b"x", Duration::from_secs(60)).await;
+        let k = key("1");
+        let zero = |expected: &'static [u8]| {
+            let expected = Some(Bytes::from_static(expected));
+            cache.set_if_unchanged(&k, expected, Bytes::new(), Duration::ZERO)
+        };
+        assert!(!zero(b"y").await.unwrap());
+        assert_eq!(value_of(&cache, "1").await.as_deref(), Some(&b"x"[..]));
+        assert!(zero(b"x").await.unwrap());
+        assert_eq!(value_of(&cache, "1").await, None);
+    }
+
+    /// Plain writes (an invalidation's tombstone) must not slip in between a conditional
+    /// fill's comparison and its write. One task keeps re-filling keys over `live`, the other
+    /// writes a tombstone to each once; a fill may only win before the tombstone, so every
+    /// key ends on its tombstone. A lost tombstone would show as a key left `live`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plain_writes_never_land_inside_a_conditional_fill() {
+        const KEYS: usize = 500;
+        let cache = MemoryCache::default();
+        for n in 0..KEYS {
+            put(&cache, &n.to_string(), b"live", Duration::from_secs(60)).await;
+        }
+        let filler = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                for _round in 0..20 {
+                    for n in 0..KEYS {
+                        fill(&cache, &n.to_string(), Some(b"live"), b"live").await;
+                    }
+                }
+            })
+        };
+        for n in 0..KEYS {
+            put(
+                &cache,
+                &n.to_string(),
+                b"tombstone",
+                Duration::from_secs(60),
+            )
+            .await;
+            if n % 2 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        filler.await.unwrap();
+        for n in 0..KEYS {
+            assert_eq!(
+                value_of(&cache, &n.to_string()).await.as_deref(),
+                Some(&b"tombstone"[..]),
+                "key {n}: a fill overwrote the tombstone"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn delete_reports_only_live_entries() {
+        let cache = MemoryCache::default();
+        put(&cache, "1", b"x", Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(
+            !cache.delete(&key("1")).await.unwrap(),
+            "expired entry reported deleted"
+        );
     }
 
     #[tokio::test]

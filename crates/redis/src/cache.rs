@@ -100,6 +100,18 @@ impl Cache for RedisCache {
         self.commands.set(key, &value, ttl).await
     }
 
+    async fn set_if_unchanged(
+        &self,
+        key: &Key,
+        expected: Option<Bytes>,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.commands
+            .set_if_unchanged(key, expected.as_deref(), &value, ttl)
+            .await
+    }
+
     async fn delete(&self, key: &Key) -> Result<bool> {
         self.commands.delete(key).await
     }

@@ -2,17 +2,41 @@
 //! `ConnectionManager` or a Cluster connection), each bounded by the configured timeout.
 
 use std::future::Future;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use authcache_core::{CacheError, Key, Result};
 use bytes::Bytes;
 use redis::aio::ConnectionLike;
-use redis::{Cmd, FromRedisValue, RedisError};
+use redis::{Cmd, FromRedisValue, RedisError, Script};
 
 use crate::config::Redactor;
 
 /// Largest `PX` sent, ~2 230 years: Redis rejects expiry times that overflow its clock.
 const MAX_PX_MILLIS: u64 = 1 << 46;
+
+/// The conditional fill, atomic because Redis runs a script without interleaving other
+/// commands. One key only, so a Cluster routes it to the key's slot.
+///
+/// `KEYS[1]`: the entry. `ARGV[1]`: the new value. `ARGV[2]`: `PX` milliseconds, `0` meaning
+/// "delete instead" (Redis rejects `PX 0`). `ARGV[3]`: the expected value, left out when the
+/// entry is expected to be absent. `GET` answers `false` for a missing or expired key, so
+/// `ARGV[3] or false` compares both cases at once; Lua strings are binary-safe.
+const SET_IF_UNCHANGED_LUA: &str = r"
+if redis.call('GET', KEYS[1]) ~= (ARGV[3] or false) then
+  return 0
+end
+if ARGV[2] == '0' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+";
+
+/// Hashed once: redis-rs sends `EVALSHA`, and on `NOSCRIPT` (a fresh or restarted server,
+/// a Cluster master that never saw it) loads the script with `SCRIPT LOAD` and retries.
+static SET_IF_UNCHANGED: LazyLock<Script> = LazyLock::new(|| Script::new(SET_IF_UNCHANGED_LUA));
 
 /// A connection plus the rules every call obeys: bounded in time, errors typed and scrubbed.
 #[derive(Clone)]
@@ -61,6 +85,32 @@ where
             .arg("PX")
             .arg(px_millis(ttl));
         self.run::<()>(cmd).await
+    }
+
+    /// Writes `value` only if the entry holds exactly `expected` (`None`: absent or expired),
+    /// in one script, so no other client's write can land between the comparison and the
+    /// write. A zero `ttl` makes it a conditional delete (the entry then ends absent, as an
+    /// entry written with no time to live would); a sub-millisecond one is rounded up as in
+    /// [`Commands::set`]. Returns whether the expectation held.
+    pub(crate) async fn set_if_unchanged(
+        &self,
+        key: &Key,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        let px = if ttl.is_zero() { 0 } else { px_millis(ttl) };
+        let mut invocation = SET_IF_UNCHANGED.key(key.as_str());
+        invocation.arg(value).arg(px);
+        if let Some(expected) = expected {
+            invocation.arg(expected);
+        }
+        let mut conn = self.conn.clone();
+        // The bound covers the whole exchange, including a `SCRIPT LOAD` and the retry.
+        bounded(self.timeout, &self.redactor, async move {
+            invocation.invoke_async::<bool>(&mut conn).await
+        })
+        .await
     }
 
     pub(crate) async fn delete(&self, key: &Key) -> Result<bool> {
