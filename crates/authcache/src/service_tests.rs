@@ -599,3 +599,120 @@ async fn out_of_range_configuration_is_a_config_error_not_a_panic() {
         assert!(matches!(error, AuthError::Config(_)), "{error}");
     }
 }
+
+/// Bus events only drop what may be stale: a reconnect or a flood of messages never lifts a
+/// revocation this instance made, never lets an unknown key through, and the next request
+/// is answered again from the repository's truth.
+#[tokio::test]
+async fn bus_events_drop_local_state_but_never_this_instances_revocations() {
+    let auth = service(repository()).await;
+    let (ada, bob) = (bearer("ada"), bearer("bob"));
+    auth.authenticate(&ada).await.unwrap();
+    auth.authenticate(&bob).await.unwrap();
+    auth.logout(&ada).await.unwrap();
+    let tiers = &auth.inner.tiers;
+    tiers.on_bus_event(authcache_core::BusEvent::Resubscribed);
+    for noise in [
+        "",
+        "garbage",
+        "authcache:v1:user:",
+        "other:v1:user:bob",
+        "authcache:revoked:x",
+    ] {
+        tiers.on_bus_event(authcache_core::BusEvent::Invalidated(noise.to_owned()));
+    }
+    let revoked_key = format!("authcache:revoked:{}", {
+        let claims = JwtVerifier::hs256(SECRET).verify(&ada).unwrap();
+        authcache_jwt::revocation_id(&ada, &claims)
+    });
+    tiers.on_bus_event(authcache_core::BusEvent::Invalidated(revoked_key));
+    assert_eq!(
+        auth.authenticate(&ada).await.unwrap_err(),
+        AuthError::Revoked
+    );
+    assert_eq!(auth.authenticate(&bob).await.unwrap().id(), "bob");
+}
+
+/// A subscriber that keeps every field and message as text, to check what logs can show.
+#[derive(Default)]
+struct Capture {
+    text: std::sync::Mutex<String>,
+    next_span: std::sync::atomic::AtomicU64,
+}
+
+impl Capture {
+    fn push(&self, record: impl FnOnce(&mut dyn tracing::field::Visit)) {
+        let mut visitor = TextVisitor(String::new());
+        record(&mut visitor);
+        self.text.lock().unwrap().push_str(&visitor.0);
+    }
+}
+
+struct TextVisitor(String);
+
+impl tracing::field::Visit for TextVisitor {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={value:?}\n", field.name()));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        self.push(|v| span.record(v));
+        tracing::span::Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        self.push(|v| values.record(v));
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        self.push(|v| event.record(v));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Whatever happens — success, forgery, logout, a broken L2 — no log line holds a token,
+/// any of its three parts, or the signing key.
+#[tokio::test(flavor = "current_thread")]
+async fn logs_never_show_a_token_or_a_key() {
+    let capture = Arc::new(Capture::default());
+    let _guard = tracing::dispatcher::set_default(&tracing::Dispatch::from(Arc::clone(&capture)));
+    const CACHE_KEY: &str = "unit-test-cache-signing-key";
+    let auth = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository(repository())
+        .l2(Arc::new(broken_l2()))
+        .signing_key(CACHE_KEY)
+        .build()
+        .await
+        .unwrap();
+    let token = bearer("ada");
+    let forged = format!(
+        "Bearer {}",
+        TokenIssuer::hs256(b"not-the-secret-not-the-secret-00")
+            .issue("ada", Duration::from_secs(600))
+            .unwrap()
+    );
+    auth.authenticate(&token).await.unwrap();
+    auth.authenticate(&forged).await.unwrap_err();
+    auth.logout(&token).await.unwrap_err();
+    auth.authenticate(&token).await.unwrap_err();
+    let logged = capture.text.lock().unwrap().clone();
+    assert!(!logged.is_empty(), "the broken L2 must have been logged");
+    let tokens = [&token, &forged];
+    let secrets = tokens
+        .iter()
+        .flat_map(|t| t.trim_start_matches("Bearer ").split('.'))
+        .map(str::to_owned)
+        .chain([
+            CACHE_KEY.to_owned(),
+            String::from_utf8_lossy(SECRET).into_owned(),
+        ]);
+    for secret in secrets {
+        assert!(!logged.contains(&secret), "logs show {secret:?}:\n{logged}");
+    }
+}
