@@ -14,7 +14,7 @@
 //! after it (ARCHITECTURE.md, *Coherence*, states the protocol and its bound):
 //!
 //! - an invalidation ([`Tiered::delete`]) does not delete the L2 key: it overwrites it
-//!   with a unique [tombstone](crate::codec::tombstone) that lives [`TOMBSTONE_TTL`];
+//!   with a unique [`tombstone`](crate::codec::tombstone()) that lives [`TOMBSTONE_TTL`];
 //!   a write ([`Tiered::set`]) overwrites it with the new value;
 //! - a fill remembers the exact bytes its L2 read saw (or their absence) and stores its
 //!   loaded value with [`Cache::set_if_unchanged`]: if anything wrote the key since the
@@ -455,10 +455,7 @@ where
         Fut: Future<Output = Result<Option<T>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        self.load_through(id, Trust::Verified, move || async move {
-            load().await.map(|found| found.map(|value| (value, None)))
-        })
-        .await
+        self.load_plain(id, Trust::Verified, load).await
     }
 
     /// As [`Tiered::get_or_load`] for an id that did not come from a verified source (an
@@ -477,7 +474,17 @@ where
         Fut: Future<Output = Result<Option<T>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        self.load_through(id, Trust::Untrusted, move || async move {
+        self.load_plain(id, Trust::Untrusted, load).await
+    }
+
+    /// A load whose values take the kind's TTL.
+    async fn load_plain<F, Fut, E>(&self, id: &str, trust: Trust, load: F) -> Outcome<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: Into<Box<dyn Error + Send + Sync>>,
+    {
+        self.load_through(id, trust, move || async move {
             load().await.map(|found| found.map(|value| (value, None)))
         })
         .await
@@ -556,7 +563,7 @@ where
     }
 
     /// Invalidates `id` in both tiers and publishes the key, so that every instance drops
-    /// it. In L2 the key gets a [tombstone](crate::codec::tombstone) for
+    /// it. In L2 the key gets a [`tombstone`](crate::codec::tombstone()) for
     /// [`TOMBSTONE_TTL`]: loads that began before this call cannot fill it afterwards.
     ///
     /// # Errors
@@ -713,7 +720,7 @@ where
         generation: Generation,
     ) {
         let Some(l2) = &self.l2 else { return };
-        let Some(entry) = self.encode(key, loaded.value.as_ref(), loaded.ttl) else {
+        let Ok(entry) = self.encode(key, loaded.value.as_ref(), loaded.ttl) else {
             return self.l1_insert(id, loaded.value.clone(), loaded.ttl, generation);
         };
         match l2.set_if_unchanged(key, seen, entry, loaded.ttl).await {
@@ -788,7 +795,13 @@ where
         None
     }
 
-    fn encode(&self, key: &Key, value: Option<&Arc<T>>, ttl: Duration) -> Option<Bytes> {
+    /// The L2 entry of `value`, expiring `ttl` from now; failures are counted and logged.
+    fn encode(
+        &self,
+        key: &Key,
+        value: Option<&Arc<T>>,
+        ttl: Duration,
+    ) -> Result<Bytes, crate::CodecError> {
         let expires_at = unix_ms().saturating_add(millis(ttl));
         self.codec
             .encode(key, &(expires_at, value.map(|value| &**value)))
@@ -796,7 +809,6 @@ where
                 bump(&self.stats.encode_failures);
                 tracing::warn!(key = %key, %error, "value not cached: cannot encode it");
             })
-            .ok()
     }
 
     fn l1_insert(&self, id: &str, value: Option<Arc<T>>, l2_ttl: Duration, since: Generation) {
@@ -837,14 +849,7 @@ where
         ttl: Duration,
     ) -> Result<(), CacheError> {
         let Some(l2) = &self.l2 else { return Ok(()) };
-        let expires_at = unix_ms().saturating_add(millis(ttl));
-        let entry = self
-            .codec
-            .encode(key, &(expires_at, value.map(|value| &**value)))
-            .inspect_err(|error| {
-                bump(&self.stats.encode_failures);
-                tracing::warn!(key = %key, %error, "value not cached: cannot encode it");
-            })?;
+        let entry = self.encode(key, value, ttl)?;
         l2.set(key, entry, ttl)
             .await
             .inspect_err(|error| self.note_l2_error(key, error))
