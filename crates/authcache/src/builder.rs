@@ -343,7 +343,7 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             max_token_lifetime: self.max_token_lifetime,
             counters: Counters::default(),
             #[cfg(feature = "redis")]
-            _subscriber: subscriber,
+            subscriber,
         }))
     }
 

@@ -173,7 +173,7 @@ pub(crate) struct Inner<U: UserRecord> {
     pub(crate) counters: Counters,
     /// Kept alive for as long as the service: dropping it stops the subscriber task.
     #[cfg(feature = "redis")]
-    pub(crate) _subscriber: Option<authcache_redis::InvalidationSubscriber>,
+    pub(crate) subscriber: Option<authcache_redis::InvalidationSubscriber>,
 }
 
 impl<U: UserRecord> AuthService<U> {
@@ -514,6 +514,15 @@ impl<U: UserRecord> Inner<U> {
             + EXP_SKEW
     }
 
+    /// Whether the invalidation bus is subscribed right now; `None` without a bus.
+    fn bus_subscribed(&self) -> Option<bool> {
+        #[cfg(feature = "redis")]
+        if let Some(subscriber) = &self.subscriber {
+            return Some(subscriber.is_subscribed());
+        }
+        None
+    }
+
     fn count(&self, result: &Result<Principal<U>>) {
         let counter = match result {
             Ok(_) => &self.counters.authenticated,
@@ -542,6 +551,7 @@ impl<U: UserRecord> Inner<U> {
             unavailable: Counters::read(&c.unavailable),
             unchecked: Counters::read(&c.unchecked),
             pending_revocations: self.tiers.revocations.pending() + self.tiers.cutoffs.pending(),
+            bus_subscribed: self.bus_subscribed(),
             breaker: Some(self.l2.stats()),
         }
     }

@@ -36,6 +36,10 @@ pub struct Stats {
     /// Logouts and cutoffs this instance holds that the shared cache has not accepted yet
     /// (in force here; retried in the background).
     pub pending_revocations: u64,
+    /// Whether the invalidation bus is subscribed now (`None`: no bus, single instance).
+    /// While it is not, other instances' invalidations may be missed; the L1 is cleared
+    /// when it comes back.
+    pub bus_subscribed: Option<bool>,
     /// The shared L2's circuit breaker, when there is an L2.
     pub breaker: Option<BreakerStats>,
 }

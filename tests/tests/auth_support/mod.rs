@@ -91,8 +91,11 @@ pub async fn mongo_repository(server: &MongoServer) -> Arc<dyn UserRepository> {
     Arc::new(repository)
 }
 
+/// A service on `cache`; with a bus, returned once it is subscribed (`build` waits only
+/// boundedly, and a starved machine may need longer), so that no test's first
+/// invalidation can be published before every instance listens.
 pub async fn service(cache: CacheConfig, repository: Arc<dyn UserRepository>) -> AuthService {
-    AuthService::builder()
+    let auth = AuthService::builder()
         .verifier(JwtVerifier::hs256(SECRET))
         .shared_repository(repository)
         .cache(cache)
@@ -100,5 +103,20 @@ pub async fn service(cache: CacheConfig, repository: Arc<dyn UserRepository>) ->
         .prefix("itest")
         .build()
         .await
-        .unwrap()
+        .unwrap();
+    wait_subscribed(&auth).await;
+    auth
 }
+
+/// Waits (bounded) until the service's bus, if it has one, is subscribed.
+pub async fn wait_subscribed(auth: &AuthService) {
+    authcache_tests::process::eventually(
+        SUBSCRIBE,
+        "the invalidation bus to subscribe",
+        || async { auth.stats().bus_subscribed != Some(false) },
+    )
+    .await;
+}
+
+/// Bound on a bus subscription on a loaded machine.
+pub const SUBSCRIBE: Duration = Duration::from_secs(30);
