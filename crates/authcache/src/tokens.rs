@@ -170,13 +170,15 @@ impl Marks {
             Some(_) => return self.hit(Lookup::None),
             None => {}
         }
+        // Read before the sticky table: a mark put after this read bumps the generation,
+        // so this lookup's "no mark" cannot be recorded over it.
+        let generation = self.generation.load(Ordering::Acquire);
         if let Some(value) = self.sticky_value(id) {
             return self.hit(Lookup::Mark(value));
         }
         let Ok(key) = self.keyspace.key(self.kind, id) else {
             return Lookup::None; // Cannot be keyed, so cannot have been marked.
         };
-        let generation = self.generation.load(Ordering::Acquire);
         let found = match self.l2.get(&key).await {
             Ok(Some(bytes)) => Lookup::Mark(self.read_mark(&key, &bytes)),
             Ok(None) => Lookup::None,
@@ -197,6 +199,11 @@ impl Marks {
                 _ => L1Entry::Absent,
             };
             self.memo.insert(id, entry, self.memo_ttl);
+            // A mark put between the check and the insert: drop what may hide it (the
+            // sticky table and L2 still answer).
+            if self.generation.load(Ordering::Acquire) != generation {
+                self.memo.remove(id);
+            }
         }
         found
     }

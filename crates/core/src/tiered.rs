@@ -579,6 +579,9 @@ where
         if let Err(error) = &result {
             self.note_l2_error(&key, error);
         }
+        // Again: a read on this instance that ran while the tombstone was on its way may
+        // have filled L1 from the old L2 entry.
+        self.invalidate_local(id);
         self.publish(&key).await;
         result
     }
@@ -816,8 +819,14 @@ where
         let Some(l1) = self.l1.as_ref().filter(|_| !ttl.is_zero()) else {
             return;
         };
-        if self.generations.read(id) == since {
-            l1.insert(id, L1Entry::from(value), ttl);
+        if self.generations.read(id) != since {
+            return;
+        }
+        l1.insert(id, L1Entry::from(value), ttl);
+        // An invalidation between the check and the insert would be undone by it: look
+        // again, and if one came, take the entry out (costing a miss, never staleness).
+        if self.generations.read(id) != since {
+            l1.remove(id);
         }
     }
 
@@ -832,9 +841,12 @@ where
         }
         let key = self.key(id)?;
         self.invalidate_local(id);
-        let generation = self.generations.read(id);
         let result = self.store(&key, value.as_ref(), ttl).await;
+        // Again after the L2 write: a read on this instance that ran while it was on its way
+        // may have filled L1 from the old entry; only then may the new value go in.
+        self.invalidate_local(id);
         if result.is_ok() {
+            let generation = self.generations.read(id);
             self.l1_insert(id, value, ttl, generation);
         }
         self.publish(&key).await;
