@@ -716,3 +716,36 @@ async fn logs_never_show_a_token_or_a_key() {
         assert!(!logged.contains(&secret), "logs show {secret:?}:\n{logged}");
     }
 }
+
+/// `iat` has a resolution of one second, and a token issued in the very second of the cutoff
+/// may predate it: such a token is refused (the documented, safe side); one second later is
+/// after the cutoff and accepted.
+#[tokio::test]
+async fn logout_all_refuses_tokens_of_the_cutoff_second_and_accepts_later_ones() {
+    let auth = service(repository()).await;
+    let signed = |iat: u64| {
+        let mut claims = authcache_jwt::Claims::new("ada", authcache_jwt::unix_now() + 600);
+        claims.iat = Some(iat);
+        format!("Bearer {}", issuer().sign(&claims).unwrap())
+    };
+    let started = authcache_jwt::unix_now();
+    let before = signed(started - 1);
+    auth.authenticate(&before).await.unwrap();
+    auth.logout_all("ada").await.unwrap();
+    // The cutoff is the second of the call: somewhere in `started..=ended`.
+    let ended = authcache_jwt::unix_now();
+    assert_eq!(
+        auth.authenticate(&before).await.unwrap_err(),
+        AuthError::Revoked
+    );
+    assert_eq!(
+        auth.authenticate(&signed(started)).await.unwrap_err(),
+        AuthError::Revoked,
+        "issued in the cutoff's second (or before it)"
+    );
+    assert_eq!(
+        auth.authenticate(&signed(ended + 1)).await.unwrap().id(),
+        "ada"
+    );
+    assert_eq!(auth.authenticate(&bearer("bob")).await.unwrap().id(), "bob");
+}

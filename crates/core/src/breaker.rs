@@ -230,11 +230,13 @@ impl GuardedCache {
         let mut permit = self.admit()?;
         let outcome = match tokio::time::timeout(self.config.timeout, call).await {
             Ok(outcome) => outcome,
-            Err(_) => {
-                self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(CacheError::Timeout(self.config.timeout))
-            }
+            Err(_) => Err(CacheError::Timeout(self.config.timeout)),
         };
+        // Counted whichever timer fired first: ours, or the client's own (usually set to
+        // the same duration, and polled before ours).
+        if matches!(outcome, Err(CacheError::Timeout(_))) {
+            self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
         match &outcome {
             Err(error) if error.is_timeout() || error.is_unavailable() => {
                 spend_budget();
