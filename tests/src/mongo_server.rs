@@ -18,6 +18,9 @@ use crate::process::{ServerProcess, eventually, find_program, free_port, workspa
 
 /// The environment variable naming the `secantusd-py` program.
 pub const SECANTUSD_ENV: &str = "AUTHCACHE_SECANTUSD";
+/// Attempts at a port of its own before giving up.
+const PORT_ATTEMPTS: usize = 5;
+
 /// Bound on start-up (Python imports dominate; generous for a loaded CI machine).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -36,8 +39,19 @@ impl MongoServer {
     /// When `secantusd-py` cannot be found (run `cargo xtask services install`) or the server
     /// does not answer within 60 s.
     pub async fn start() -> Self {
+        let mut clashes = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let server = Self::spawn(free_port());
+            match server.wait_until_ready().await {
+                Ok(()) => return server,
+                Err(clash) => clashes.push(clash),
+            }
+        }
+        panic!("secantusd could not get a port of its own: {clashes:#?}");
+    }
+
+    fn spawn(port: u16) -> Self {
         let program = secantusd_program();
-        let port = free_port();
         let workdir = tempfile::tempdir().expect("temporary directory for secantusd");
         let args = [
             "--host",
@@ -51,13 +65,11 @@ impl MongoServer {
         .map(String::from)
         .to_vec();
         let process = ServerProcess::spawn(&program, args, workdir.path());
-        let server = Self {
+        Self {
             process,
             port,
             _workdir: workdir,
-        };
-        server.wait_until_ready().await;
-        server
+        }
     }
 
     /// The connection string (`directConnection=true`: one standalone server).
@@ -100,7 +112,9 @@ impl MongoServer {
     /// until it answers.
     pub async fn restart(&mut self) {
         self.process.restart();
-        self.wait_until_ready().await;
+        if let Err(clash) = self.wait_until_ready().await {
+            panic!("secantusd did not come back on its own port: {clash}");
+        }
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
@@ -113,7 +127,12 @@ impl MongoServer {
         self.process.resume();
     }
 
-    async fn wait_until_ready(&self) {
+    /// Waits until the server answers — and is this one: a port handed out twice must be a
+    /// retry on another port, never two tests sharing (and killing) one server.
+    ///
+    /// # Panics
+    /// When nothing answers within [`STARTUP_TIMEOUT`].
+    async fn wait_until_ready(&self) -> Result<(), String> {
         let client = self.client().await;
         let admin = client.database("admin");
         eventually(
@@ -122,6 +141,23 @@ impl MongoServer {
             || async { admin.run_command(doc! { "ping": 1 }).await.is_ok() },
         )
         .await;
+        let status = admin
+            .run_command(doc! { "serverStatus": 1 })
+            .await
+            .map_err(|e| format!("serverStatus: {e}"))?;
+        let answering = status
+            .get_i64("pid")
+            .ok()
+            .or_else(|| status.get_i32("pid").ok().map(i64::from));
+        let ours = self.process.pid().map(i64::from);
+        if answering == ours {
+            Ok(())
+        } else {
+            Err(format!(
+                "port {} is served by pid {answering:?}, not ours ({ours:?})",
+                self.port
+            ))
+        }
     }
 }
 

@@ -186,18 +186,40 @@ impl RedisServer {
         }
     }
 
-    /// Polls PING until it answers (`+PONG`, or `-NOAUTH` when a password is set).
+    /// Polls PING until it answers (`+PONG`, or `-NOAUTH` when a password is set), then
+    /// checks that the server answering is this one: a free port handed out twice (another
+    /// test's server bound it first, and ours failed to) must be a retry on another port,
+    /// never two tests sharing — and hanging, flushing, killing — one server.
     fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no answer");
         while Instant::now() < deadline {
             match ping(self.port) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return self.check_owner(),
                 Err(reason) => last = reason,
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         Err(format!("{last}; log: {}", self.log_tail()))
+    }
+
+    /// `Ok` when the process listening on the port is the one this value spawned.
+    fn check_owner(&self) -> Result<(), String> {
+        let info: String = redis::Client::open(self.url())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(5)))
+            .and_then(|mut conn| redis::cmd("INFO").arg("server").query(&mut conn))
+            .map_err(|e| format!("INFO server: {e}"))?;
+        let answering = info
+            .lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+            .and_then(|pid| pid.trim().parse::<u32>().ok());
+        match (answering, self.process.pid()) {
+            (Some(answering), Some(ours)) if answering == ours => Ok(()),
+            (answering, ours) => Err(format!(
+                "port {} is served by pid {answering:?}, not ours ({ours:?})",
+                self.port
+            )),
+        }
     }
 
     /// The last lines of the server log, for failure messages.
