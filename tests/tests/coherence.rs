@@ -24,11 +24,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use auth_support::{PROPAGATION, ROLES, SECRET, SIGNING_KEY, another_bearer, bearer};
 use authcache::{
     AuthError, AuthService, AuthServiceBuilder, BreakerConfig, Cache, CacheConfig, JwtVerifier,
-    MemoryUserRepository, Principal, RepositoryError, TokenIssuer, User, UserRepository,
+    MemoryUserRepository, Principal, TokenIssuer, User, UserRepository,
 };
 use authcache_core::codec::is_tombstone;
 use authcache_core::{EnvelopeCodec, Key, KeyKind, Keyspace, SigningKey};
 use authcache_memory::MemoryCache;
+use authcache_tests::hooked_repository::{AfterRead, HookedRepository};
 use authcache_tests::process::eventually;
 use authcache_tests::redis_server::RedisServer;
 use bytes::Bytes;
@@ -110,79 +111,27 @@ impl Gate {
     }
 }
 
-type RepositoryFuture<'a, T> =
-    Pin<Box<dyn Future<Output = Result<T, RepositoryError>> + Send + 'a>>;
-
-/// A repository wrapper that delays its answer after reading: `find_by_id` of an armed id
-/// reads the record, reports [`Point::RepositoryRead`], and returns it only when released.
-/// Written out by hand (the shape `#[async_trait]` gives the trait): this crate does not
-/// depend on async-trait.
+/// The shared fixture (ada is an admin, bob a viewer, …) behind a [`HookedRepository`]
+/// whose `find_by_id` of an armed id reads the record, reports [`Point::RepositoryRead`],
+/// and returns it only when released.
 struct HeldRepository {
-    inner: Arc<dyn UserRepository>,
-    holds: Holds,
+    holds: Arc<Holds>,
+    shared: Arc<dyn UserRepository>,
 }
 
 impl HeldRepository {
-    /// The shared fixture (ada is an admin, bob a viewer, …), holdable.
-    async fn seeded() -> Arc<Self> {
-        Arc::new(Self {
-            inner: auth_support::memory_repository().await,
-            holds: Holds::default(),
-        })
-    }
-}
-
-impl UserRepository for HeldRepository {
-    fn find_by_id<'s, 'i, 'f>(&'s self, id: &'i str) -> RepositoryFuture<'f, Option<User>>
-    where
-        's: 'f,
-        'i: 'f,
-        Self: 'f,
-    {
-        Box::pin(async move {
-            let found = self.inner.find_by_id(id).await;
-            self.holds.pass(Point::RepositoryRead, id).await;
-            found
-        })
-    }
-
-    fn find_many<'s, 'i, 'f>(&'s self, ids: &'i [String]) -> RepositoryFuture<'f, Vec<User>>
-    where
-        's: 'f,
-        'i: 'f,
-        Self: 'f,
-    {
-        self.inner.find_many(ids)
-    }
-
-    fn permissions_for_roles<'s, 'r, 'f>(
-        &'s self,
-        roles: &'r [String],
-    ) -> RepositoryFuture<'f, Vec<String>>
-    where
-        's: 'f,
-        'r: 'f,
-        Self: 'f,
-    {
-        self.inner.permissions_for_roles(roles)
-    }
-
-    fn upsert<'s, 'u, 'f>(&'s self, user: &'u User) -> RepositoryFuture<'f, ()>
-    where
-        's: 'f,
-        'u: 'f,
-        Self: 'f,
-    {
-        self.inner.upsert(user)
-    }
-
-    fn delete<'s, 'i, 'f>(&'s self, id: &'i str) -> RepositoryFuture<'f, bool>
-    where
-        's: 'f,
-        'i: 'f,
-        Self: 'f,
-    {
-        self.inner.delete(id)
+    async fn seeded() -> Self {
+        let holds = Arc::new(Holds::default());
+        let hook = Arc::clone(&holds);
+        let after_read: AfterRead = Arc::new(move |id| {
+            let (holds, id) = (Arc::clone(&hook), id.to_owned());
+            Box::pin(async move { holds.pass(Point::RepositoryRead, &id).await })
+        });
+        let inner = auth_support::memory_repository().await;
+        Self {
+            holds,
+            shared: Arc::new(HookedRepository::new(inner, after_read)),
+        }
     }
 }
 
@@ -368,11 +317,11 @@ impl Change {
     async fn apply(self, on: &AuthService, repository: &HeldRepository, token: &str) {
         match self {
             Self::Invalidate => {
-                repository.upsert(&demoted()).await.unwrap();
+                repository.shared.upsert(&demoted()).await.unwrap();
                 on.invalidate_user("ada").await.unwrap();
             }
             Self::WriteThrough => {
-                repository.upsert(&demoted()).await.unwrap();
+                repository.shared.upsert(&demoted()).await.unwrap();
                 on.cache_user(&demoted()).await.unwrap();
             }
             Self::Logout => on.logout(token).await.unwrap(),
@@ -415,7 +364,7 @@ async fn held_authentication(
 async fn change_during_a_held_fill_on_redis(change: Change) {
     let redis = RedisServer::start();
     let repository = HeldRepository::seeded().await;
-    let shared: Arc<dyn UserRepository> = repository.clone();
+    let shared = Arc::clone(&repository.shared);
     let cache = CacheConfig::redis(redis.url());
     let (a, b, w) = (
         instance(&cache, &shared).await,
@@ -487,7 +436,7 @@ async fn change_during_a_held_fill_on_redis(change: Change) {
 /// held, and is in force at once.
 async fn change_during_a_held_fill_in_memory(change: Change) {
     let repository = HeldRepository::seeded().await;
-    let shared: Arc<dyn UserRepository> = repository.clone();
+    let shared = Arc::clone(&repository.shared);
     let auth = instance(&CacheConfig::memory(), &shared).await;
     let (token, other) = (bearer("ada"), another_bearer("ada"));
 

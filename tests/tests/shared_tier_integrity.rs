@@ -12,16 +12,15 @@
 
 mod auth_support;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_support::{PROPAGATION, SECRET, SIGNING_KEY, bearer, memory_repository};
 use authcache::{
     Algorithm, AuthError, AuthService, AuthServiceBuilder, BreakerStats, CacheConfig, Claims,
-    JwtVerifier, RepositoryError, RevocationCheck, TokenError, TokenIssuer, User, UserRepository,
+    JwtVerifier, RevocationCheck, TokenError, TokenIssuer, UserRepository,
 };
+use authcache_tests::hooked_repository::{AfterRead, HookedRepository};
 use authcache_tests::process::eventually;
 use authcache_tests::redis_server::RedisServer;
 
@@ -869,69 +868,16 @@ async fn revocation_check_decides_only_what_could_not_be_checked() {
 // 9. Bounded
 // ---------------------------------------------------------------------------------------
 
-type RepositoryFuture<'a, T> =
-    Pin<Box<dyn Future<Output = Result<T, RepositoryError>> + Send + 'a>>;
-
-/// The fixture's repository, except that `find_by_id` of one id never answers. Written
-/// out by hand (the shape `#[async_trait]` gives the trait): this crate does not depend on
-/// async-trait.
-struct Stalling {
-    inner: Arc<dyn UserRepository>,
-    stalled: &'static str,
-}
-
-impl UserRepository for Stalling {
-    fn find_by_id<'s, 'i, 'f>(&'s self, id: &'i str) -> RepositoryFuture<'f, Option<User>>
-    where
-        's: 'f,
-        'i: 'f,
-        Self: 'f,
-    {
-        if id == self.stalled {
+/// The fixture's repository, except that `find_by_id` of `stalled` never answers.
+async fn stalling(stalled: &'static str) -> Arc<dyn UserRepository> {
+    let after_read: AfterRead = Arc::new(move |id| {
+        if id == stalled {
             Box::pin(std::future::pending())
         } else {
-            self.inner.find_by_id(id)
+            Box::pin(std::future::ready(()))
         }
-    }
-
-    fn find_many<'s, 'i, 'f>(&'s self, ids: &'i [String]) -> RepositoryFuture<'f, Vec<User>>
-    where
-        's: 'f,
-        'i: 'f,
-        Self: 'f,
-    {
-        self.inner.find_many(ids)
-    }
-
-    fn permissions_for_roles<'s, 'r, 'f>(
-        &'s self,
-        roles: &'r [String],
-    ) -> RepositoryFuture<'f, Vec<String>>
-    where
-        's: 'f,
-        'r: 'f,
-        Self: 'f,
-    {
-        self.inner.permissions_for_roles(roles)
-    }
-
-    fn upsert<'s, 'u, 'f>(&'s self, user: &'u User) -> RepositoryFuture<'f, ()>
-    where
-        's: 'f,
-        'u: 'f,
-        Self: 'f,
-    {
-        self.inner.upsert(user)
-    }
-
-    fn delete<'s, 'i, 'f>(&'s self, id: &'i str) -> RepositoryFuture<'f, bool>
-    where
-        's: 'f,
-        'i: 'f,
-        Self: 'f,
-    {
-        self.inner.delete(id)
-    }
+    });
+    Arc::new(HookedRepository::new(memory_repository().await, after_read))
 }
 
 /// Far above the repository timeout of the test (200 ms).
@@ -942,10 +888,7 @@ const HUNG_REPOSITORY_BOUND: Duration = Duration::from_secs(10);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_repository_fails_every_waiter_and_leaks_no_flight() {
     let redis = RedisServer::start();
-    let repository: Arc<dyn UserRepository> = Arc::new(Stalling {
-        inner: memory_repository().await,
-        stalled: "ada",
-    });
+    let repository = stalling("ada").await;
     let auth = builder(CacheConfig::redis(redis.url()), &repository, SIGNING_KEY)
         .repository_timeout(Duration::from_millis(200))
         .build()
