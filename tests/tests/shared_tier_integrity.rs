@@ -20,6 +20,7 @@ use authcache::{
     Algorithm, AuthError, AuthService, AuthServiceBuilder, BreakerStats, CacheConfig, Claims,
     JwtVerifier, RevocationCheck, TokenError, TokenIssuer, UserRepository,
 };
+use authcache_jwt::test_keys;
 use authcache_tests::hooked_repository::{AfterRead, HookedRepository};
 use authcache_tests::process::eventually;
 use authcache_tests::redis_server::RedisServer;
@@ -331,95 +332,19 @@ async fn a_rotated_signing_key_still_reads_entries_of_the_previous_one() {
 // 3. ECDSA twins and re-signed tokens
 // ---------------------------------------------------------------------------------------
 
-const P256_ORDER: &str = "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551";
-const P384_ORDER: &str = concat!(
-    "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
-    "C7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
-);
-
 /// The published test keys of `authcache-jwt` (private, public).
 fn ec_pems(alg: Algorithm) -> (&'static str, &'static str) {
     match alg {
         Algorithm::ES256 => (
-            include_str!("../../crates/jwt/src/testkeys/ec_p256.key.pem"),
-            include_str!("../../crates/jwt/src/testkeys/ec_p256.pub.pem"),
+            test_keys::EC_P256_PRIVATE_PEM,
+            test_keys::EC_P256_PUBLIC_PEM,
         ),
         Algorithm::ES384 => (
-            include_str!("../../crates/jwt/src/testkeys/ec_p384.key.pem"),
-            include_str!("../../crates/jwt/src/testkeys/ec_p384.pub.pem"),
+            test_keys::EC_P384_PRIVATE_PEM,
+            test_keys::EC_P384_PUBLIC_PEM,
         ),
         _ => panic!("not an ECDSA algorithm: {alg:?}"),
     }
-}
-
-fn curve_order(alg: Algorithm) -> Vec<u8> {
-    let hex = if alg == Algorithm::ES256 {
-        P256_ORDER
-    } else {
-        P384_ORDER
-    };
-    (0..hex.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).unwrap())
-        .collect()
-}
-
-const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn base64url_decode(text: &str) -> Vec<u8> {
-    let (mut bits, mut pending, mut out) = (0u32, 0u32, Vec::new());
-    for c in text.bytes() {
-        let sextet = BASE64URL.iter().position(|&b| b == c).unwrap();
-        bits = (bits << 6) | u32::try_from(sextet).unwrap();
-        pending += 6;
-        if pending >= 8 {
-            pending -= 8;
-            out.push(u8::try_from((bits >> pending) & 0xff).unwrap());
-        }
-    }
-    out
-}
-
-fn base64url_encode(bytes: &[u8]) -> String {
-    let (mut bits, mut pending, mut out) = (0u32, 0u32, String::new());
-    let mut emit = |sextet: u32| out.push(char::from(BASE64URL[usize::try_from(sextet).unwrap()]));
-    for &byte in bytes {
-        bits = ((bits << 8) | u32::from(byte)) & 0xffff;
-        pending += 8;
-        while pending >= 6 {
-            pending -= 6;
-            emit((bits >> pending) & 63);
-        }
-    }
-    if pending > 0 {
-        emit((bits << (6 - pending)) & 63);
-    }
-    out
-}
-
-/// `a − b` for big-endian integers of equal width, `a ≥ b` (as in
-/// `crates/jwt/tests/signature_twins.rs`).
-fn sub_be(a: &[u8], b: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; a.len()];
-    let mut borrow = 0i16;
-    for i in (0..a.len()).rev() {
-        let mut d = i16::from(a[i]) - i16::from(b[i]) - borrow;
-        borrow = i16::from(d < 0);
-        d += 256 * borrow;
-        out[i] = u8::try_from(d).unwrap();
-    }
-    assert_eq!(borrow, 0, "a < b");
-    out
-}
-
-/// The same token under the twin signature `(r, n − s)`, which plain ECDSA accepts too.
-fn twin(bearer: &str, alg: Algorithm) -> String {
-    let token = bearer.strip_prefix("Bearer ").unwrap_or(bearer);
-    let (signed, signature) = token.rsplit_once('.').unwrap();
-    let signature = base64url_decode(signature);
-    let (r, s) = signature.split_at(signature.len() / 2);
-    let twin = [r.to_vec(), sub_be(&curve_order(alg), s)].concat();
-    format!("Bearer {signed}.{}", base64url_encode(&twin))
 }
 
 /// One ECDSA token logged out on one instance: its high-S twin never verifies anywhere,
@@ -458,7 +383,7 @@ async fn a_logged_out_ecdsa_token_has_no_twin_and_no_reissue_that_passes() {
         }
         one.logout(&logged_out).await.unwrap();
 
-        let high_s = twin(&logged_out, alg);
+        let high_s = test_keys::ecdsa_twin(&logged_out).unwrap();
         let bad_signature = AuthError::Token(TokenError::BadSignature);
         for auth in [&one, &other] {
             assert_eq!(

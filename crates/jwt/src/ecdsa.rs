@@ -73,6 +73,27 @@ pub(crate) fn normalize_s(alg: Algorithm, signature: &mut [u8]) {
     }
 }
 
+/// Rewrites an ES256/ES384 signature (decoded `r || s`, the curve told by its length) as its
+/// twin `(r, n − s)`, which plain ECDSA accepts just as well. `false` for any other length.
+pub(crate) fn twin(signature: &mut [u8]) -> bool {
+    match signature.len() {
+        64 => twin_on(signature, &P256_ORDER),
+        96 => twin_on(signature, &P384_ORDER),
+        _ => false,
+    }
+}
+
+fn twin_on<T: ScalarInt>(signature: &mut [u8], order: &T) -> bool {
+    let Some(s) = s_of::<T>(signature) else {
+        return false;
+    };
+    let other = s.neg_mod(order).to_be_bytes();
+    for (out, byte) in signature.iter_mut().skip(T::BYTES).zip(other.as_ref()) {
+        *out = *byte;
+    }
+    true
+}
+
 /// `s`, if `signature` is exactly `r || s` with both of the curve's size.
 fn s_of<T: ScalarInt>(signature: &[u8]) -> Option<T> {
     let (_r, s) = signature.split_at_checked(T::BYTES)?;

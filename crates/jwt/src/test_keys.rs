@@ -6,6 +6,8 @@
 //! (RSA keys are never generated at run time: that is slow, unoptimised). The two RSA keys
 //! let tests present a token "signed by another key".
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey};
 
@@ -93,4 +95,18 @@ pub fn jwks() -> Result<JwkSet> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(JwkSet { keys })
+}
+
+/// The same ES256/ES384 token (bare or `Bearer …`) under its twin signature `(r, n − s)`:
+/// as valid to plain ECDSA as the original, for tests that a verifier or a revocation is not
+/// fooled by it. `None` when the token has no ECDSA signature of either curve.
+pub fn ecdsa_twin(token: &str) -> Option<String> {
+    let (scheme, token) = match token.strip_prefix("Bearer ") {
+        Some(bare) => ("Bearer ", bare),
+        None => ("", token),
+    };
+    let (signed, signature) = token.rsplit_once('.')?;
+    let mut signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    crate::ecdsa::twin(&mut signature)
+        .then(|| format!("{scheme}{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }

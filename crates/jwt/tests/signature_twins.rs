@@ -161,6 +161,30 @@ fn issuer_signs_low_s_only_and_its_tokens_verify() {
     }
 }
 
+/// `test_keys::ecdsa_twin` (the helper other crates' tests use) agrees with this file's own
+/// computation, is its own inverse, keeps a `Bearer ` scheme, and refuses non-ECDSA tokens.
+#[test]
+fn the_test_keys_twin_helper_agrees_with_an_independent_computation() {
+    for alg in ALGORITHMS {
+        let token = issuer(alg).sign(&claims("u", None, None)).unwrap();
+        let twin_of = test_keys::ecdsa_twin(&token).unwrap();
+        assert_eq!(twin_of, twin(&token, alg), "{alg:?}");
+        assert_eq!(
+            test_keys::ecdsa_twin(&twin_of).as_deref(),
+            Some(token.as_str())
+        );
+        let bearer = format!("Bearer {token}");
+        assert_eq!(
+            test_keys::ecdsa_twin(&bearer),
+            Some(format!("Bearer {twin_of}"))
+        );
+    }
+    let hs256 = TokenIssuer::test_hs256()
+        .sign(&claims("u", None, None))
+        .unwrap();
+    assert_eq!(test_keys::ecdsa_twin(&hs256), None);
+}
+
 /// (c) Both encodings of one token share a revocation id but not a fingerprint, with and
 /// without `jti`.
 #[test]
