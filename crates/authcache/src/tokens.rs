@@ -11,6 +11,8 @@
 //!   `{prefix}:cutoff:{user}`, unversioned; any bytes at a mark's key count as a mark
 //!   (an unreadable cutoff counts as "everything before now"), and no reader ever deletes
 //!   one. A schema bump, a rolling deploy or a signing-key rotation un-revokes nothing.
+//!   A mark is only ever raised: writes are compare-and-set against what L2 holds, so an
+//!   earlier cutoff from another instance landing late never lowers a later one.
 //! - **Sticky locally.** Every mark this instance wrote is kept in a local table until it
 //!   expires — not cleared when the bus reconnects, not evicted by capacity — so a logout
 //!   made while Redis was down stays in force here; a background task retries the L2
@@ -130,6 +132,9 @@ pub(crate) struct Marks {
     counters: MarkCounters,
 }
 
+/// Compare-and-set rounds a mark write tries before leaving the mark pending.
+const MERGE_ATTEMPTS: usize = 8;
+
 /// How often pending marks are retried to the L2.
 pub(crate) const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -163,7 +168,8 @@ impl Marks {
         self.sticky.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The mark of `id`, if any: memo, then the sticky table, then L2.
+    /// The mark of `id`, if any: the memo, else the larger of this instance's own (sticky)
+    /// mark and the shared one in L2 — or the own mark alone when L2 cannot answer.
     pub(crate) async fn lookup(&self, id: &str) -> Lookup {
         match self.memo.get(id) {
             Some(L1Entry::Present(value)) => return self.hit(Lookup::Mark(*value)),
@@ -173,21 +179,22 @@ impl Marks {
         // Read before the sticky table: a mark put after this read bumps the generation,
         // so this lookup's "no mark" cannot be recorded over it.
         let generation = self.generation.load(Ordering::Acquire);
-        if let Some(value) = self.sticky_value(id) {
-            return self.hit(Lookup::Mark(value));
-        }
+        let sticky = self.sticky_value(id);
         let Ok(key) = self.keyspace.key(self.kind, id) else {
-            return Lookup::None; // Cannot be keyed, so cannot have been marked.
+            // Cannot be keyed, so cannot be shared: only this instance's own mark counts.
+            return sticky.map_or(Lookup::None, Lookup::Mark);
         };
-        let found = match self.l2.get(&key).await {
-            Ok(Some(bytes)) => Lookup::Mark(self.read_mark(&key, &bytes)),
-            Ok(None) => Lookup::None,
+        let shared = match self.l2.get(&key).await {
+            Ok(found) => found.map(|bytes| self.read_mark(&key, &bytes)),
             Err(error) => {
                 self.counters.l2_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%error, kind = %self.kind, "mark not checked: L2 cannot answer");
-                return Lookup::Unknown;
+                // This instance's own mark holds whatever Redis does.
+                return sticky.map_or(Lookup::Unknown, |value| self.hit(Lookup::Mark(value)));
             }
         };
+        // The larger of ours and the shared one: another instance's later cutoff wins.
+        let found = sticky.max(shared).map_or(Lookup::None, Lookup::Mark);
         let counter = match found {
             Lookup::Mark(_) => &self.counters.l2_hits,
             _ => &self.counters.misses,
@@ -277,16 +284,44 @@ impl Marks {
         value
     }
 
-    /// Writes the mark to L2 and announces it.
+    /// Writes the mark to L2 (never lowering one already there) and announces it.
     async fn store(&self, key: &Key, value: u64, ttl: Duration) -> Result<(), CacheError> {
-        let entry = self.codec.encode(key, &value)?;
-        self.l2.set(key, entry, ttl).await?;
+        self.write_max(key, value, ttl).await?;
         if let Some(publisher) = &self.publisher
             && let Err(error) = self.l2.run(publisher.publish(key)).await
         {
             tracing::warn!(key = %key, %error, "mark stored but not published; the memo TTL bounds the delay");
         }
         Ok(())
+    }
+
+    /// Writes `value` unless L2 holds a mark at least as large, as a compare-and-set: a
+    /// smaller mark from another instance (an earlier `logout_all`) that lands between the
+    /// read and the write can never replace a larger one, nor the other way round.
+    async fn write_max(&self, key: &Key, value: u64, ttl: Duration) -> Result<(), CacheError> {
+        let entry = self.codec.encode(key, &value)?;
+        for _ in 0..MERGE_ATTEMPTS {
+            let current = self.l2.get(key).await?;
+            if let Some(bytes) = &current
+                && self.read_mark(key, bytes) >= value
+            {
+                return Ok(());
+            }
+            match self
+                .l2
+                .set_if_unchanged(key, current, entry.clone(), ttl)
+                .await
+            {
+                Ok(true) => return Ok(()),
+                Ok(false) => continue,
+                // A backend without compare-and-set: the plain write, last writer wins.
+                Err(CacheError::Unsupported(_)) => return self.l2.set(key, entry, ttl).await,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(CacheError::unavailable(
+            "mark kept changing under concurrent writers; retried later",
+        ))
     }
 
     fn settle(&self, id: &str) {
@@ -373,4 +408,46 @@ pub(crate) fn spawn_retries(marks: Vec<Weak<Marks>>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use authcache_core::{BreakerConfig, SigningKey};
+    use authcache_memory::MemoryCache;
+
+    use super::*;
+
+    fn marks(l2: &Arc<GuardedCache>) -> Marks {
+        let codec = EnvelopeCodec::new().with_signing_key(SigningKey::new([3; 32]).unwrap());
+        let ttl = Duration::from_secs(30);
+        Marks::new(
+            KeyKind::Cutoff,
+            &Keyspace::default(),
+            &codec,
+            l2,
+            None,
+            100,
+            ttl,
+        )
+    }
+
+    /// Two instances' `logout_all` of one user, the earlier cutoff written last: the shared
+    /// cutoff stays the later one, and a third instance reads it.
+    #[tokio::test]
+    async fn a_smaller_mark_written_last_never_lowers_a_larger_one() {
+        let shared: Arc<dyn Cache> = Arc::new(MemoryCache::default());
+        let l2 = Arc::new(GuardedCache::new(shared, BreakerConfig::default()));
+        let (first, second, reader) = (marks(&l2), marks(&l2), marks(&l2));
+        let ttl = Duration::from_secs(60);
+        first.put("ada", 200, ttl).await.unwrap();
+        second.put("ada", 100, ttl).await.unwrap();
+        assert_eq!(reader.lookup("ada").await, Lookup::Mark(200));
+        // The writer of the smaller mark enforces the larger shared one once its memo goes:
+        // its own sticky mark never shadows a later cutoff.
+        second.clear_memo();
+        assert_eq!(second.lookup("ada").await, Lookup::Mark(200));
+        first.put("ada", 300, ttl).await.unwrap();
+        reader.clear_memo();
+        assert_eq!(reader.lookup("ada").await, Lookup::Mark(300));
+    }
 }
