@@ -9,7 +9,7 @@ mod auth_support;
 use std::sync::Arc;
 
 use auth_support::{PROPAGATION, bearer, memory_repository, service};
-use authcache::{AuthError, AuthService, CacheConfig, User, UserRepository};
+use authcache::{AuthError, AuthService, CacheConfig, MemoryUserRepository, User, UserRepository};
 use authcache_tests::process::eventually;
 use authcache_tests::redis_server::{RedisClusterServer, RedisServer};
 
@@ -168,4 +168,54 @@ async fn prefixes_keep_applications_apart() {
         AuthError::Revoked
     );
     assert_eq!(other.authenticate(&token).await.unwrap().id(), "ada");
+}
+
+/// A role's permissions changed in the repository: `invalidate_role` on one instance, and
+/// every instance answers the new permissions for every user of that role, with one load
+/// of the role (not one per user).
+#[tokio::test]
+async fn a_role_change_reaches_every_instance_with_one_load() {
+    let redis = RedisServer::start();
+    let repository = MemoryUserRepository::new()
+        .with_role("viewer", ["users:read"])
+        .unwrap();
+    for id in ["v1", "v2", "v3"] {
+        repository
+            .upsert(&User::new(id, format!("{id}@example.com"), id).with_roles(["viewer"]))
+            .await
+            .unwrap();
+    }
+    let shared: Arc<dyn UserRepository> = Arc::new(repository.clone());
+    let instances = instances(&CacheConfig::redis(redis.url()), &shared, 2).await;
+    let tokens = ["v1", "v2", "v3"].map(bearer);
+    for token in &tokens {
+        warm(&instances, token).await;
+    }
+    repository
+        .upsert_role("viewer", ["users:read", "reports:read"])
+        .unwrap();
+    instances[0].invalidate_role("viewer").await.unwrap();
+    for token in &tokens {
+        let who = instances[0].authenticate(token).await.unwrap();
+        assert!(who.has_permission("reports:read"), "at once on the caller");
+    }
+    let loads_before = instances[1].stats().permissions.loads;
+    for (i, token) in tokens.iter().enumerate() {
+        eventually(
+            PROPAGATION,
+            &format!("v{} sees the new permission", i + 1),
+            || async {
+                instances[1]
+                    .authenticate(token)
+                    .await
+                    .is_ok_and(|who| who.has_permission("reports:read"))
+            },
+        )
+        .await;
+    }
+    assert!(
+        instances[1].stats().permissions.loads - loads_before <= 1,
+        "one load of the role, whatever the number of users: {:?}",
+        instances[1].stats().permissions
+    );
 }

@@ -430,6 +430,10 @@ impl<U: UserRecord> Inner<U> {
         if memo.generation.load(Ordering::Acquire) == generation {
             memo.l1
                 .insert(user.id(), L1Entry::Present(Arc::clone(&derived)), memo.ttl);
+            // A role change between the check and the insert: take it out again.
+            if memo.generation.load(Ordering::Acquire) != generation {
+                memo.l1.remove(user.id());
+            }
         }
         Ok(derived)
     }
