@@ -224,6 +224,13 @@ pub struct TtlSettings {
     pub l1_cap: Option<u64>,
     /// Relative jitter applied to every TTL, 0.0–0.5 (default 0.1 = ±10 %).
     pub jitter: Option<f64>,
+    /// Stale-if-error grace in seconds: how long past its expiry a user's last value may
+    /// be served while the repository fails (default 300; 0 turns it off).
+    #[serde(alias = "staleGrace", alias = "stale_if_error")]
+    pub stale_grace: Option<u64>,
+    /// Refresh-ahead window, a fraction 0.0–0.5 of the TTL (default 0.1; 0 turns it off).
+    #[serde(alias = "refreshAhead")]
+    pub refresh_ahead: Option<f64>,
 }
 
 impl TtlSettings {
@@ -239,6 +246,8 @@ impl TtlSettings {
             negative: secs(self.negative_ttl, ttls.negative),
             l1_cap: secs(self.l1_cap, ttls.l1_cap),
             jitter: self.jitter.unwrap_or(ttls.jitter),
+            stale_grace: secs(self.stale_grace, ttls.stale_grace),
+            refresh_ahead: self.refresh_ahead.unwrap_or(ttls.refresh_ahead),
         }
     }
 }
@@ -443,6 +452,22 @@ mod tests {
         assert_eq!(ttls.jitter, 0.0);
         assert_eq!(ttls.roles, Ttls::default().roles);
         assert_eq!(ttls.negative, Ttls::default().negative);
+    }
+
+    #[test]
+    fn stale_grace_and_refresh_ahead_are_configurable_and_off_with_zero() {
+        let ttls = AuthConfig::from_toml("[ttls]\nstaleGrace = 0\nrefresh_ahead = 0.0\n")
+            .unwrap()
+            .ttls
+            .apply(Ttls::default());
+        assert!(ttls.stale_grace.is_zero());
+        assert!(ttls.refresh_window(ttls.user).is_zero());
+        let defaults = TtlSettings::default().apply(Ttls::default());
+        assert_eq!(defaults.stale_grace, Duration::from_secs(300));
+        assert_eq!(
+            defaults.refresh_window(defaults.user),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

@@ -82,5 +82,7 @@ pub use codec::{CodecError, CodecId, DecodeError, EnvelopeCodec, SigningKey};
 pub use error::{CacheError, KeyError, Result};
 pub use key::{Fingerprint, Key, KeyKind, Keyspace, validate_id};
 pub use l1::{L1Cache, L1Entry};
-pub use tiered::{LoadError, TierStats, TierStatsSnapshot, Tiered, TieredBuilder};
+pub use tiered::{
+    LoadError, ReloadFuture, Reloader, TierStats, TierStatsSnapshot, Tiered, TieredBuilder,
+};
 pub use ttl::Ttls;

@@ -8,6 +8,21 @@
 //! inside the envelope), so that an L1 filled from an L2 hit never outlives the L2 entry,
 //! even for values whose TTL was chosen per entry (a token's remaining lifetime).
 //!
+//! # Stale-if-error and refresh-ahead
+//!
+//! A value's envelope carries its soft expiry (the kind's TTL); L2 keeps it
+//! [`Ttls::stale_grace`] longer. A read past the soft expiry loads as on a miss, but when
+//! the loader fails or times out the last value is served instead (`stale_served`), and for
+//! [`FAILURE_MEMORY`] after a failure such values are served at once while one background
+//! reload per id retries. Invalidations tombstone the key, so a value anyone invalidated is
+//! never served stale; negative entries and per-entry TTLs (tokens) get no grace.
+//!
+//! With a [`TieredBuilder::reloader`], a value read in the last [`Ttls::refresh_ahead`]
+//! part of its TTL is reloaded in the background by one task while readers keep getting
+//! the current value (Caffeine's `refreshAfterWrite`): L1 entries end where that window
+//! begins, so the first read in it reaches L2 and starts the reload, whose fill is
+//! conditional like any other.
+//!
 //! # Coherence: no stale fills
 //!
 //! A value read from the loader before an invalidation completed never lands in either tier
@@ -26,11 +41,12 @@
 //!   its L2 read fills nothing. On the calling instance the bound is zero; elsewhere it is
 //!   the bus delay.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -59,6 +75,15 @@ pub const FILL_WINDOW: Duration = Duration::from_secs(30);
 /// 5 s: the default bound on one loader call. A hung repository then costs its waiters
 /// 5 s and an `Unavailable`, not their whole request budget, and the flight is freed.
 pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// 1 s: how long a value served stale (the loader failed) stays in L1 before the next
+/// request looks again: the failing loader is asked about once a second per hot id.
+pub const STALE_RETRY: Duration = Duration::from_secs(1);
+
+/// 10 s: after a loader failure, expired values within their grace are served at once
+/// (and reloaded in the background) for this long, instead of each request waiting for
+/// the loader to fail again. Every failed reload renews it; a success ends it.
+pub const FAILURE_MEMORY: Duration = Duration::from_secs(10);
 
 /// Stripes of per-id generations: enough that an invalidation rarely touches another
 /// id's fill, small enough to be one cache line per few ids.
@@ -105,6 +130,8 @@ pub struct TierStats {
     l2_errors: AtomicU64,
     publish_errors: AtomicU64,
     stale_fills: AtomicU64,
+    stale_served: AtomicU64,
+    refreshes: AtomicU64,
 }
 
 /// A copy of [`TierStats`] at one moment, with the L2 breaker's state.
@@ -133,6 +160,10 @@ pub struct TierStatsSnapshot {
     pub publish_errors: u64,
     /// Loaded values not cached because the key changed (anywhere) since the load began.
     pub stale_fills: u64,
+    /// Expired values served within their stale grace because the loader failed.
+    pub stale_served: u64,
+    /// Background reloads started (refresh-ahead, and retries behind stale values).
+    pub refreshes: u64,
     /// Loads in flight right now (a gauge; zero when idle — nothing leaks).
     pub in_flight: u64,
     /// The L2 breaker, when there is an L2.
@@ -156,6 +187,8 @@ impl TierStats {
             l2_errors: get(&self.l2_errors),
             publish_errors: get(&self.publish_errors),
             stale_fills: get(&self.stale_fills),
+            stale_served: get(&self.stale_served),
+            refreshes: get(&self.refreshes),
             in_flight: 0,
             breaker: None,
         }
@@ -174,6 +207,14 @@ type Flight<T> = OnceCell<Outcome<T>>;
 /// Checks a decoded entry against the id it was read for (see [`TieredBuilder::validate`]).
 pub type Validator<T> = fn(id: &str, value: &T) -> bool;
 
+/// The future a [`Reloader`] returns.
+pub type ReloadFuture<T> =
+    Pin<Box<dyn Future<Output = Result<Option<T>, Box<dyn Error + Send + Sync>>> + Send>>;
+
+/// Loads the value of an id on its own, without a caller: what background refreshes run
+/// (see [`TieredBuilder::reloader`]).
+pub type Reloader<T> = Arc<dyn Fn(&str) -> ReloadFuture<T> + Send + Sync>;
+
 /// Builds a [`Tiered`]; see [`Tiered::builder`].
 pub struct TieredBuilder<T> {
     kind: KeyKind,
@@ -185,6 +226,7 @@ pub struct TieredBuilder<T> {
     publisher: Option<Arc<dyn InvalidationPublisher>>,
     load_timeout: Duration,
     validate: Option<Validator<T>>,
+    reloader: Option<Reloader<T>>,
 }
 
 impl<T> fmt::Debug for TieredBuilder<T> {
@@ -249,9 +291,21 @@ impl<T> TieredBuilder<T> {
         self
     }
 
+    /// How to load a value without a caller, which turns on refresh-ahead (a value read
+    /// in the last [`Ttls::refresh_ahead`] part of its TTL is reloaded in the background,
+    /// once) and background retries behind stale values. Without one, values are only
+    /// loaded by callers.
+    pub fn reloader(
+        mut self,
+        reload: impl Fn(&str) -> ReloadFuture<T> + Send + Sync + 'static,
+    ) -> Self {
+        self.reloader = Some(Arc::new(reload));
+        self
+    }
+
     /// The tier.
     pub fn build(self) -> Tiered<T> {
-        Tiered {
+        let core = Core {
             kind: self.kind,
             keyspace: self.keyspace,
             ttls: self.ttls,
@@ -261,9 +315,15 @@ impl<T> TieredBuilder<T> {
             publisher: self.publisher,
             load_timeout: self.load_timeout,
             validate: self.validate,
+            reloader: self.reloader,
             flights: Mutex::default(),
+            refreshing: Mutex::default(),
             generations: Generations::default(),
+            last_failure_ms: AtomicU64::new(0),
             stats: TierStats::default(),
+        };
+        Tiered {
+            core: Arc::new(core),
         }
     }
 }
@@ -319,7 +379,16 @@ impl Generations {
 
 /// One kind of value (user, roles, permissions, token validation, revocation) cached in
 /// an L1 of decoded values and an L2 of envelopes, loaded on a miss with single-flight.
+/// One kind of value (user, roles, permissions, token validation, revocation) cached in
+/// an L1 of decoded values and an L2 of envelopes, loaded on a miss with single-flight.
+///
+/// Cheap to share: the state lives behind one `Arc`, which background refreshes hold too.
 pub struct Tiered<T> {
+    core: Arc<Core<T>>,
+}
+
+/// Everything a [`Tiered`] holds; background refreshes keep it alive while they run.
+struct Core<T> {
     kind: KeyKind,
     keyspace: Keyspace,
     ttls: Ttls,
@@ -329,43 +398,61 @@ pub struct Tiered<T> {
     publisher: Option<Arc<dyn InvalidationPublisher>>,
     load_timeout: Duration,
     validate: Option<Validator<T>>,
+    reloader: Option<Reloader<T>>,
     /// Single-flight: a per-id `tokio::sync::OnceCell` rather than moka's
     /// `try_get_with`, because the flight must cover the L2 read as well as the loader,
     /// because moka's sync cache would block the thread while an async loader runs, and
     /// because the L1 is any [`L1Cache`] (or none). A cell whose initialising caller is
     /// cancelled is initialised by the next waiter, so cancellation never strands anyone.
     flights: Mutex<HashMap<Arc<str>, Arc<Flight<T>>>>,
+    /// Ids being reloaded in the background: one reload per id at a time.
+    refreshing: Mutex<HashSet<Arc<str>>>,
     /// Bumped by every write, delete and eviction: a load that started before one does not
     /// fill the tiers with what it read, which may be older than the write.
     generations: Generations,
+    /// When the loader last failed (unix ms; 0: never): for [`STALE_RETRY`] after it,
+    /// expired values within their grace are served at once and reloaded in the background.
+    last_failure_ms: AtomicU64,
     stats: TierStats,
 }
 
 impl<T> fmt::Debug for Tiered<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let core = &self.core;
         f.debug_struct("Tiered")
-            .field("kind", &self.kind)
-            .field("keyspace", &self.keyspace)
-            .field("ttls", &self.ttls)
-            .field("l1", &self.l1)
-            .field("l2", &self.l2.is_some())
-            .field("publisher", &self.publisher.is_some())
-            .field("stats", &self.stats.snapshot())
+            .field("kind", &core.kind)
+            .field("keyspace", &core.keyspace)
+            .field("ttls", &core.ttls)
+            .field("l1", &core.l1)
+            .field("l2", &core.l2.is_some())
+            .field("publisher", &core.publisher.is_some())
+            .field("reloader", &core.reloader.is_some())
+            .field("stats", &core.stats.snapshot())
             .finish_non_exhaustive()
     }
 }
 
-impl<T> Tiered<T> {
+impl<T> Core<T> {
     fn lock_flights(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Flight<T>>>> {
         // The map is only ever inserted into or removed from; a panic cannot leave it
         // half-updated.
         self.flights.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_refreshing(&self) -> MutexGuard<'_, HashSet<Arc<str>>> {
+        // Only ever inserted into or removed from, as the flights.
+        self.refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// What an L2 lookup found.
 enum L2Read<T> {
     Hit(L2Hit<T>),
+    /// A value past its expiry but within its stale grace: not served unless the loader
+    /// fails. Holds the exact bytes, the expectation of the conditional fill.
+    Expired(Bytes, Arc<T>),
     /// Nothing usable; holds exactly what was there (`None`: absent), the expectation of
     /// the conditional fill. Absent, expired, tombstoned, undecodable and foreign entries
     /// all land here: a fill overwrites them only if they are still there, unchanged.
@@ -374,16 +461,20 @@ enum L2Read<T> {
     Failed,
 }
 
-/// A decoded L2 entry.
+/// A decoded L2 entry, with the bytes it was decoded from.
 struct L2Hit<T> {
     value: Option<Arc<T>>,
     remaining: Duration,
+    bytes: Bytes,
 }
 
 /// What a load produced and for how long to keep it.
 struct Loaded<T> {
     value: Option<Arc<T>>,
     ttl: Duration,
+    /// The TTL is the kind's own (not a per-entry bound such as a token's `exp`): the
+    /// value may be kept for the stale grace past it.
+    graced: bool,
 }
 
 /// How a load's answer may be cached.
@@ -412,12 +503,13 @@ where
             publisher: None,
             load_timeout: DEFAULT_LOAD_TIMEOUT,
             validate: None,
+            reloader: None,
         }
     }
 
     /// The kind of value this tier holds.
     pub fn kind(&self) -> KeyKind {
-        self.kind
+        self.core.kind
     }
 
     /// The L2 key of `id`.
@@ -425,21 +517,26 @@ where
     /// # Errors
     /// The [`KeyError`] when `id` is not a valid id.
     pub fn key(&self, id: &str) -> Result<Key, KeyError> {
-        self.keyspace.key(self.kind, id)
+        self.core.key(id)
     }
 
     /// Counters, the loads in flight and the L2 breaker's state.
     pub fn stats(&self) -> TierStatsSnapshot {
         TierStatsSnapshot {
-            breaker: self.l2.as_ref().map(|l2| l2.stats()),
-            in_flight: self.lock_flights().len() as u64,
-            ..self.stats.snapshot()
+            breaker: self.core.l2.as_ref().map(|l2| l2.stats()),
+            in_flight: self.core.lock_flights().len() as u64,
+            ..self.core.stats.snapshot()
         }
     }
 
     /// The value of `id`: from L1, else L2, else `load` (whose answer fills both, with the
     /// kind's TTL; `Ok(None)` is cached as "known absent" with the negative TTL).
     /// Concurrent calls for one id run `load` once and all get its result.
+    ///
+    /// When `load` fails and the value expired less than [`Ttls::stale_grace`] ago, the
+    /// last value is served instead (counted in `stale_served`). A value read in the last
+    /// [`Ttls::refresh_ahead`] part of its TTL is reloaded in the background by the
+    /// [`TieredBuilder::reloader`], when one is set.
     ///
     /// # Errors
     /// [`LoadError::InvalidId`] for an id that cannot be keyed, [`LoadError::Loader`] when
@@ -455,7 +552,7 @@ where
         Fut: Future<Output = Result<Option<T>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        self.load_plain(id, Trust::Verified, load).await
+        self.core.load_plain(id, Trust::Verified, load).await
     }
 
     /// As [`Tiered::get_or_load`] for an id that did not come from a verified source (an
@@ -474,25 +571,12 @@ where
         Fut: Future<Output = Result<Option<T>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        self.load_plain(id, Trust::Untrusted, load).await
-    }
-
-    /// A load whose values take the kind's TTL.
-    async fn load_plain<F, Fut, E>(&self, id: &str, trust: Trust, load: F) -> Outcome<T>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<T>, E>>,
-        E: Into<Box<dyn Error + Send + Sync>>,
-    {
-        self.load_through(id, trust, move || async move {
-            load().await.map(|found| found.map(|value| (value, None)))
-        })
-        .await
+        self.core.load_plain(id, Trust::Untrusted, load).await
     }
 
     /// As [`Tiered::get_or_load`], but the loader also says how long to keep the value:
-    /// exactly that long in L2 (no jitter), capped by the L1 cap in L1. For values whose
-    /// lifetime is bounded by something else, such as a token's `exp`.
+    /// exactly that long in L2 (no jitter, no stale grace), capped by the L1 cap in L1.
+    /// For values whose lifetime is bounded by something else, such as a token's `exp`.
     ///
     /// # Errors
     /// As [`Tiered::get_or_load`].
@@ -506,35 +590,22 @@ where
         Fut: Future<Output = Result<Option<(T, Duration)>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        self.load_through(id, Trust::Verified, move || async move {
-            load()
-                .await
-                .map(|found| found.map(|(value, ttl)| (value, Some(ttl))))
-        })
-        .await
+        self.core
+            .load_through(id, Trust::Verified, move || async move {
+                load()
+                    .await
+                    .map(|found| found.map(|(value, ttl)| (value, Some(ttl))))
+            })
+            .await
     }
 
     /// The value of `id` if either tier has it, without loading; `None` for absent,
-    /// negative and unreadable entries alike.
+    /// negative, expired and unreadable entries alike.
     ///
     /// # Errors
     /// The [`KeyError`] when `id` is not a valid id.
     pub async fn get(&self, id: &str) -> Result<Option<Arc<T>>, KeyError> {
-        if let Some(entry) = self.l1_get(id) {
-            return Ok(entry.into_value());
-        }
-        let key = self.key(id)?;
-        let generation = self.generations.read(id);
-        match self.l2_read(&key, id).await {
-            L2Read::Hit(hit) => {
-                self.l1_insert(id, hit.value.clone(), hit.remaining, generation);
-                Ok(hit.value)
-            }
-            L2Read::Miss(_) | L2Read::Failed => {
-                bump(&self.stats.misses);
-                Ok(None)
-            }
-        }
+        self.core.get(id).await
     }
 
     /// Writes `value` for `id` to both tiers with the kind's TTL ([`Ttls::jittered_for`])
@@ -544,8 +615,8 @@ where
     /// [`CacheError::InvalidKey`] for a bad id, [`CacheError::Codec`] when the value cannot
     /// be encoded, or the L2's error; the L1 never keeps a value the L2 refused.
     pub async fn set(&self, id: &str, value: impl Into<Arc<T>>) -> Result<(), CacheError> {
-        let ttl = self.ttls.jittered_for(self.kind);
-        self.write(id, Some(value.into()), ttl).await
+        let ttl = self.core.ttls.jittered_for(self.core.kind);
+        self.core.write(id, Some(value.into()), ttl, true).await
     }
 
     /// Writes `value` for `id` for exactly `ttl` in L2 (and at most the L1 cap in L1), and
@@ -559,17 +630,78 @@ where
         value: impl Into<Arc<T>>,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        self.write(id, Some(value.into()), ttl).await
+        self.core.write(id, Some(value.into()), ttl, false).await
     }
 
     /// Invalidates `id` in both tiers and publishes the key, so that every instance drops
     /// it. In L2 the key gets a [`tombstone`](crate::codec::tombstone()) for
-    /// [`TOMBSTONE_TTL`]: loads that began before this call cannot fill it afterwards.
+    /// [`TOMBSTONE_TTL`]: loads that began before this call cannot fill it afterwards, and
+    /// no stale value of it is served any more.
     ///
     /// # Errors
     /// [`CacheError::InvalidKey`] for a bad id, or the L2's error (the L1 entry is gone
     /// regardless and the key is published regardless).
     pub async fn delete(&self, id: &str) -> Result<(), CacheError> {
+        self.core.delete(id).await
+    }
+
+    /// Drops `id` from this instance's L1 only (another instance changed it).
+    pub fn evict_local(&self, id: &str) {
+        self.core.invalidate_local(id);
+    }
+
+    /// Drops this instance's whole L1 (invalidations may have been missed).
+    pub fn clear_local(&self) {
+        let core = &self.core;
+        core.generations.bump_all();
+        core.lock_flights().clear();
+        if let Some(l1) = &core.l1 {
+            l1.clear();
+        }
+    }
+}
+
+impl<T> Core<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn key(&self, id: &str) -> Result<Key, KeyError> {
+        self.keyspace.key(self.kind, id)
+    }
+
+    /// A load whose values take the kind's TTL.
+    async fn load_plain<F, Fut, E>(self: &Arc<Self>, id: &str, trust: Trust, load: F) -> Outcome<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: Into<Box<dyn Error + Send + Sync>>,
+    {
+        self.load_through(id, trust, move || async move {
+            load().await.map(|found| found.map(|value| (value, None)))
+        })
+        .await
+    }
+
+    async fn get(self: &Arc<Self>, id: &str) -> Result<Option<Arc<T>>, KeyError> {
+        if let Some(entry) = self.l1_get(id) {
+            return Ok(entry.into_value());
+        }
+        let key = self.key(id)?;
+        let generation = self.generations.read(id);
+        match self.l2_read(&key, id).await {
+            L2Read::Hit(hit) => {
+                self.l1_insert(id, hit.value.clone(), hit.remaining, generation);
+                self.refresh_if_due(id, &key, &hit, generation);
+                Ok(hit.value)
+            }
+            L2Read::Expired(..) | L2Read::Miss(_) | L2Read::Failed => {
+                bump(&self.stats.misses);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), CacheError> {
         let key = self.key(id)?;
         self.invalidate_local(id);
         let result = match &self.l2 {
@@ -584,20 +716,6 @@ where
         self.invalidate_local(id);
         self.publish(&key).await;
         result
-    }
-
-    /// Drops `id` from this instance's L1 only (another instance changed it).
-    pub fn evict_local(&self, id: &str) {
-        self.invalidate_local(id);
-    }
-
-    /// Drops this instance's whole L1 (invalidations may have been missed).
-    pub fn clear_local(&self) {
-        self.generations.bump_all();
-        self.lock_flights().clear();
-        if let Some(l1) = &self.l1 {
-            l1.clear();
-        }
     }
 
     fn invalidate_local(&self, id: &str) {
@@ -615,7 +733,12 @@ where
         Some(entry)
     }
 
-    async fn load_through<F, Fut, E>(&self, id: &str, trust: Trust, load: F) -> Outcome<T>
+    async fn load_through<F, Fut, E>(
+        self: &Arc<Self>,
+        id: &str,
+        trust: Trust,
+        load: F,
+    ) -> Outcome<T>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<(T, Option<Duration>)>, E>>,
@@ -637,26 +760,44 @@ where
     }
 
     /// The L2 read, the load and the conditional fill, run once per flight.
-    async fn fetch<F, Fut, E>(&self, id: &str, key: &Key, trust: Trust, load: F) -> Outcome<T>
+    async fn fetch<F, Fut, E>(
+        self: &Arc<Self>,
+        id: &str,
+        key: &Key,
+        trust: Trust,
+        load: F,
+    ) -> Outcome<T>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<(T, Option<Duration>)>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
         let generation = self.generations.read(id);
-        let expected = match self.l2_read(key, id).await {
+        let (expected, stale) = match self.l2_read(key, id).await {
             L2Read::Hit(hit) => {
                 self.l1_insert(id, hit.value.clone(), hit.remaining, generation);
+                self.refresh_if_due(id, key, &hit, generation);
                 return Ok(hit.value);
             }
-            L2Read::Miss(seen) => Some(seen),
+            // The loader failed moments ago: serve the last value at once rather than
+            // make every caller wait for it to fail again, and retry behind it.
+            L2Read::Expired(bytes, stale) if self.failing_recently() && self.reloader.is_some() => {
+                self.spawn_refresh(id, key, bytes, generation);
+                return Ok(Some(self.serve_stale(id, stale, generation)));
+            }
+            L2Read::Expired(bytes, stale) => (Some(Some(bytes)), Some(stale)),
+            L2Read::Miss(seen) => (Some(seen), None),
             // A backend that just failed (or hung) is not written to in the same call:
             // a request pays for at most one L2 timeout.
-            L2Read::Failed => None,
+            L2Read::Failed => (None, None),
         };
         bump(&self.stats.misses);
         let started = Instant::now();
-        let loaded = self.run_loader(load).await?;
+        let loaded = match (self.run_loader(load).await, stale) {
+            (Ok(loaded), _) => loaded,
+            (Err(_), Some(stale)) => return Ok(Some(self.serve_stale(id, stale, generation))),
+            (Err(error), None) => return Err(error),
+        };
         if self.generations.read(id) != generation {
             // Changed here (or announced by another instance) while loading: the answer
             // is good for this caller, but may predate the change.
@@ -675,6 +816,87 @@ where
         Ok(loaded.value)
     }
 
+    /// Serves a value past its expiry, within its grace, because the loader failed; keeps
+    /// it in L1 for [`STALE_RETRY`] so the failing loader is not asked on every request.
+    fn serve_stale(&self, id: &str, stale: Arc<T>, generation: Generation) -> Arc<T> {
+        bump(&self.stats.stale_served);
+        tracing::debug!(kind = %self.kind, "loader failing: serving the last value within its grace");
+        self.l1_insert(id, Some(Arc::clone(&stale)), STALE_RETRY, generation);
+        stale
+    }
+
+    /// Whether the loader failed within the last [`FAILURE_MEMORY`].
+    fn failing_recently(&self) -> bool {
+        let failed = self.last_failure_ms.load(Ordering::Relaxed);
+        failed != 0 && unix_ms().saturating_sub(failed) < millis(FAILURE_MEMORY)
+    }
+
+    /// The part at the end of a value's TTL in which a read reloads it in the background;
+    /// zero without a reloader.
+    fn refresh_window(&self) -> Duration {
+        if self.reloader.is_none() {
+            return Duration::ZERO;
+        }
+        self.ttls.refresh_window(self.ttls.for_kind(self.kind))
+    }
+
+    fn refresh_if_due(self: &Arc<Self>, id: &str, key: &Key, hit: &L2Hit<T>, since: Generation) {
+        if hit.value.is_some() && hit.remaining <= self.refresh_window() {
+            self.spawn_refresh(id, key, hit.bytes.clone(), since);
+        }
+    }
+
+    /// Reloads `id` in a background task, unless one is already doing so. The reload fills
+    /// the tiers only if the L2 entry is still exactly `seen` and nothing invalidated the
+    /// id since `since`, like any fill.
+    fn spawn_refresh(self: &Arc<Self>, id: &str, key: &Key, seen: Bytes, since: Generation) {
+        let Some(reloader) = self.reloader.clone() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let id: Arc<str> = Arc::from(id);
+        if !self.lock_refreshing().insert(Arc::clone(&id)) {
+            return;
+        }
+        bump(&self.stats.refreshes);
+        let core = Arc::clone(self);
+        let key = key.clone();
+        runtime.spawn(async move {
+            let _done = RefreshGuard {
+                core: &core,
+                id: &id,
+            };
+            core.refresh(&id, &key, seen, since, &reloader).await;
+        });
+    }
+
+    async fn refresh(
+        &self,
+        id: &str,
+        key: &Key,
+        seen: Bytes,
+        since: Generation,
+        reload: &Reloader<T>,
+    ) {
+        let started = Instant::now();
+        let load = || async move {
+            reload(id)
+                .await
+                .map(|found| found.map(|value| (value, None)))
+        };
+        let Ok(loaded) = self.run_loader(load).await else {
+            tracing::debug!(kind = %self.kind, "background refresh failed; the current value stays");
+            return;
+        };
+        if self.generations.read(id) != since || started.elapsed() >= FILL_WINDOW {
+            bump(&self.stats.stale_fills);
+            return;
+        }
+        self.fill(key, id, Some(seen), &loaded, since).await;
+    }
+
     /// Calls the loader under the load timeout; counts loads and their failures.
     async fn run_loader<F, Fut, E>(&self, load: F) -> Result<Loaded<T>, LoadError>
     where
@@ -688,27 +910,43 @@ where
         } else {
             tokio::time::timeout(self.load_timeout, load()).await
         };
-        let found = match result {
-            Ok(Ok(found)) => found,
-            Ok(Err(error)) => {
-                bump(&self.stats.load_errors);
-                return Err(LoadError::Loader(Arc::from(error.into())));
+        let failure = match result {
+            Ok(Ok(found)) => {
+                self.last_failure_ms.store(0, Ordering::Relaxed);
+                return Ok(self.loaded(found));
             }
-            Err(_) => {
-                bump(&self.stats.load_errors);
-                return Err(LoadError::Timeout(self.load_timeout));
-            }
+            Ok(Err(error)) => LoadError::Loader(Arc::from(error.into())),
+            Err(_) => LoadError::Timeout(self.load_timeout),
         };
-        Ok(match found {
+        bump(&self.stats.load_errors);
+        self.last_failure_ms
+            .store(unix_ms().max(1), Ordering::Relaxed);
+        Err(failure)
+    }
+
+    fn loaded(&self, found: Option<(T, Option<Duration>)>) -> Loaded<T> {
+        match found {
             Some((value, ttl)) => Loaded {
                 value: Some(Arc::new(value)),
+                graced: ttl.is_none(),
                 ttl: ttl.unwrap_or_else(|| self.ttls.jittered_for(self.kind)),
             },
             None => Loaded {
                 value: None,
                 ttl: self.ttls.jittered(self.ttls.negative),
+                graced: false,
             },
-        })
+        }
+    }
+
+    /// How long L2 keeps an entry that expires in `ttl`: past it by the stale grace when
+    /// the value may be served stale.
+    fn l2_ttl(&self, ttl: Duration, graced: bool) -> Duration {
+        if graced {
+            ttl.saturating_add(self.ttls.stale_grace)
+        } else {
+            ttl
+        }
     }
 
     /// Stores a loaded value in L2 only if the key still holds what the load's read saw,
@@ -726,7 +964,8 @@ where
         let Ok(entry) = self.encode(key, loaded.value.as_ref(), loaded.ttl) else {
             return self.l1_insert(id, loaded.value.clone(), loaded.ttl, generation);
         };
-        match l2.set_if_unchanged(key, seen, entry, loaded.ttl).await {
+        let l2_ttl = self.l2_ttl(loaded.ttl, loaded.graced && loaded.value.is_some());
+        match l2.set_if_unchanged(key, seen, entry, l2_ttl).await {
             Ok(true) => self.l1_insert(id, loaded.value.clone(), loaded.ttl, generation),
             Ok(false) => {
                 bump(&self.stats.stale_fills);
@@ -763,20 +1002,24 @@ where
         if is_tombstone(&bytes) {
             return L2Read::Miss(Some(bytes));
         }
-        match self.decode(key, id, &bytes) {
-            Some((expires_at, value)) => {
-                let remaining = Duration::from_millis(expires_at.saturating_sub(unix_ms()));
-                if remaining.is_zero() {
-                    return L2Read::Miss(Some(bytes));
+        let Some((expires_at, value)) = self.decode(key, id, &bytes) else {
+            return L2Read::Miss(Some(bytes));
+        };
+        let now = unix_ms();
+        if expires_at <= now {
+            return match value {
+                Some(value) if now - expires_at < millis(self.ttls.stale_grace) => {
+                    L2Read::Expired(bytes, Arc::new(value))
                 }
-                bump(&self.stats.l2_hits);
-                L2Read::Hit(L2Hit {
-                    value: value.map(Arc::new),
-                    remaining,
-                })
-            }
-            None => L2Read::Miss(Some(bytes)),
+                _ => L2Read::Miss(Some(bytes)),
+            };
         }
+        bump(&self.stats.l2_hits);
+        L2Read::Hit(L2Hit {
+            value: value.map(Arc::new),
+            remaining: Duration::from_millis(expires_at - now),
+            bytes,
+        })
     }
 
     /// The entry's expiry and value, if it decodes, verifies under `key` and passes the
@@ -814,8 +1057,17 @@ where
             })
     }
 
-    fn l1_insert(&self, id: &str, value: Option<Arc<T>>, l2_ttl: Duration, since: Generation) {
-        let ttl = self.ttls.l1_ttl(l2_ttl);
+    /// Puts an entry whose L2 copy expires in `remaining` into L1. A value leaves L1 when
+    /// its refresh-ahead window begins, so the reads in that window reach L2 and one of
+    /// them starts the reload.
+    fn l1_insert(&self, id: &str, value: Option<Arc<T>>, remaining: Duration, since: Generation) {
+        let window = if value.is_some() {
+            self.refresh_window()
+        } else {
+            Duration::ZERO
+        };
+        let until_refresh = remaining.checked_sub(window).filter(|left| !left.is_zero());
+        let ttl = self.ttls.l1_ttl(until_refresh.unwrap_or(remaining));
         let Some(l1) = self.l1.as_ref().filter(|_| !ttl.is_zero()) else {
             return;
         };
@@ -835,13 +1087,14 @@ where
         id: &str,
         value: Option<Arc<T>>,
         ttl: Duration,
+        graced: bool,
     ) -> Result<(), CacheError> {
         if ttl.is_zero() {
             return self.delete(id).await;
         }
         let key = self.key(id)?;
         self.invalidate_local(id);
-        let result = self.store(&key, value.as_ref(), ttl).await;
+        let result = self.store(&key, value.as_ref(), ttl, graced).await;
         // Again after the L2 write: a read on this instance that ran while it was on its way
         // may have filled L1 from the old entry; only then may the new value go in.
         self.invalidate_local(id);
@@ -859,10 +1112,12 @@ where
         key: &Key,
         value: Option<&Arc<T>>,
         ttl: Duration,
+        graced: bool,
     ) -> Result<(), CacheError> {
         let Some(l2) = &self.l2 else { return Ok(()) };
         let entry = self.encode(key, value, ttl)?;
-        l2.set(key, entry, ttl)
+        let l2_ttl = self.l2_ttl(ttl, graced && value.is_some());
+        l2.set(key, entry, l2_ttl)
             .await
             .inspect_err(|error| self.note_l2_error(key, error))
     }
@@ -915,10 +1170,22 @@ where
     }
 }
 
+/// Frees an id for the next background refresh when the current one ends, however it ends.
+struct RefreshGuard<'t, T> {
+    core: &'t Core<T>,
+    id: &'t Arc<str>,
+}
+
+impl<T> Drop for RefreshGuard<'_, T> {
+    fn drop(&mut self) {
+        self.core.lock_refreshing().remove(self.id);
+    }
+}
+
 /// A caller's membership in a flight; the last one out (or the first after the answer
 /// is known) removes the flight, unless it was already replaced.
 struct FlightGuard<'t, T> {
-    tier: &'t Tiered<T>,
+    tier: &'t Core<T>,
     id: &'t str,
     /// `Some` until dropped: the reference is released under the map's lock, so the
     /// last of several members leaving at once always sees itself as the last.
@@ -1058,7 +1325,7 @@ mod tests {
         let stats = rig.tier.stats();
         assert_eq!((stats.loads, stats.coalesced, stats.misses), (1, 999, 1));
         assert!(
-            rig.tier.lock_flights().is_empty(),
+            rig.tier.core.lock_flights().is_empty(),
             "finished flights are removed"
         );
         assert!(rig.l2.raw_get(&key("42")).is_some(), "the load filled L2");
@@ -1464,7 +1731,7 @@ mod tests {
         assert!(leader.await.unwrap_err().is_cancelled());
         assert_eq!(value(&waiter.await.unwrap().unwrap()), Some("ada"));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        assert!(rig.tier.lock_flights().is_empty());
+        assert!(rig.tier.core.lock_flights().is_empty());
         // A lone cancelled caller leaves no flight behind either.
         let lone = tokio::time::timeout(
             Duration::from_millis(1),
@@ -1472,7 +1739,7 @@ mod tests {
                 .get_or_load("7", loader(&calls, Duration::from_secs(1), None)),
         );
         assert!(lone.await.is_err());
-        assert!(rig.tier.lock_flights().is_empty());
+        assert!(rig.tier.core.lock_flights().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -1693,5 +1960,283 @@ mod tests {
         assert_eq!(start.elapsed(), crate::breaker::DEFAULT_TIMEOUT);
         assert_eq!(guard.stats().timeouts, 1);
         assert_eq!(guard.stats().state, crate::BreakerState::Closed);
+    }
+
+    /// An L2 entry for `id` holding `value`, expiring `offset_ms` from now (negative: ago).
+    fn entry_expiring(id: &str, value: &str, offset_ms: i64) -> Bytes {
+        let expires_at = unix_ms().saturating_add_signed(offset_ms);
+        EnvelopeCodec::default()
+            .encode(&key(id), &(expires_at, Some(value)))
+            .unwrap()
+    }
+
+    fn failing() -> impl FnOnce() -> Pin<Box<dyn Future<Output = io::Result<Option<String>>> + Send>>
+    {
+        || Box::pin(async { Err(io::Error::other("repository down")) })
+    }
+
+    /// What the reloader of [`reloading_tier`] answers (`None`: it fails) and how often
+    /// it was called; each call waits for a permit of `gate`.
+    struct Reloads {
+        answer: std::sync::Mutex<Option<&'static str>>,
+        calls: AtomicUsize,
+        gate: tokio::sync::Semaphore,
+    }
+
+    impl Default for Reloads {
+        fn default() -> Self {
+            Self {
+                answer: std::sync::Mutex::default(),
+                calls: AtomicUsize::new(0),
+                gate: tokio::sync::Semaphore::new(0),
+            }
+        }
+    }
+
+    fn reloading_tier(
+        l2: &Arc<FlakyCache>,
+        l1: Option<Arc<RecordingL1<String>>>,
+        reloads: &Arc<Reloads>,
+        ttls: &Ttls,
+    ) -> Tiered<String> {
+        let reloads = Arc::clone(reloads);
+        let builder = Tiered::builder(KeyKind::User)
+            .ttls(ttls)
+            .l2(guarded(l2.clone()))
+            .reloader(move |_id| {
+                let reloads = Arc::clone(&reloads);
+                Box::pin(async move {
+                    reloads.calls.fetch_add(1, Ordering::SeqCst);
+                    reloads.gate.acquire().await?.forget();
+                    let answer = *reloads.answer.lock().unwrap();
+                    answer
+                        .map(|value| Some(value.to_owned()))
+                        .ok_or_else(|| io::Error::other("repository down").into())
+                })
+            });
+        match l1 {
+            Some(l1) => builder.l1(l1).build(),
+            None => builder.build(),
+        }
+    }
+
+    /// Lets spawned tasks run until `done` holds (bounded: the clock is paused).
+    async fn settle(mut done: impl FnMut() -> bool) {
+        for _ in 0..1_000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("background work did not settle");
+    }
+
+    fn raw_value(l2: &FlakyCache, id: &str) -> Option<String> {
+        let bytes = l2.raw_get(&key(id))?;
+        let (_, value): (u64, Option<String>) =
+            EnvelopeCodec::default().decode(&key(id), &bytes).ok()?;
+        value
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_loader_serves_the_expired_value_within_its_grace() {
+        let rig = rig();
+        let entry = entry_expiring("42", "old", -1_000);
+        rig.l2.raw_set(&key("42"), entry, Duration::from_secs(60));
+        let found = rig.tier.get_or_load("42", failing()).await.unwrap();
+        assert_eq!(value(&found), Some("old"));
+        let stats = rig.tier.stats();
+        assert_eq!((stats.stale_served, stats.load_errors), (1, 1));
+        assert_eq!(rig.l1.ttls().last().map(|(_, ttl)| *ttl), Some(STALE_RETRY));
+        // Kept in L1 briefly: the failing loader is not asked on every request.
+        let calls = Arc::new(AtomicUsize::new(0));
+        assert_eq!(
+            value(&rig.load("42", &calls, Some("new")).await),
+            Some("old")
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        // Once the loader answers again, its answer replaces the stale value.
+        tokio::time::advance(STALE_RETRY).await;
+        assert_eq!(
+            value(&rig.load("42", &calls, Some("new")).await),
+            Some("new")
+        );
+        assert_eq!(raw_value(&rig.l2, "42").as_deref(), Some("new"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_its_grace_invalidated_or_without_grace_a_failure_is_an_error() {
+        let rig = rig();
+        let long_ago = entry_expiring("1", "old", -301_000);
+        rig.l2.raw_set(&key("1"), long_ago, Duration::from_secs(60));
+        assert!(rig.tier.get_or_load("1", failing()).await.is_err());
+        rig.l2.raw_set(
+            &key("2"),
+            entry_expiring("2", "old", -1_000),
+            Duration::from_secs(60),
+        );
+        rig.tier.delete("2").await.unwrap();
+        assert!(
+            rig.tier.get_or_load("2", failing()).await.is_err(),
+            "invalidated"
+        );
+        let no_grace = Ttls {
+            stale_grace: Duration::ZERO,
+            ..Ttls::default()
+        };
+        let off = rig_with(Arc::default(), &no_grace);
+        off.l2.raw_set(
+            &key("3"),
+            entry_expiring("3", "old", -1_000),
+            Duration::from_secs(60),
+        );
+        assert!(off.tier.get_or_load("3", failing()).await.is_err());
+        assert_eq!(
+            rig.tier.stats().stale_served + off.tier.stats().stale_served,
+            0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn l2_keeps_values_for_their_grace_but_not_negative_entries() {
+        for (grace, kept) in [(Duration::from_secs(300), true), (Duration::ZERO, false)] {
+            let ttls = Ttls {
+                stale_grace: grace,
+                jitter: 0.0,
+                ..Ttls::default()
+            };
+            let rig = rig_with(Arc::default(), &ttls);
+            let calls = Arc::new(AtomicUsize::new(0));
+            rig.load("ada", &calls, Some("ada")).await;
+            rig.load("nobody", &calls, None).await;
+            tokio::time::advance(ttls.user + Duration::from_secs(1)).await;
+            assert_eq!(
+                rig.l2.raw_get(&key("ada")).is_some(),
+                kept,
+                "grace {grace:?}"
+            );
+            assert!(rig.l2.raw_get(&key("nobody")).is_none());
+            tokio::time::advance(grace).await;
+            assert!(rig.l2.raw_get(&key("ada")).is_none());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_value_in_its_refresh_window_is_reloaded_once_in_the_background() {
+        let l2 = Arc::new(FlakyCache::default());
+        let reloads = Arc::new(Reloads::default());
+        *reloads.answer.lock().unwrap() = Some("new");
+        // No L1: every read reaches L2 and sees the value due for a refresh.
+        let tier = reloading_tier(&l2, None, &reloads, &Ttls::default());
+        let due = entry_expiring("42", "old", 10_000);
+        l2.raw_set(&key("42"), due, Duration::from_secs(60));
+        let callers = Arc::new(AtomicUsize::new(0));
+        for _ in 0..100 {
+            let load = loader(&callers, Duration::ZERO, Some("caller"));
+            assert_eq!(
+                value(&tier.get_or_load("42", load).await.unwrap()),
+                Some("old")
+            );
+        }
+        settle(|| reloads.calls.load(Ordering::SeqCst) == 1).await;
+        assert_eq!(
+            callers.load(Ordering::SeqCst),
+            0,
+            "no caller waited for a load"
+        );
+        assert_eq!(tier.stats().refreshes, 1, "one reload however many reads");
+        reloads.gate.add_permits(1);
+        settle(|| raw_value(&l2, "42").as_deref() == Some("new")).await;
+        assert_eq!(value(&tier.get("42").await.unwrap()), Some("new"));
+        assert_eq!(reloads.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn l1_entries_end_where_the_refresh_window_begins() {
+        let ttls = Ttls {
+            user: Duration::from_secs(20),
+            jitter: 0.0,
+            ..Ttls::default()
+        };
+        let l2 = Arc::new(FlakyCache::default());
+        let l1 = Arc::new(RecordingL1::default());
+        let reloads = Arc::new(Reloads::default());
+        let tier = Tiered::builder(KeyKind::User)
+            .ttls(&ttls)
+            .l1(l1.clone())
+            .l2(guarded(l2.clone()))
+            .build();
+        let calls = Arc::new(AtomicUsize::new(0));
+        tier.get_or_load("plain", loader(&calls, Duration::ZERO, Some("a")))
+            .await
+            .unwrap();
+        let refreshing = reloading_tier(&l2, Some(l1.clone()), &reloads, &ttls);
+        refreshing
+            .get_or_load("due", loader(&calls, Duration::ZERO, Some("b")))
+            .await
+            .unwrap();
+        let recorded = l1.ttls();
+        assert_eq!(
+            recorded[0],
+            (String::from("plain"), Duration::from_secs(20))
+        );
+        assert_eq!(recorded[1], (String::from("due"), Duration::from_secs(18)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_that_races_an_invalidation_never_lands() {
+        let l2 = Arc::new(FlakyCache::default());
+        let reloads = Arc::new(Reloads::default());
+        *reloads.answer.lock().unwrap() = Some("new");
+        let tier = reloading_tier(&l2, None, &reloads, &Ttls::default());
+        l2.raw_set(
+            &key("42"),
+            entry_expiring("42", "old", 10_000),
+            Duration::from_secs(60),
+        );
+        assert_eq!(value(&tier.get("42").await.unwrap()), Some("old"));
+        settle(|| reloads.calls.load(Ordering::SeqCst) == 1).await;
+        tier.delete("42").await.unwrap();
+        reloads.gate.add_permits(1);
+        settle(|| tier.stats().stale_fills == 1).await;
+        let left = l2.raw_get(&key("42")).unwrap();
+        assert!(
+            is_tombstone(&left),
+            "the reload read before the invalidation"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_failure_expired_values_are_served_at_once_and_retried_behind() {
+        let l2 = Arc::new(FlakyCache::default());
+        let l1 = Arc::new(RecordingL1::default());
+        let reloads = Arc::new(Reloads::default());
+        let tier = reloading_tier(&l2, Some(l1), &reloads, &Ttls::default());
+        l2.raw_set(
+            &key("42"),
+            entry_expiring("42", "old", -1_000),
+            Duration::from_secs(60),
+        );
+        let first = tier.get_or_load("42", failing()).await.unwrap();
+        assert_eq!(value(&first), Some("old"), "served stale after the failure");
+        tokio::time::advance(STALE_RETRY).await;
+        // The loader failed moments ago: nobody waits for it again, one reload retries.
+        let callers = Arc::new(AtomicUsize::new(0));
+        let load = loader(&callers, Duration::ZERO, Some("caller"));
+        assert_eq!(
+            value(&tier.get_or_load("42", load).await.unwrap()),
+            Some("old")
+        );
+        assert_eq!(callers.load(Ordering::SeqCst), 0);
+        settle(|| reloads.calls.load(Ordering::SeqCst) == 1).await;
+        *reloads.answer.lock().unwrap() = Some("new");
+        reloads.gate.add_permits(1);
+        settle(|| raw_value(&l2, "42").as_deref() == Some("new")).await;
+        let stats = tier.stats();
+        assert_eq!((stats.stale_served, stats.refreshes), (2, 1));
+        assert!(
+            !tier.core.failing_recently(),
+            "a successful reload ends the failure"
+        );
     }
 }

@@ -30,6 +30,15 @@ pub const DEFAULT_L1_CAP: Duration = Duration::from_secs(30);
 /// ±10 %: enough to spread a burst of writes over a window, small enough not to matter.
 pub const DEFAULT_JITTER: f64 = 0.10;
 
+/// 300 s: how long after a user's entry expired its last value may still be served when
+/// the repository cannot answer (stale-if-error). Long enough to ride out a database
+/// failover, short enough that a profile change made during an outage is not hidden long.
+pub const DEFAULT_STALE_GRACE: Duration = Duration::from_secs(300);
+
+/// 10 %: a hot entry read in the last tenth of its TTL is reloaded in the background, so a
+/// user read continuously never waits for the repository when the entry expires.
+pub const DEFAULT_REFRESH_AHEAD: f64 = 0.10;
+
 /// The smallest TTL jitter may produce from a non-zero TTL: one millisecond, the resolution
 /// of Redis `PX`.
 pub const MIN_TTL: Duration = Duration::from_millis(1);
@@ -56,6 +65,14 @@ pub struct Ttls {
     pub l1_cap: Duration,
     /// Jitter as a fraction of the TTL (`0.1` = ±10 %); clamped to `0.0..=0.5`.
     pub jitter: f64,
+    /// Stale-if-error: for this long after a value expired, the shared tier keeps it, and it
+    /// is served (and counted as stale) when the loader fails or times out. Zero turns it
+    /// off. Never applies to revocations or negative entries.
+    pub stale_grace: Duration,
+    /// Refresh-ahead: the last fraction of a value's TTL (`0.1` = the last 10 %) in which a
+    /// read reloads it in the background, once (single-flight), while the current value is
+    /// still served. `0.0` turns it off; at most `0.5`.
+    pub refresh_ahead: f64,
 }
 
 impl Default for Ttls {
@@ -68,6 +85,8 @@ impl Default for Ttls {
             negative: DEFAULT_NEGATIVE_TTL,
             l1_cap: DEFAULT_L1_CAP,
             jitter: DEFAULT_JITTER,
+            stale_grace: DEFAULT_STALE_GRACE,
+            refresh_ahead: DEFAULT_REFRESH_AHEAD,
         }
     }
 }
@@ -116,6 +135,7 @@ impl Ttls {
             ("token", self.token),
             ("negative", self.negative),
             ("l1_cap", self.l1_cap),
+            ("stale_grace", self.stale_grace),
         ];
         if let Some((name, ttl)) = fields.iter().find(|(_, ttl)| *ttl > MAX_TTL) {
             return Err(format!(
@@ -128,7 +148,23 @@ impl Ttls {
                 self.jitter
             ));
         }
+        if !(self.refresh_ahead.is_finite() && (0.0..=0.5).contains(&self.refresh_ahead)) {
+            return Err(format!(
+                "refresh_ahead is {}; it must be a fraction between 0.0 and 0.5",
+                self.refresh_ahead
+            ));
+        }
         Ok(())
+    }
+
+    /// The refresh-ahead window of a value kept `ttl`: the last [`Ttls::refresh_ahead`]
+    /// fraction of it (zero when refresh-ahead is off or the fraction is out of range).
+    pub fn refresh_window(&self, ttl: Duration) -> Duration {
+        let fraction = self.refresh_ahead;
+        if !(fraction.is_finite() && fraction > 0.0 && fraction <= 0.5) {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(ttl.as_secs_f64() * fraction).unwrap_or(Duration::ZERO)
     }
 
     /// The L1 TTL for an entry whose L2 TTL is `l2_ttl`: never longer than either.
@@ -182,6 +218,14 @@ mod tests {
             ..Ttls::default()
         };
         assert!(nan.validate().is_err());
+        for refresh_ahead in [f64::NAN, -0.1, 0.6] {
+            let bad = Ttls {
+                refresh_ahead,
+                ..Ttls::default()
+            };
+            assert!(bad.validate().unwrap_err().contains("refresh_ahead"));
+            assert!(bad.refresh_window(Duration::from_secs(10)).is_zero());
+        }
         assert_eq!(Ttls::default().validate(), Ok(()));
     }
 
@@ -195,6 +239,9 @@ mod tests {
         assert_eq!(t.negative, Duration::from_secs(30));
         assert_eq!(t.l1_cap, Duration::from_secs(30));
         assert!((t.jitter - 0.10).abs() < f64::EPSILON);
+        assert_eq!(t.stale_grace, Duration::from_secs(300));
+        assert!((t.refresh_ahead - 0.10).abs() < f64::EPSILON);
+        assert_eq!(t.refresh_window(t.user), Duration::from_secs(30));
         assert_eq!(t.for_kind(KeyKind::Roles), t.roles);
         assert_eq!(t.for_kind(KeyKind::Token), t.token);
     }
