@@ -282,6 +282,9 @@ impl GuardedCache {
         let mut breaker = self.lock();
         self.healthy.store(success, Ordering::Release);
         if success {
+            if !matches!(breaker.mode, Mode::Closed) {
+                tracing::info!("L2 circuit breaker closed: the shared cache answers again");
+            }
             breaker.mode = Mode::Closed;
             breaker.consecutive_failures = 0;
             breaker.cooldown = self.config.base_cooldown;

@@ -3,7 +3,7 @@
 //! An L1 hit is the hot path of every request, so the trait is synchronous (no boxed
 //! future) and hands out [`L1Entry`] clones, which are one reference-count increment
 //! (no decoding, no HMAC, no allocation). `authcache-memory` implements it on
-//! `moka::sync::Cache`.
+//! `quick_cache` (S3-FIFO, expiry checked on read).
 
 use std::fmt;
 use std::sync::Arc;

@@ -67,6 +67,11 @@ pub enum TokenError {
     /// A key could not be loaded or used: a configuration error, not the token's fault.
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    /// A remote key set (feature `jwks`) could not be fetched, or held no usable key. Only
+    /// building a remote verifier and forcing a refresh return it, never a verification: a
+    /// token whose key could not be fetched is [`TokenError::UnknownKeyId`].
+    #[error("key set unavailable: {0}")]
+    KeySetUnavailable(String),
 }
 
 impl TokenError {
@@ -76,10 +81,11 @@ impl TokenError {
         matches!(self, Self::Expired)
     }
 
-    /// `true` for [`TokenError::InvalidKey`]: the server is misconfigured (HTTP 500), every
-    /// other variant is the client's token (HTTP 401).
+    /// `true` for [`TokenError::InvalidKey`] and [`TokenError::KeySetUnavailable`]: the
+    /// server's keys are at fault (HTTP 500), every other variant is the client's token
+    /// (HTTP 401).
     pub fn is_configuration(&self) -> bool {
-        matches!(self, Self::InvalidKey(_))
+        matches!(self, Self::InvalidKey(_) | Self::KeySetUnavailable(_))
     }
 
     /// Shortens and escapes attacker-controlled text before it is stored in an error.

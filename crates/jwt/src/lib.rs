@@ -45,6 +45,14 @@
 //! # Ok::<(), TokenError>(())
 //! ```
 //!
+//! # Feature flags
+//!
+//! - `jwks` — [`RemoteJwks`]: a verifier whose keys come from a JWKS URL or an OpenID
+//!   Connect issuer (`/.well-known/openid-configuration` → `jwks_uri`), refreshed in the
+//!   background and on an unknown `kid` (single-flight, rate-limited, never blocking
+//!   verification). Brings in tokio and reqwest (rustls on ring). Use
+//!   [`JwtVerifier::verify_async`] on the request path so a rotated-in key is fetched.
+//!
 //! # Crypto provider
 //!
 //! jsonwebtoken 11 dispatches to a process-wide `CryptoProvider`. Every constructor here
@@ -52,10 +60,15 @@
 //! hits jsonwebtoken's "no provider" panic even if another crate enables a second backend
 //! feature. To use a different provider, install it before building a verifier or issuer.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod claims;
 mod ecdsa;
 mod error;
 mod issuer;
+#[cfg(feature = "jwks")]
+mod jwks;
+mod keys;
 pub mod test_keys;
 mod token;
 mod ttl;
@@ -67,6 +80,12 @@ pub use issuer::TokenIssuer;
 pub use jsonwebtoken::Algorithm;
 /// JWK types of `jsonwebtoken`, for [`JwtVerifier::from_jwk`] and [`JwtVerifier::from_jwks`].
 pub use jsonwebtoken::jwk;
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub use jwks::{
+    DEFAULT_FETCH_TIMEOUT, DEFAULT_MIN_REFRESH_INTERVAL, DEFAULT_REFRESH_INTERVAL, JwksStats,
+    MAX_DOCUMENT_SIZE, RemoteJwks,
+};
 /// The JSON types of [`Claims::extra_claims`], re-exported so callers need no version match.
 pub use serde_json;
 pub use token::{

@@ -4,14 +4,15 @@ use std::time::Duration;
 
 use jsonwebtoken::crypto::{CryptoProvider, rust_crypto};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
-};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use crate::claims::{Claims, RawHeader, parse_claims, starts_as_object};
 use crate::ecdsa::check_low_s;
 use crate::error::{Malformed, Result, TokenError};
+#[cfg(feature = "jwks")]
+use crate::jwks::RemoteKeys;
+use crate::keys::{KeySet, VerifyingKey, load_jwk, probe};
 use crate::test_keys;
 use crate::token::{
     DEFAULT_MAX_TOKEN_SIZE, Segments, check_subject, decode_segment, split, within_size,
@@ -39,7 +40,8 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
 /// Verifies bearer tokens: size, structure, algorithm, key, signature, then claims.
 ///
-/// Built once from a key (HMAC secret, PEM, JWK or JWK set) and shared (`Clone` is cheap
+/// Built once from a key (HMAC secret, PEM, JWK or JWK set — or, with feature `jwks`, a
+/// remote key set kept current: `RemoteJwks`) and shared (`Clone` is cheap
 /// enough; wrap it in an `Arc` to share one copy). The allow-list of algorithms is explicit:
 /// by default exactly the algorithm of the key (or the `alg` of each JWK), never `none`, and
 /// a token is verified only with a key of its algorithm's family, so an HS256 token cannot be
@@ -81,23 +83,12 @@ enum KeyRing {
     /// One key, used whatever `kid` the token names.
     Single(VerifyingKey),
     /// A JWK set: the token's `kid` selects the key.
-    Set(Vec<VerifyingKey>),
+    Set(KeySet),
     /// Built from an unusable secret by an infallible constructor: every token is refused.
     Unusable(&'static str),
-}
-
-#[derive(Debug, Clone)]
-struct VerifyingKey {
-    kid: Option<String>,
-    key: DecodingKey,
-    /// The JWK's `alg`, when it declares one: the key then verifies that algorithm only.
-    declared: Option<Algorithm>,
-}
-
-impl VerifyingKey {
-    fn accepts(&self, alg: Algorithm) -> bool {
-        self.key.family() == alg.family() && self.declared.is_none_or(|d| d == alg)
-    }
+    /// A JWK set fetched from a URL and refreshed; clones of the verifier share it.
+    #[cfg(feature = "jwks")]
+    Remote(std::sync::Arc<RemoteKeys>),
 }
 
 impl JwtVerifier {
@@ -178,20 +169,7 @@ impl JwtVerifier {
     /// [`TokenError::InvalidKey`] when a signing key is broken or no usable key remains.
     pub fn from_jwks(set: &JwkSet) -> Result<Self> {
         ensure_crypto_provider();
-        let mut keys = Vec::with_capacity(set.keys.len());
-        let mut algorithms = Vec::new();
-        for jwk in set.keys.iter().filter(|j| is_signing_key(j)) {
-            let (key, alg) = load_jwk(jwk)?;
-            if !algorithms.contains(&alg) {
-                algorithms.push(alg);
-            }
-            keys.push(key);
-        }
-        if keys.is_empty() {
-            return Err(TokenError::invalid_key(
-                "the JWK set holds no usable signing key",
-            ));
-        }
+        let (keys, algorithms) = KeySet::strict(set)?;
         Ok(Self::new(KeyRing::Set(keys), algorithms))
     }
 
@@ -238,14 +216,28 @@ impl JwtVerifier {
     }
 
     fn single(key: DecodingKey, alg: Algorithm) -> Self {
-        Self::new(
-            KeyRing::Single(VerifyingKey {
-                kid: None,
-                key,
-                declared: None,
-            }),
-            vec![alg],
-        )
+        Self::new(KeyRing::Single(VerifyingKey::undeclared(key)), vec![alg])
+    }
+
+    /// A verifier over a remote key set. Its allow-list is every supported asymmetric
+    /// algorithm (keys to come may use any of them); each key still verifies only its own
+    /// family, and only its declared `alg` when it has one.
+    #[cfg(feature = "jwks")]
+    pub(crate) fn remote(keys: std::sync::Arc<RemoteKeys>) -> Self {
+        let algorithms = SUPPORTED_ALGORITHMS
+            .into_iter()
+            .filter(|a| a.family() != AlgorithmFamily::Hmac)
+            .collect();
+        Self::new(KeyRing::Remote(keys), algorithms)
+    }
+
+    /// The remote key set behind this verifier, if it has one.
+    #[cfg(feature = "jwks")]
+    pub(crate) fn remote_keys(&self) -> Option<&RemoteKeys> {
+        match &self.keys {
+            KeyRing::Remote(remote) => Some(remote),
+            _ => None,
+        }
     }
 
     fn new(keys: KeyRing, algorithms: Vec<Algorithm>) -> Self {
@@ -302,7 +294,7 @@ impl JwtVerifier {
         }
         for &alg in algorithms {
             check_supported(alg)?;
-            if !self.keys.iter().any(|k| k.accepts(alg)) {
+            if !self.keys.can_verify(alg) {
                 return Err(TokenError::invalid_key(format!(
                     "no key can verify {alg:?}"
                 )));
@@ -352,6 +344,10 @@ impl JwtVerifier {
     /// [`JwtVerifier::verify`] at a given time (seconds since the Unix epoch): for tests and
     /// for callers with their own clock.
     ///
+    /// Never waits: with a remote key set it checks against the keys at hand (one lock-free
+    /// load) and refuses a `kid` they lack with [`TokenError::UnknownKeyId`]; the request
+    /// path uses [`JwtVerifier::verify_at_async`], which fetches the set again for it.
+    ///
     /// # Errors
     ///
     /// As [`JwtVerifier::verify`].
@@ -359,11 +355,66 @@ impl JwtVerifier {
         let segments = split(token.as_ref(), self.max_token_size)?;
         let header = parse_header(segments.header)?;
         let alg = self.check_algorithm(&header.alg)?;
-        let key = self.keys.select(header.kid.as_deref())?;
+        let kid = header.kid.as_deref();
+        match &self.keys {
+            KeyRing::Single(key) => self.verify_with(&segments, key, alg, now),
+            KeyRing::Set(keys) => self.verify_with(&segments, keys.select(kid)?, alg, now),
+            KeyRing::Unusable(reason) => Err(TokenError::invalid_key(reason)),
+            // One lock-free load of the current set; a refresh swaps in a whole new one.
+            #[cfg(feature = "jwks")]
+            KeyRing::Remote(remote) => {
+                let keys = remote.current();
+                self.verify_with(&segments, keys.select(kid)?, alg, now)
+            }
+        }
+    }
+
+    /// [`JwtVerifier::verify`] for verifiers whose keys may need fetching: see
+    /// [`JwtVerifier::verify_at_async`].
+    ///
+    /// # Errors
+    ///
+    /// As [`JwtVerifier::verify_at_async`].
+    pub async fn verify_async(&self, token: impl AsRef<[u8]>) -> Result<Claims> {
+        self.verify_at_async(token, unix_now()).await
+    }
+
+    /// [`JwtVerifier::verify_at`], and for a remote key set (feature `jwks`), on a `kid` the
+    /// set does not hold: joins or starts one refresh of the set (single-flight, at most one
+    /// per minimum refresh interval, `RemoteJwks::min_refresh_interval`), then verifies once
+    /// more. For every other verifier it is `verify_at` and never waits,
+    /// so callers can use it whatever verifier they were given.
+    ///
+    /// # Errors
+    ///
+    /// As [`JwtVerifier::verify_at`]; [`TokenError::UnknownKeyId`] when the `kid` is still
+    /// unknown after the refresh, or no refresh was due, or the key server could not answer.
+    pub async fn verify_at_async(&self, token: impl AsRef<[u8]>, now: u64) -> Result<Claims> {
+        let token = token.as_ref();
+        let first = self.verify_at(token, now);
+        #[cfg(feature = "jwks")]
+        if let (Err(TokenError::UnknownKeyId(_)), KeyRing::Remote(remote)) = (&first, &self.keys) {
+            if let Some(kid) = header_kid(token, self.max_token_size)
+                && remote.refresh_for_kid(&kid).await
+            {
+                return self.verify_at(token, now);
+            }
+            remote.count_unknown_kid_rejection();
+        }
+        first
+    }
+
+    fn verify_with(
+        &self,
+        segments: &Segments<'_>,
+        key: &VerifyingKey,
+        alg: Algorithm,
+        now: u64,
+    ) -> Result<Claims> {
         if !key.accepts(alg) {
             return Err(TokenError::DisallowedAlgorithm(alg));
         }
-        check_signature(&segments, &key.key, alg)?;
+        check_signature(segments, &key.key, alg)?;
         let claims = parse_claims(&decode_segment(segments.claims, Malformed::ClaimsEncoding)?)?;
         check_subject(&claims.sub)?;
         self.check_times(&claims, now)?;
@@ -426,38 +477,23 @@ impl JwtVerifier {
 }
 
 impl KeyRing {
-    fn select(&self, kid: Option<&str>) -> Result<&VerifyingKey> {
-        match (self, kid) {
-            (Self::Single(key), _) => Ok(key),
-            (Self::Set(keys), Some(kid)) => keys
-                .iter()
-                .find(|k| k.kid.as_deref() == Some(kid))
-                .ok_or_else(|| TokenError::UnknownKeyId(shorten(kid))),
-            (Self::Set(keys), None) => match keys.as_slice() {
-                [only] => Ok(only),
-                _ => Err(TokenError::MissingKeyId),
-            },
-            (Self::Unusable(reason), _) => Err(TokenError::invalid_key(reason)),
+    /// Whether some key (for a remote set: some key to come) can verify `alg`.
+    fn can_verify(&self, alg: Algorithm) -> bool {
+        match self {
+            Self::Single(key) => key.accepts(alg),
+            Self::Set(keys) => keys.iter().any(|k| k.accepts(alg)),
+            Self::Unusable(_) => false,
+            #[cfg(feature = "jwks")]
+            Self::Remote(_) => alg.family() != AlgorithmFamily::Hmac,
         }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &VerifyingKey> {
-        let keys: &[VerifyingKey] = match self {
-            Self::Single(key) => std::slice::from_ref(key),
-            Self::Set(keys) => keys,
-            Self::Unusable(_) => &[],
-        };
-        keys.iter()
     }
 }
 
-/// Attacker-chosen text kept in an error: at most 64 bytes, escaped.
-fn shorten(text: &str) -> String {
-    let mut end = text.len().min(64);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].escape_default().to_string()
+/// The raw `kid` of a token that already passed [`JwtVerifier::verify_at`]'s header checks.
+#[cfg(feature = "jwks")]
+fn header_kid(token: &[u8], max_token_size: usize) -> Option<String> {
+    let segments = split(token, max_token_size).ok()?;
+    parse_header(segments.header).ok()?.kid
 }
 
 fn parse_header(segment: &[u8]) -> Result<RawHeader> {
@@ -496,86 +532,6 @@ pub(crate) fn check_supported(alg: Algorithm) -> Result<()> {
     } else {
         Err(TokenError::invalid_key(format!("{alg:?} is not supported")))
     }
-}
-
-fn is_signing_key(jwk: &Jwk) -> bool {
-    let signing_use = !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption));
-    let supported = !matches!(jwk.algorithm, AlgorithmParameters::Other(_));
-    let alg_ok = jwk
-        .common
-        .key_algorithm
-        .is_none_or(|a| key_algorithm(a).is_some_and(|a| SUPPORTED_ALGORITHMS.contains(&a)));
-    signing_use && supported && alg_ok
-}
-
-/// Converts a JWK into a key and the algorithm it stands for, refusing any key the crypto
-/// backend would reject (or, for short Ed25519 keys, panic on) at verification time.
-fn load_jwk(jwk: &Jwk) -> Result<(VerifyingKey, Algorithm)> {
-    let declared = match jwk.common.key_algorithm {
-        Some(a) => Some(
-            key_algorithm(a)
-                .ok_or_else(|| TokenError::invalid_key(format!("JWK alg {a:?} cannot sign")))?,
-        ),
-        None => None,
-    };
-    let alg = match declared {
-        Some(alg) => alg,
-        None => default_algorithm(&jwk.algorithm)?,
-    };
-    check_supported(alg)?;
-    let key = DecodingKey::from_jwk(jwk).map_err(TokenError::invalid_key)?;
-    if key.family() != alg.family() {
-        return Err(TokenError::invalid_key(format!(
-            "JWK key type does not match {alg:?}"
-        )));
-    }
-    if matches!(key.kind(), DecodingKeyKind::SecretOrDer(bytes) if bytes.is_empty()) {
-        return Err(TokenError::invalid_key("empty key material"));
-    }
-    probe(&key, alg)?;
-    Ok((
-        VerifyingKey {
-            kid: jwk.common.key_id.clone(),
-            key,
-            declared,
-        },
-        alg,
-    ))
-}
-
-/// The signature algorithm a JWK `alg` names (`None` for encryption algorithms).
-fn key_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
-    Algorithm::try_from(alg).ok()
-}
-
-fn default_algorithm(params: &AlgorithmParameters) -> Result<Algorithm> {
-    match params {
-        AlgorithmParameters::RSA(_) => Ok(Algorithm::RS256),
-        AlgorithmParameters::OctetKey(_) => Ok(Algorithm::HS256),
-        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-            EllipticCurve::P256 => Ok(Algorithm::ES256),
-            EllipticCurve::P384 => Ok(Algorithm::ES384),
-            _ => Err(TokenError::invalid_key("unsupported elliptic curve")),
-        },
-        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
-            Ok(Algorithm::EdDSA)
-        }
-        _ => Err(TokenError::invalid_key("unsupported key type")),
-    }
-}
-
-/// Runs the backend's key parsing once, so a broken key fails at construction and not on the
-/// first request. Ed25519 keys must be exactly 32 bytes: the backend slices `[..32]` unchecked.
-fn probe(key: &DecodingKey, alg: Algorithm) -> Result<()> {
-    if alg.family() == AlgorithmFamily::Ed {
-        let len = key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0);
-        if len != 32 {
-            return Err(TokenError::invalid_key("an Ed25519 public key is 32 bytes"));
-        }
-    }
-    jsonwebtoken::crypto::verify("", b"", key, alg)
-        .map(drop)
-        .map_err(TokenError::invalid_key)
 }
 
 /// Installs jsonwebtoken's RustCrypto provider as the process default unless one is already

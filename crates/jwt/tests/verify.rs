@@ -210,6 +210,35 @@ fn key_sets_select_by_kid() {
     assert!(JwtVerifier::from_jwks_json(&json).is_ok());
 }
 
+/// The facade calls `verify_at_async` whatever verifier it holds: with fixed keys it is
+/// `verify_at`, unknown `kid` included (there is nothing to fetch).
+#[tokio::test]
+async fn verify_at_async_with_fixed_keys_is_verify_at() {
+    let verifier = JwtVerifier::from_jwks(&test_keys::jwks().unwrap()).unwrap();
+    let known = TokenIssuer::test_rs256()
+        .kid(test_keys::RSA_A_KID)
+        .sign(&claims())
+        .unwrap();
+    let unknown = TokenIssuer::test_rs256()
+        .kid("not-in-the-set")
+        .sign(&claims())
+        .unwrap();
+    for token in [&known, &unknown, &"Bearer".to_owned()] {
+        assert_eq!(
+            verifier.verify_at_async(token, NOW).await,
+            verifier.verify_at(token, NOW)
+        );
+    }
+    assert!(matches!(
+        verifier.verify_at_async(&unknown, NOW).await,
+        Err(TokenError::UnknownKeyId(_))
+    ));
+    #[cfg(feature = "jwks")]
+    assert_eq!(verifier.jwks_stats(), None);
+    #[cfg(feature = "jwks")]
+    assert_eq!(verifier.refresh_keys().await, Ok(()));
+}
+
 #[test]
 fn a_single_key_set_needs_no_kid_and_a_single_jwk_works() {
     let mut set = test_keys::jwks().unwrap();
