@@ -347,6 +347,12 @@ impl Default for Generations {
     }
 }
 
+/// What has changed about an id in a tier, as an opaque reading ([`Tiered::version`]):
+/// two equal readings mean no write, invalidation or eviction of the id (nor a clear of the
+/// whole tier) happened between them on this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version(Generation);
+
 /// A reading of one id's generations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Generation {
@@ -518,6 +524,12 @@ where
     /// The [`KeyError`] when `id` is not a valid id.
     pub fn key(&self, id: &str) -> Result<Key, KeyError> {
         self.core.key(id)
+    }
+
+    /// What has changed about `id` here so far: answers derived from this tier can be
+    /// remembered elsewhere with it, and trusted while it reads the same.
+    pub fn version(&self, id: &str) -> Version {
+        Version(self.core.generations.read(id))
     }
 
     /// Counters, the loads in flight and the L2 breaker's state.
@@ -730,6 +742,7 @@ where
     fn l1_get(&self, id: &str) -> Option<L1Entry<T>> {
         let entry = self.l1.as_ref()?.get(id)?;
         bump(&self.stats.l1_hits);
+        self.answered_by("l1");
         Some(entry)
     }
 
@@ -792,6 +805,7 @@ where
             L2Read::Failed => (None, None),
         };
         bump(&self.stats.misses);
+        self.answered_by("repository");
         let started = Instant::now();
         let loaded = match (self.run_loader(load).await, stale) {
             (Ok(loaded), _) => loaded,
@@ -820,6 +834,7 @@ where
     /// it in L1 for [`STALE_RETRY`] so the failing loader is not asked on every request.
     fn serve_stale(&self, id: &str, stale: Arc<T>, generation: Generation) -> Arc<T> {
         bump(&self.stats.stale_served);
+        self.answered_by("stale");
         tracing::debug!(kind = %self.kind, "loader failing: serving the last value within its grace");
         self.l1_insert(id, Some(Arc::clone(&stale)), STALE_RETRY, generation);
         stale
@@ -912,15 +927,23 @@ where
         };
         let failure = match result {
             Ok(Ok(found)) => {
-                self.last_failure_ms.store(0, Ordering::Relaxed);
+                if self.last_failure_ms.swap(0, Ordering::Relaxed) != 0 {
+                    tracing::info!(kind = %self.kind, "loader answers again");
+                }
                 return Ok(self.loaded(found));
             }
             Ok(Err(error)) => LoadError::Loader(Arc::from(error.into())),
             Err(_) => LoadError::Timeout(self.load_timeout),
         };
         bump(&self.stats.load_errors);
-        self.last_failure_ms
-            .store(unix_ms().max(1), Ordering::Relaxed);
+        // Logged when it starts failing, not on every failure.
+        if self
+            .last_failure_ms
+            .swap(unix_ms().max(1), Ordering::Relaxed)
+            == 0
+        {
+            tracing::warn!(kind = %self.kind, error = %failure, "loader failing");
+        }
         Err(failure)
     }
 
@@ -1015,6 +1038,7 @@ where
             };
         }
         bump(&self.stats.l2_hits);
+        self.answered_by("l2");
         L2Read::Hit(L2Hit {
             value: value.map(Arc::new),
             remaining: Duration::from_millis(expires_at - now),
@@ -1138,12 +1162,18 @@ where
         }
     }
 
+    /// Counted, and logged at `debug` only: the breaker logs its transitions at `warn`, so
+    /// a dead L2 is one log line, not one per request.
     fn note_l2_error(&self, key: &Key, error: &CacheError) {
         bump(&self.stats.l2_errors);
-        if matches!(error, CacheError::CircuitOpen | CacheError::Skipped) {
-            tracing::debug!(key = %key, %error, "L2 skipped");
-        } else {
-            tracing::warn!(key = %key, %error, "L2 call failed; serving without it");
+        tracing::debug!(key = %key, %error, "L2 call failed or skipped; serving without it");
+    }
+
+    /// Records which tier answered on the caller's span, when it has a `tier` field (the
+    /// facade's `authenticate` span has one, for user records).
+    fn answered_by(&self, tier: &'static str) {
+        if self.kind == KeyKind::User {
+            tracing::Span::current().record("tier", tier);
         }
     }
 
