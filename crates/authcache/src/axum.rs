@@ -48,12 +48,14 @@
 use std::ops::Deref;
 
 use ::axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
-use ::axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use ::axum::http::HeaderValue;
+use ::axum::http::header::WWW_AUTHENTICATE;
 use ::axum::http::request::Parts;
-use ::axum::http::{HeaderMap, HeaderValue, StatusCode};
 use ::axum::response::{IntoResponse, Response};
 use authcache_users::{User, UserRecord};
 
+pub use crate::tower::AuthRejection;
+use crate::tower::{authenticate_headers, bearer_token};
 use crate::{AuthError, AuthService, Principal};
 
 /// A request whose bearer token [`AuthService::authenticate`] accepted: dereferences to its
@@ -98,8 +100,8 @@ where
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthRejection> {
-        let token = bearer_token(&parts.headers)?.ok_or(AuthRejection::MissingToken)?;
-        authenticate(state, token).await
+        let service = AuthService::<U>::from_ref(state);
+        Ok(Self(authenticate_headers(&service, &parts.headers).await?))
     }
 }
 
@@ -115,108 +117,19 @@ where
         parts: &mut Parts,
         state: &S,
     ) -> Result<Option<Self>, AuthRejection> {
-        match bearer_token(&parts.headers)? {
-            Some(token) => authenticate(state, token).await.map(Some),
-            None => Ok(None),
+        if bearer_token(&parts.headers)?.is_none() {
+            return Ok(None);
         }
+        let service = AuthService::<U>::from_ref(state);
+        Ok(Some(Self(
+            authenticate_headers(&service, &parts.headers).await?,
+        )))
     }
 }
 
-async fn authenticate<S, U>(state: &S, token: &str) -> Result<Authenticated<U>, AuthRejection>
-where
-    U: UserRecord,
-    AuthService<U>: FromRef<S>,
-{
-    let service = AuthService::<U>::from_ref(state);
-    Ok(Authenticated(service.authenticate(token).await?))
-}
-
-/// The token of the request's `Authorization: Bearer` header; `None` when there are no
-/// bearer credentials (no header, or another scheme such as `Basic`).
-fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthRejection> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    // Two headers could be read differently by a proxy and by us: refuse to pick one.
-    if values.next().is_some() {
-        return Err(AuthRejection::AmbiguousCredentials);
-    }
-    let value = value.to_str().map_err(|_| AuthRejection::MalformedToken)?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    // RFC 7235: the scheme is case-insensitive.
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
-    }
-    let token = token.trim_start_matches(' ');
-    if is_token68(token) {
-        Ok(Some(token))
-    } else {
-        Err(AuthRejection::MalformedToken)
-    }
-}
-
-/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-/// Every JWT is one; anything else (spaces, a second scheme, nothing) is not a token.
-fn is_token68(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
-}
-
-/// Why [`Authenticated`] refused a request; answers itself as an HTTP response
-/// ([`IntoResponse`]) with [`AuthRejection::status`] and [`AuthRejection::challenge`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthRejection {
-    /// No bearer credentials: no `Authorization` header, or another scheme (401, bare
-    /// `Bearer` challenge as RFC 6750 §3.1 asks when no token was presented).
-    #[error("no bearer token")]
-    MissingToken,
-    /// The `Authorization` header names the Bearer scheme but its value is not a token (401).
-    #[error("malformed bearer token")]
-    MalformedToken,
-    /// More than one `Authorization` header (400, `error="invalid_request"`).
-    #[error("more than one Authorization header")]
-    AmbiguousCredentials,
-    /// The token was presented and [`AuthService::authenticate`] refused it; the status is
-    /// [`AuthError::status_code`].
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    /// Authenticated, but without a required permission (403, `error="insufficient_scope"`).
-    #[error("missing permission")]
-    Forbidden,
-}
-
+/// The extractor's answers carry a short fixed text naming the refusal (the layers of
+/// [`crate::tower`] answer with an empty body instead).
 impl AuthRejection {
-    /// The HTTP status of the response.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::MissingToken | Self::MalformedToken => StatusCode::UNAUTHORIZED,
-            Self::AmbiguousCredentials => StatusCode::BAD_REQUEST,
-            Self::Auth(error) => StatusCode::from_u16(error.status_code())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            Self::Forbidden => StatusCode::FORBIDDEN,
-        }
-    }
-
-    /// The `WWW-Authenticate` challenge of the response, if it has one (RFC 6750 §3).
-    pub fn challenge(&self) -> Option<&'static str> {
-        match self {
-            Self::MissingToken => Some("Bearer"),
-            Self::AmbiguousCredentials => Some(r#"Bearer error="invalid_request""#),
-            Self::Forbidden => Some(r#"Bearer error="insufficient_scope""#),
-            // A token was presented and refused (malformed, bad, expired, revoked, unknown
-            // subject); 403 (disabled) and 503 are not about the token.
-            _ if self.status() == StatusCode::UNAUTHORIZED => {
-                Some(r#"Bearer error="invalid_token""#)
-            }
-            _ => None,
-        }
-    }
-
     /// The response body: fixed text, never the token nor a backend's error.
     fn body(&self) -> &'static str {
         match self {
@@ -229,18 +142,17 @@ impl AuthRejection {
             Self::Auth(AuthError::Unavailable { .. }) => "authentication unavailable",
             Self::Auth(_) => "authentication failed",
             Self::Forbidden => "missing permission",
+            Self::MissingPrincipal => "authentication not configured",
         }
     }
 }
 
+/// Answers with [`AuthRejection::status`], [`AuthRejection::challenge`] and a short fixed
+/// text.
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            // The client gets a fixed text; the operator gets the reason.
-            tracing::warn!(error = %self, "authentication failed on the server side");
-        }
-        let mut response = (status, self.body()).into_response();
+        self.log_if_server_side();
+        let mut response = (self.status(), self.body()).into_response();
         if let Some(challenge) = self.challenge() {
             response
                 .headers_mut()
@@ -256,7 +168,8 @@ mod tests {
 
     use ::axum::Router;
     use ::axum::body::{Body, to_bytes};
-    use ::axum::http::Request;
+    use ::axum::http::header::AUTHORIZATION;
+    use ::axum::http::{Request, StatusCode};
     use ::axum::routing::get;
     use authcache_jwt::TokenIssuer;
     use tower::ServiceExt;

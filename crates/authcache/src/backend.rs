@@ -37,9 +37,15 @@ impl Backend {
         }
     }
 
-    /// Connects the backend `config` names.
+    /// Connects the backend `config` names. A Redis client's own timeout is the
+    /// configuration's `timeout_ms`, else `default_timeout` (the breaker's), so that the
+    /// client never gives up before the breaker would.
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    pub(crate) async fn connect(config: &CacheConfig, keyspace: &Keyspace) -> Result<Self> {
+    pub(crate) async fn connect(
+        config: &CacheConfig,
+        keyspace: &Keyspace,
+        default_timeout: Duration,
+    ) -> Result<Self> {
         config.ensure_compiled()?;
         match config {
             #[cfg(feature = "memory")]
@@ -54,11 +60,13 @@ impl Backend {
             }),
             #[cfg(feature = "redis")]
             CacheConfig::Redis { url, timeout_ms } => {
-                crate::redis_backend::standalone(url, timeout(*timeout_ms), keyspace).await
+                let timeout = timeout(*timeout_ms).unwrap_or(default_timeout);
+                crate::redis_backend::standalone(url, Some(timeout), keyspace).await
             }
             #[cfg(feature = "redis-cluster")]
             CacheConfig::RedisCluster { urls, timeout_ms } => {
-                crate::redis_backend::cluster(urls, timeout(*timeout_ms), keyspace).await
+                let timeout = timeout(*timeout_ms).unwrap_or(default_timeout);
+                crate::redis_backend::cluster(urls, Some(timeout), keyspace).await
             }
             // Unreachable after `ensure_compiled`, kept total for every feature combination.
             #[allow(unreachable_patterns)]

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use authcache_core::{
     BreakerConfig, Cache, EnvelopeCodec, GuardedCache, InvalidationPublisher, KeyKind, Keyspace,
-    SigningKey, Tiered, TieredBuilder, Ttls,
+    ReloadFuture, SigningKey, Tiered, TieredBuilder, Ttls,
 };
 use authcache_jwt::JwtVerifier;
 use authcache_memory::MemoryL1;
-use authcache_users::{MemoryUserRepository, User, UserRecord, UserRepository};
+use authcache_users::{ChangeFeed, MemoryUserRepository, User, UserRecord, UserRepository};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -19,10 +19,12 @@ use crate::config::{AuthConfig, CacheConfig, RepositoryConfig, TtlSettings};
 use crate::service::{DerivedMemo, Inner, Tiers};
 use crate::stats::Counters;
 use crate::tokens::{Marks, Validations};
+use crate::warm::Warm;
+use crate::watcher::{Checkpoints, WatchSource};
 use crate::{AuthError, AuthService, Result};
 
 /// 50,000 entries per in-process tier: enough for the active users of a large service;
-/// moka evicts the least useful beyond it.
+/// the L1 evicts the least useful beyond it (S3-FIFO).
 pub const DEFAULT_L1_CAPACITY: u64 = 50_000;
 
 /// 24 h: how long a `logout_all` cutoff is kept — the longest token lifetime accepted by
@@ -74,6 +76,7 @@ pub struct AuthServiceBuilder<U: UserRecord = User> {
     revocation_check: RevocationCheck,
     load_timeout: Duration,
     max_token_lifetime: Duration,
+    watch: Option<WatchSource>,
 }
 
 impl<U: UserRecord> Default for AuthServiceBuilder<U> {
@@ -117,6 +120,7 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             revocation_check: RevocationCheck::default(),
             load_timeout: authcache_core::tiered::DEFAULT_LOAD_TIMEOUT,
             max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
+            watch: None,
         }
     }
 
@@ -261,13 +265,57 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
         self
     }
 
-    /// Applies a whole configuration: cache, repository, TTLs and prefix.
+    /// Runs a watcher on this instance that follows `feed` (for instance a clone of the
+    /// [`MongoUserRepository`](authcache_users::MongoUserRepository) given to
+    /// [`repository`](Self::repository)) and turns every change to a user or role — made
+    /// through authcache or not: an admin tool, a migration, another service — into
+    /// [`AuthService::invalidate_user`] or [`AuthService::invalidate_role`], which every
+    /// instance follows over the bus. Bursts are coalesced (at most 4,096 distinct ids
+    /// pending), the resume point is kept (signed) in the shared cache so a restarted watcher
+    /// resumes, and when the feed's history is lost everything is invalidated. Its state is
+    /// in [`Stats::watcher`](crate::Stats::watcher).
+    ///
+    /// One instance of a deployment is enough (give the role to one of them, or to a small
+    /// worker built like the others); more are correct, just redundant.
+    ///
+    /// ```no_run
+    /// # use authcache::{AuthService, ChangeFeed, JwtVerifier, UserRepository};
+    /// # async fn run(
+    /// #     users: impl UserRepository + ChangeFeed + Clone + 'static,
+    /// # ) -> Result<(), authcache::AuthError> {
+    /// // `users`: a MongoUserRepository on a replica set, say.
+    /// let auth = AuthService::builder()
+    ///     .verifier(JwtVerifier::hs256(b"a-long-random-secret-of-32-bytes!"))
+    ///     .repository(users.clone())
+    ///     .watch(users)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn watch(mut self, feed: impl ChangeFeed + 'static) -> Self {
+        self.watch = Some(WatchSource::Feed(Arc::new(feed)));
+        self
+    }
+
+    /// As [`watch`](Self::watch), following the repository given with
+    /// [`repository_config`](Self::repository_config) (MongoDB, on a connection of the
+    /// watcher's own). For a repository you built, pass it to [`watch`](Self::watch).
+    pub fn watch_repository(mut self) -> Self {
+        self.watch = Some(WatchSource::Repository);
+        self
+    }
+
+    /// Applies a whole configuration: cache, repository, TTLs, prefix, and whether to watch
+    /// the repository ([`watch_repository`](Self::watch_repository)).
     pub fn config(mut self, config: AuthConfig) -> Self {
         self.cache = config.cache;
         self.repository_config = Some(config.repository);
         self.ttls = config.ttls.apply(self.ttls);
         if config.prefix.is_some() {
             self.prefix = config.prefix;
+        }
+        if config.watch {
+            self = self.watch_repository();
         }
         self
     }
@@ -303,7 +351,7 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
         let codec = self.codec()?;
         let backend = match self.l2.clone() {
             Some(l2) => Backend::explicit(l2, self.publisher.clone()),
-            None => Backend::connect(&self.cache, &keyspace).await?,
+            None => Backend::connect(&self.cache, &keyspace, self.breaker.timeout).await?,
         };
         if backend.shared && !codec.is_signed() && !self.unsigned_l2 {
             return Err(AuthError::Config(
@@ -318,7 +366,13 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             ..self.breaker.clone()
         };
         let l2 = backend.guarded(&breaker);
-        let tiers = Arc::new(self.tiers(&keyspace, &codec, &l2, backend.publisher.clone()));
+        let tiers = Arc::new(self.tiers(
+            &keyspace,
+            &codec,
+            &l2,
+            backend.publisher.clone(),
+            &repository,
+        ));
         crate::tokens::spawn_retries(vec![
             Arc::downgrade(&tiers.revocations),
             Arc::downgrade(&tiers.cutoffs),
@@ -332,7 +386,16 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             }
             None => None,
         };
-        Ok(AuthService::from_inner(Inner {
+        let watcher = match &self.watch {
+            Some(source) => {
+                let checkpoints = Checkpoints::new(&keyspace, &codec, &l2)?;
+                let config = self.repository_config.as_ref();
+                Some(crate::watcher::spawn(source, config, checkpoints, backend.shared).await?)
+            }
+            None => None,
+        };
+        let (watcher, watcher_start) = watcher.unzip();
+        let service = AuthService::from_inner(Inner {
             verifier,
             validation_cache: self.validation_cache,
             ttls: self.ttls,
@@ -344,7 +407,12 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             counters: Counters::default(),
             #[cfg(feature = "redis")]
             subscriber,
-        }))
+            watcher,
+        });
+        if let Some(start) = watcher_start {
+            start.start(&service);
+        }
+        Ok(service)
     }
 
     /// Out-of-range settings are a configuration error here, never a panic later.
@@ -441,6 +509,7 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
         codec: &EnvelopeCodec,
         l2: &Arc<GuardedCache>,
         publisher: Option<Arc<dyn InvalidationPublisher>>,
+        repository: &Arc<dyn UserRepository<U>>,
     ) -> Tiers<U> {
         let tier = TierFactory {
             keyspace,
@@ -451,7 +520,9 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             l1_capacity: self.l1_capacity,
             load_timeout: self.load_timeout,
         };
-        let memo_ttl = self.ttls.l1_cap.min(self.ttls.token);
+        // Half the L1 cap: a warm answer (which lives as long) built on a memo entry near
+        // its end still sees a mark whose publish failed within the L1 cap.
+        let memo_ttl = (self.ttls.l1_cap / 2).min(self.ttls.token);
         let marks = |kind| {
             Arc::new(Marks::new(
                 kind,
@@ -468,13 +539,40 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             users: tier
                 .builder(KeyKind::User)
                 .validate(|id, user: &U| user.id() == id)
+                .reloader(reload_user(repository))
                 .build(),
-            perms: tier.builder(KeyKind::Perms).build(),
+            perms: tier
+                .builder(KeyKind::Perms)
+                .reloader(reload_role(repository))
+                .build(),
             derived: DerivedMemo::new(self.l1_capacity, self.ttls.l1_cap),
             validations: Validations::new(self.l1_capacity),
+            warm: Warm::new(self.l1_capacity),
             revocations: marks(KeyKind::Revoked),
             cutoffs: marks(KeyKind::Cutoff),
         }
+    }
+}
+
+/// Background reloads of a user record (refresh-ahead, retries behind stale values).
+fn reload_user<U: UserRecord>(
+    repository: &Arc<dyn UserRepository<U>>,
+) -> impl Fn(&str) -> ReloadFuture<U> + Send + Sync + 'static {
+    let repository = Arc::clone(repository);
+    move |id| {
+        let (repository, id) = (Arc::clone(&repository), id.to_owned());
+        Box::pin(async move { Ok(repository.find_by_id(&id).await?) })
+    }
+}
+
+/// Background reloads of one role's permissions.
+fn reload_role<U: UserRecord>(
+    repository: &Arc<dyn UserRepository<U>>,
+) -> impl Fn(&str) -> ReloadFuture<Vec<String>> + Send + Sync + 'static {
+    let repository = Arc::clone(repository);
+    move |role| {
+        let (repository, roles) = (Arc::clone(&repository), [role.to_owned()]);
+        Box::pin(async move { Ok(Some(repository.permissions_for_roles(&roles).await?)) })
     }
 }
 

@@ -264,6 +264,10 @@ pub struct AuthConfig {
     pub repository: RepositoryConfig,
     /// TTLs.
     pub ttls: TtlSettings,
+    /// Run the repository watcher on this instance (MongoDB change streams): every write to
+    /// the users and roles collections, whoever made it, invalidates the caches of every
+    /// instance. One instance per deployment is enough (default `false`).
+    pub watch: bool,
 }
 
 /// The prefix of environment variables read by [`AuthConfig::from_env`].
@@ -452,6 +456,13 @@ mod tests {
         assert_eq!(ttls.jitter, 0.0);
         assert_eq!(ttls.roles, Ttls::default().roles);
         assert_eq!(ttls.negative, Ttls::default().negative);
+    }
+
+    #[test]
+    fn the_watcher_is_off_unless_asked_for() {
+        assert!(!AuthConfig::default().watch);
+        let config = AuthConfig::from_toml("watch = true\n[repository]\nbackend = \"mongodb\"\nuri = \"mongodb://127.0.0.1:27017\"\ndb = \"app\"\n").unwrap();
+        assert!(config.watch);
     }
 
     #[test]

@@ -52,8 +52,17 @@
 //! is on by default ([`AuthServiceBuilder::validation_cache`] turns it off). Measured warm,
 //! release build, `cargo bench -p authcache-benches --features facade --bench auth`
 //! (groups `auth_validation_cache_*`, 2026-11-22): HS256 2.65 µs without → 1.36 µs with
-//! (the JSON parsing of the claims costs more than the moka lookup that replaces it);
+//! (the JSON parsing of the claims costs more than the L1 lookup that replaces it);
 //! RS256 174 µs → 1.45 µs.
+//!
+//! # Writes that bypass authcache
+//! An admin tool, a migration or another service that writes users or roles directly would
+//! leave every instance serving the old answer until its TTL ran out.
+//! [`AuthServiceBuilder::watch`] runs a watcher that follows the repository's
+//! [`ChangeFeed`] (MongoDB change streams) and invalidates what changed, on every instance,
+//! through the bus; it resumes after a disconnect or a restart, and invalidates everything
+//! when the feed's history is lost. One instance per deployment is enough; its state is in
+//! [`Stats::watcher`].
 //!
 //! # Configuration
 //! [`AuthConfig`] (with [`CacheConfig`], [`RepositoryConfig`], [`TtlSettings`]) reads from
@@ -69,8 +78,12 @@
 //! - `redis-cluster` — Redis Cluster as the L2 ([`CacheConfig::RedisCluster`]).
 //! - `mongodb` — `MongoUserRepository` ([`RepositoryConfig::Mongodb`]).
 //! - `mock` — `MockCache` and `MockUserRepository` (mockall) for your own tests.
-//! - `axum` — module `axum`: `Authenticated`, an axum 0.8 extractor that authenticates
-//!   the request's bearer token, and `AuthRejection`, its RFC 6750 answer.
+//! - `tower` — module `tower`: `AuthLayer`, tower middleware that authenticates every
+//!   request of any service over `http::Request` (axum routers included) and puts the
+//!   [`Principal`] in its extensions, with `RequireRole` / `RequirePermission` layers and
+//!   RFC 6750 refusals.
+//! - `axum` (enables `tower`) — module `axum`: `Authenticated`, an axum 0.8 extractor that
+//!   authenticates the request's bearer token, and `AuthRejection`, its RFC 6750 answer.
 //! - `metrics` — module `metrics`: `AuthService::record_metrics` exports [`Stats`] through
 //!   the [`metrics`](https://docs.rs/metrics) facade (`authcache_*` counters and gauges).
 //! - `full` — all of the above.
@@ -94,6 +107,11 @@ mod stats;
 #[cfg(test)]
 mod test_support;
 mod tokens;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
+mod warm;
+mod watcher;
 
 pub use builder::{
     AuthServiceBuilder, DEFAULT_L1_CAPACITY, DEFAULT_MAX_TOKEN_LIFETIME, RevocationCheck,
@@ -102,13 +120,19 @@ pub use config::{AuthConfig, CacheConfig, ENV_PREFIX, RepositoryConfig, TtlSetti
 pub use error::{AuthError, Result};
 pub use principal::Principal;
 pub use service::AuthService;
-pub use stats::{BreakerState, BreakerStats, Stats, TierStatsSnapshot, ValidationStats};
+pub use stats::{
+    BreakerState, BreakerStats, Stats, TierStatsSnapshot, ValidationStats, WatcherFault,
+    WatcherState, WatcherStats,
+};
 
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub use authcache_core::MockCache;
 pub use authcache_core::{BreakerConfig, Cache, CacheError, InvalidationPublisher, Ttls};
 pub use authcache_jwt::{Algorithm, Claims, JwtVerifier, TokenError, TokenIssuer};
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub use authcache_jwt::{JwksStats, RemoteJwks};
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub use authcache_users::MockUserRepository;
@@ -116,5 +140,6 @@ pub use authcache_users::MockUserRepository;
 #[cfg_attr(docsrs, doc(cfg(feature = "mongodb")))]
 pub use authcache_users::MongoUserRepository;
 pub use authcache_users::{
-    MemoryUserRepository, RepositoryError, User, UserRecord, UserRepository,
+    Change, ChangeFeed, ChangeStream, DocumentKind, FeedError, MemoryUserRepository,
+    RepositoryError, ResumePoint, User, UserRecord, UserRepository,
 };

@@ -26,7 +26,8 @@
 //! ```
 //!
 //! # Metrics
-//! `kind` is `users`, `roles`, `permissions` or `revocations`; `tier` is `l1` or `l2`.
+//! `kind` is `users`, `roles`, `permissions`, `revocations`, `cutoffs` or `principals`
+//! (whole answers per bearer string, the warm path); `tier` is `l1` or `l2`.
 //!
 //! | name | type | labels |
 //! |---|---|---|
@@ -38,9 +39,13 @@
 //! | `authcache_l2_errors_total` | counter | `kind` |
 //! | `authcache_decode_failures_total` | counter | `kind` |
 //! | `authcache_publish_errors_total` | counter | `kind` |
+//! | `authcache_stale_served_total` (stale-if-error) | counter | `kind` |
+//! | `authcache_refreshes_total` (background reloads) | counter | `kind` |
 //! | `authcache_token_validations_total` | counter | `result` = `cached` / `verified` |
 //! | `authcache_authentications_total` | counter | `outcome` = `authenticated` / `rejected_token` / `rejected_user` / `unavailable` |
 //! | `authcache_breaker_state` | gauge | — (0 closed, 1 half-open, 2 open) |
+//! | `authcache_watcher_up` | gauge | — (1 following changes, 0 down; absent without a watcher) |
+//! | `authcache_watcher_events_total`, `…_invalidations_total`, `…_coalesced_total`, `…_full_clears_total` | counter | — |
 //! | `authcache_breaker_opened_total` | counter | — |
 //! | `authcache_breaker_failures_total` | counter | — |
 //! | `authcache_breaker_timeouts_total` | counter | — |
@@ -70,6 +75,8 @@ pub fn record(stats: &Stats) {
         ("roles", &stats.roles),
         ("permissions", &stats.permissions),
         ("revocations", &stats.revocations),
+        ("cutoffs", &stats.cutoffs),
+        ("principals", &stats.principals),
     ];
     for (kind, tier) in tiers {
         record_tier(kind, tier);
@@ -93,6 +100,25 @@ pub fn record(stats: &Stats) {
     if let Some(breaker) = &stats.breaker {
         record_breaker(breaker);
     }
+    if let Some(watcher) = &stats.watcher {
+        record_watcher(watcher);
+    }
+}
+
+fn record_watcher(watcher: &crate::WatcherStats) {
+    gauge!("authcache_watcher_up").set(if watcher.is_down() { 0.0 } else { 1.0 });
+    let counters = [
+        ("authcache_watcher_events_total", watcher.events),
+        (
+            "authcache_watcher_invalidations_total",
+            watcher.invalidations,
+        ),
+        ("authcache_watcher_coalesced_total", watcher.coalesced),
+        ("authcache_watcher_full_clears_total", watcher.full_clears),
+    ];
+    for (name, value) in counters {
+        counter!(name).absolute(value);
+    }
 }
 
 fn record_tier(kind: &'static str, tier: &TierStatsSnapshot) {
@@ -106,6 +132,8 @@ fn record_tier(kind: &'static str, tier: &TierStatsSnapshot) {
         ("authcache_l2_errors_total", tier.l2_errors),
         ("authcache_decode_failures_total", tier.decode_failures),
         ("authcache_publish_errors_total", tier.publish_errors),
+        ("authcache_stale_served_total", tier.stale_served),
+        ("authcache_refreshes_total", tier.refreshes),
     ];
     for (name, value) in per_kind {
         counter!(name, "kind" => kind).absolute(value);
@@ -159,11 +187,19 @@ pub fn describe() {
         ),
         (
             "authcache_decode_failures_total",
-            "L2 entries that failed to decode or verify (deleted, read as misses).",
+            "L2 entries that failed to decode or verify (read as misses, never served).",
         ),
         (
             "authcache_publish_errors_total",
             "Invalidations that could not be published to other instances.",
+        ),
+        (
+            "authcache_stale_served_total",
+            "Expired values served within their grace because the repository failed.",
+        ),
+        (
+            "authcache_refreshes_total",
+            "Background reloads started (refresh-ahead, retries behind stale values).",
         ),
         (
             "authcache_token_validations_total",
@@ -189,6 +225,22 @@ pub fn describe() {
             "authcache_breaker_rejected_total",
             "L2 calls skipped because the breaker was open.",
         ),
+        (
+            "authcache_watcher_events_total",
+            "Changes read from the repository's change feed.",
+        ),
+        (
+            "authcache_watcher_invalidations_total",
+            "Users and roles invalidated for those changes, after coalescing.",
+        ),
+        (
+            "authcache_watcher_coalesced_total",
+            "Changes absorbed by the same id already waiting to be invalidated.",
+        ),
+        (
+            "authcache_watcher_full_clears_total",
+            "Times the watcher lost the feed's history and invalidated everything.",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, help);
@@ -196,6 +248,10 @@ pub fn describe() {
     describe_gauge!(
         "authcache_breaker_state",
         "L2 circuit breaker: 0 closed, 1 half-open, 2 open."
+    );
+    describe_gauge!(
+        "authcache_watcher_up",
+        "Repository watcher: 1 following changes, 0 down."
     );
 }
 
@@ -301,12 +357,12 @@ mod tests {
 
         let users = [("kind", "users")];
         assert_eq!(counter(&recorded, "authcache_loads_total", &users), 2);
-        let l1 = counter(
+        let warm = counter(
             &recorded,
             "authcache_cache_hits_total",
-            &[("kind", "users"), ("tier", "l1")],
+            &[("kind", "principals"), ("tier", "l1")],
         );
-        assert_eq!(l1, 2, "the 2nd and 3rd authentication of ada");
+        assert_eq!(warm, 2, "the 2nd and 3rd authentication of ada");
         assert_eq!(counter(&recorded, "authcache_l2_errors_total", &users), 0);
         let breaker = value(&recorded, MetricKind::Gauge, "authcache_breaker_state", &[]);
         assert_eq!(breaker, &DebugValue::Gauge(0.0.into()));

@@ -11,10 +11,12 @@ use authcache_core::{
 use authcache_jwt::{EXP_SKEW, JwtVerifier, unix_now, validation_ttl};
 use authcache_memory::MemoryL1;
 use authcache_users::{RepositoryError, User, UserRecord, UserRepository};
+use tracing::Instrument;
 
 use crate::builder::AuthServiceBuilder;
 use crate::stats::{Counters, Stats, ValidationStats};
 use crate::tokens::{Lookup, Marks, Validated, Validations};
+use crate::warm::{Stamp, Warm};
 use crate::{AuthError, Principal, Result, RevocationCheck};
 
 /// Who is behind a bearer token, and what may they do — verified, cached, shared.
@@ -71,6 +73,8 @@ pub(crate) struct Tiers<U> {
     /// computed from; in-process.
     pub(crate) derived: DerivedMemo<U>,
     pub(crate) validations: Validations,
+    /// Whole answers by bearer string: the warm path.
+    pub(crate) warm: Warm<U>,
     pub(crate) revocations: Arc<Marks>,
     pub(crate) cutoffs: Arc<Marks>,
 }
@@ -174,6 +178,8 @@ pub(crate) struct Inner<U: UserRecord> {
     /// Kept alive for as long as the service: dropping it stops the subscriber task.
     #[cfg(feature = "redis")]
     pub(crate) subscriber: Option<authcache_redis::InvalidationSubscriber>,
+    /// The repository watcher, when this instance runs one: dropping it stops the task.
+    pub(crate) watcher: Option<crate::watcher::WatcherLink>,
 }
 
 impl<U: UserRecord> AuthService<U> {
@@ -181,6 +187,16 @@ impl<U: UserRecord> AuthService<U> {
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// A handle that does not keep the service alive, for its own background tasks.
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner<U>> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The service behind a [`downgrade`](Self::downgrade)d handle, while it lives.
+    pub(crate) fn upgrade(handle: &std::sync::Weak<Inner<U>>) -> Option<Self> {
+        handle.upgrade().map(|inner| Self { inner })
     }
 
     /// Authenticates a bearer token (`"Bearer <jwt>"` or the bare JWT), in this order:
@@ -202,9 +218,24 @@ impl<U: UserRecord> AuthService<U> {
     /// [`AuthError::Token`], [`AuthError::Revoked`], [`AuthError::UnknownUser`],
     /// [`AuthError::Disabled`] (403), or [`AuthError::Unavailable`] (503) when an answer
     /// is not cached and the repository cannot give it. Cache trouble is never an error.
+    ///
+    /// Each call runs in a `debug` span `authenticate` with the fields `user` (the user id,
+    /// once known), `outcome` (`authenticated`, `rejected_token`, `rejected_user`,
+    /// `unavailable`), `tier` (what answered the user record: `warm`, `l1`, `l2`,
+    /// `repository`, `stale`) and `token` (`verified` now or `remembered`). Never the token,
+    /// a claim payload or a key.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal<U>> {
-        let result = with_l2_budget(self.inner.authenticate(bearer)).await;
-        self.inner.count(&result);
+        let span = tracing::debug_span!(
+            "authenticate",
+            user = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            tier = tracing::field::Empty,
+            token = tracing::field::Empty,
+        );
+        let result = with_l2_budget(self.inner.authenticate(bearer))
+            .instrument(span.clone())
+            .await;
+        span.record("outcome", self.inner.count(&result));
         result
     }
 
@@ -328,35 +359,73 @@ enum Trust {
 
 impl<U: UserRecord> Inner<U> {
     async fn authenticate(&self, bearer: &str) -> Result<Principal<U>> {
-        // Before hashing: an oversized token is never fingerprinted.
+        // Before anything else: an oversized token is never looked up or hashed.
         self.verifier.check_size(bearer)?;
+        let span = tracing::Span::current();
+        if self.validation_cache
+            && let Some(principal) = self.tiers.warm.get(&self.tiers, bearer)
+        {
+            Counters::bump(&self.counters.validation_hits);
+            span.record("tier", "warm");
+            span.record("token", "remembered");
+            span.record("user", principal.id());
+            return Ok(principal);
+        }
         let fingerprint = authcache_jwt::fingerprint(bearer);
-        let token = self.verified(bearer, &fingerprint)?;
-        self.ensure_not_revoked(&token).await?;
+        let token = self.verified(bearer, &fingerprint).await?;
+        span.record("user", token.claims.sub.as_str());
+        // Read before any lookup: a change during them makes this answer a warm miss.
+        let stamp = Stamp::now(&self.tiers, &token.claims.sub);
+        let definitive = self.ensure_not_revoked(&token).await?;
         let user = self.user(&token.claims.sub, Trust::Token).await?;
         if user.disabled() {
             return Err(AuthError::Disabled);
         }
         let derived = self.derived(&user).await?;
-        Ok(Principal::new(
+        let principal = Principal::new(
             user,
             Arc::clone(&derived.roles),
             Arc::clone(&derived.permissions),
             Arc::clone(&token.claims),
-        ))
+        );
+        if definitive {
+            self.remember(bearer, &principal, stamp);
+        }
+        Ok(principal)
+    }
+
+    /// Keeps a definitive answer for the warm path: never beyond the token's validation
+    /// TTL, half the L1 cap, or the user TTL (see [`crate::warm`]).
+    fn remember(&self, bearer: &str, principal: &Principal<U>, stamp: Stamp) {
+        if !self.validation_cache {
+            return;
+        }
+        let cap = (self.ttls.l1_cap / 2).min(self.ttls.user);
+        if let Some(ttl) =
+            validation_ttl(principal.claims.exp, unix_now(), self.ttls.token.min(cap))
+        {
+            self.tiers
+                .warm
+                .insert(bearer, principal.clone(), stamp, ttl);
+        }
     }
 
     /// A token whose signature this process has verified, now or earlier.
-    fn verified(&self, bearer: &str, fingerprint: &str) -> Result<Arc<Validated>> {
+    /// With a remote key set, a token signed by a key not fetched yet waits for one
+    /// rate-limited refresh of the set (see `authcache_jwt::RemoteJwks`); with fixed keys it
+    /// never waits.
+    async fn verified(&self, bearer: &str, fingerprint: &str) -> Result<Arc<Validated>> {
         if self.validation_cache
             && let Some(validated) = self.tiers.validations.get(fingerprint)
         {
             Counters::bump(&self.counters.validation_hits);
+            tracing::Span::current().record("token", "remembered");
             return Ok(validated);
         }
         let now = unix_now();
-        let claims = self.verifier.verify_at(bearer, now)?;
+        let claims = self.verifier.verify_at_async(bearer, now).await?;
         Counters::bump(&self.counters.verified);
+        tracing::Span::current().record("token", "verified");
         let validated = Arc::new(Validated {
             revocation_id: authcache_jwt::revocation_id(bearer, &claims),
             claims: Arc::new(claims),
@@ -372,15 +441,16 @@ impl<U: UserRecord> Inner<U> {
     }
 
     /// Refuses a logged-out token, or one issued up to its user's logout-all cutoff.
-    async fn ensure_not_revoked(&self, token: &Validated) -> Result<()> {
+    /// `Ok(false)`: let through although the shared cache could not answer (fail-open).
+    async fn ensure_not_revoked(&self, token: &Validated) -> Result<bool> {
         let revoked = self.tiers.revocations.lookup(&token.revocation_id).await;
         let cutoff = self.tiers.cutoffs.lookup(&token.claims.sub).await;
         let issued = token.claims.iat.unwrap_or(0);
         match (revoked, cutoff) {
             (Lookup::Mark(_), _) => Err(AuthError::Revoked),
             (_, Lookup::Mark(cutoff)) if issued <= cutoff => Err(AuthError::Revoked),
-            (Lookup::Unknown, _) | (_, Lookup::Unknown) => self.unchecked(),
-            _ => Ok(()),
+            (Lookup::Unknown, _) | (_, Lookup::Unknown) => self.unchecked().map(|()| false),
+            _ => Ok(true),
         }
     }
 
@@ -481,7 +551,7 @@ impl<U: UserRecord> Inner<U> {
         // Before hashing: an oversized token is never fingerprinted.
         self.verifier.check_size(bearer)?;
         let fingerprint = authcache_jwt::fingerprint(bearer);
-        let token = match self.verified(bearer, &fingerprint) {
+        let token = match self.verified(bearer, &fingerprint).await {
             Err(AuthError::Token(error)) if error.is_expired() => return Ok(()),
             other => other?,
         };
@@ -494,6 +564,7 @@ impl<U: UserRecord> Inner<U> {
             return Ok(());
         }
         self.tiers.validations.remove(&fingerprint);
+        self.tiers.warm.remove(bearer);
         let ttl = self.revocation_ttl(token.claims.exp);
         let revoked = revocations
             .put(&token.revocation_id, token.claims.exp, ttl)
@@ -527,14 +598,19 @@ impl<U: UserRecord> Inner<U> {
         None
     }
 
-    fn count(&self, result: &Result<Principal<U>>) {
-        let counter = match result {
-            Ok(_) => &self.counters.authenticated,
-            Err(AuthError::Token(_) | AuthError::Revoked) => &self.counters.rejected_tokens,
-            Err(AuthError::UnknownUser | AuthError::Disabled) => &self.counters.rejected_users,
-            Err(_) => &self.counters.unavailable,
+    /// Counts the outcome; returns its name for the span.
+    fn count(&self, result: &Result<Principal<U>>) -> &'static str {
+        let c = &self.counters;
+        let (counter, outcome) = match result {
+            Ok(_) => (&c.authenticated, "authenticated"),
+            Err(AuthError::Token(_) | AuthError::Revoked) => (&c.rejected_tokens, "rejected_token"),
+            Err(AuthError::UnknownUser | AuthError::Disabled) => {
+                (&c.rejected_users, "rejected_user")
+            }
+            Err(_) => (&c.unavailable, "unavailable"),
         };
         Counters::bump(counter);
+        outcome
     }
 
     fn stats(&self) -> Stats {
@@ -544,6 +620,7 @@ impl<U: UserRecord> Inner<U> {
             roles: self.tiers.derived.stats(),
             permissions: self.tiers.perms.stats(),
             revocations: self.tiers.revocations.stats(),
+            principals: self.tiers.warm.stats(),
             cutoffs: self.tiers.cutoffs.stats(),
             validations: ValidationStats {
                 hits: Counters::read(&c.validation_hits),
@@ -557,6 +634,10 @@ impl<U: UserRecord> Inner<U> {
             pending_revocations: self.tiers.revocations.pending() + self.tiers.cutoffs.pending(),
             bus_subscribed: self.bus_subscribed(),
             breaker: Some(self.l2.stats()),
+            watcher: self
+                .watcher
+                .as_ref()
+                .map(crate::watcher::WatcherLink::stats),
         }
     }
 }

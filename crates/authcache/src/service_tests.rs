@@ -638,6 +638,11 @@ async fn bus_events_drop_local_state_but_never_this_instances_revocations() {
 struct Capture {
     text: std::sync::Mutex<String>,
     next_span: std::sync::atomic::AtomicU64,
+    warnings: AtomicUsize,
+    /// Every span's metadata, and the entered ones (innermost last), so that
+    /// `Span::current()` works as under a real subscriber.
+    spans: std::sync::Mutex<std::collections::HashMap<u64, &'static tracing::Metadata<'static>>>,
+    entered: std::sync::Mutex<Vec<u64>>,
 }
 
 impl Capture {
@@ -662,17 +667,43 @@ impl tracing::Subscriber for Capture {
     }
     fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
         self.push(|v| span.record(v));
-        tracing::span::Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed) + 1)
+        let id = self.next_span.fetch_add(1, Ordering::Relaxed) + 1;
+        self.spans.lock().unwrap().insert(id, span.metadata());
+        tracing::span::Id::from_u64(id)
+    }
+    fn current_span(&self) -> tracing_core::span::Current {
+        let entered = self.entered.lock().unwrap();
+        let current = entered.last().and_then(|id| {
+            let metadata = *self.spans.lock().unwrap().get(id)?;
+            Some(tracing_core::span::Current::new(
+                tracing::span::Id::from_u64(*id),
+                metadata,
+            ))
+        });
+        current.unwrap_or_else(tracing_core::span::Current::none)
     }
     fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
         self.push(|v| values.record(v));
     }
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() <= tracing::Level::WARN {
+            self.warnings.fetch_add(1, Ordering::SeqCst);
+        }
         self.push(|v| event.record(v));
     }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
+    fn enter(&self, id: &tracing::span::Id) {
+        self.entered.lock().unwrap().push(id.into_u64());
+    }
+    fn exit(&self, id: &tracing::span::Id) {
+        let mut entered = self.entered.lock().unwrap();
+        if let Some(at) = entered
+            .iter()
+            .rposition(|entered| *entered == id.into_u64())
+        {
+            entered.remove(at);
+        }
+    }
 }
 
 /// Whatever happens — success, forgery, logout, a broken L2 — no log line holds a token,
@@ -748,4 +779,181 @@ async fn logout_all_refuses_tokens_of_the_cutoff_second_and_accepts_later_ones()
         "ada"
     );
     assert_eq!(auth.authenticate(&bearer("bob")).await.unwrap().id(), "bob");
+}
+
+/// A service whose user entries live `user_ttl`, with a refresh-ahead window of
+/// `refresh_ahead` of it.
+async fn service_with_ttls(
+    repository: Counting,
+    user_ttl: Duration,
+    refresh_ahead: f64,
+) -> AuthService {
+    let ttls = authcache_core::Ttls {
+        user: user_ttl,
+        jitter: 0.0,
+        refresh_ahead,
+        ..authcache_core::Ttls::default()
+    };
+    AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository(repository)
+        .signing_key(b"cache-signing-key-0123456789")
+        .ttls(ttls)
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_expired_user_is_served_stale_while_the_repository_is_down_but_never_once_revoked() {
+    let repository = Counting::new(repository());
+    let auth = service_with_ttls(repository.clone(), Duration::from_secs(1), 0.0).await;
+    let token = bearer("ada");
+    auth.authenticate(&token).await.unwrap();
+    // Real time: the entry's expiry is wall-clock time, shared with other instances.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    repository.down.store(true, Ordering::SeqCst);
+    let principal = auth.authenticate(&token).await.unwrap();
+    assert_eq!(principal.id(), "ada");
+    assert!(principal.has_role("admin"));
+    assert_eq!(auth.stats().users.stale_served, 1);
+    // Revocation always wins over a stale answer, and an invalidated user is never
+    // served stale: a new token of the same user now needs the repository.
+    auth.logout(&token).await.unwrap();
+    assert!(matches!(
+        auth.authenticate(&token).await,
+        Err(AuthError::Revoked)
+    ));
+    let error = auth.authenticate(&bearer("ada")).await.unwrap_err();
+    assert!(error.is_unavailable(), "{error}");
+    assert_eq!(auth.stats().users.stale_served, 1);
+}
+
+#[tokio::test]
+async fn a_user_read_in_the_refresh_window_is_reloaded_in_the_background() {
+    let users = repository();
+    let repository = Counting::new(users.clone());
+    let auth = service_with_ttls(repository.clone(), Duration::from_secs(4), 0.5).await;
+    let token = bearer("ada");
+    assert_eq!(auth.authenticate(&token).await.unwrap().user.name, "Ada");
+    assert_eq!(repository.loads(), 1);
+    let renamed = User {
+        name: "Ada L.".into(),
+        ..(*auth.user("ada").await.unwrap()).clone()
+    };
+    users.upsert(&renamed).await.unwrap();
+    // Into the last half of the 4 s TTL: the read is answered from the cache at once, and
+    // one background reload brings the change in without any invalidation.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(auth.authenticate(&token).await.unwrap().user.name, "Ada");
+    for _ in 0..500 {
+        if auth.user("ada").await.unwrap().name == "Ada L." {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(auth.user("ada").await.unwrap().name, "Ada L.");
+    assert_eq!(repository.loads(), 2);
+    assert_eq!(auth.stats().users.refreshes, 1);
+}
+
+/// The warm path answers a repeated token with one lookup, and every change that reaches
+/// this instance — from here or over the bus — is seen by the very next request.
+#[tokio::test]
+async fn warm_answers_never_outlive_a_change_of_what_they_were_built_from() {
+    let users = repository();
+    let auth = service(users.clone()).await;
+    let tiers = &auth.inner.tiers;
+    let ada = bearer("ada");
+    let warm = |auth: &AuthService| auth.stats().principals.l1_hits;
+    auth.authenticate(&ada).await.unwrap();
+    auth.authenticate(&ada).await.unwrap();
+    assert_eq!(warm(&auth), 1);
+    // Another instance announced a change of a role, then of the user: each makes the
+    // next request a warm miss, answered again through the tiers.
+    let announced = |kind, id| {
+        let key = tiers.keyspace.key(kind, id).unwrap();
+        tiers.on_bus_event(authcache_core::BusEvent::Invalidated(key.to_string()));
+    };
+    for (kind, id) in [
+        (authcache_core::KeyKind::Perms, "admin"),
+        (authcache_core::KeyKind::User, "ada"),
+    ] {
+        let before = warm(&auth);
+        announced(kind, id);
+        auth.authenticate(&ada).await.unwrap();
+        assert_eq!(warm(&auth), before, "{kind:?} {id}: a miss");
+        auth.authenticate(&ada).await.unwrap();
+        assert_eq!(warm(&auth), before + 1, "{kind:?} {id}: warm again");
+    }
+    // Local changes: a role's permissions, then the user's roles, then logout_all.
+    users.upsert_role("admin", ["users:read"]).unwrap();
+    auth.invalidate_role("admin").await.unwrap();
+    assert!(
+        !auth
+            .authenticate(&ada)
+            .await
+            .unwrap()
+            .has_permission("users:write")
+    );
+    let demoted = User {
+        roles: vec!["viewer".into()],
+        ..(*auth.user("ada").await.unwrap()).clone()
+    };
+    auth.cache_user(&demoted).await.unwrap();
+    assert!(!auth.authenticate(&ada).await.unwrap().has_role("admin"));
+    auth.logout_all("ada").await.unwrap();
+    assert_eq!(
+        auth.authenticate(&ada).await.unwrap_err(),
+        AuthError::Revoked
+    );
+}
+
+/// One span per authentication tells who, how it ended, what answered and whether the token
+/// was verified; a dead L2 is logged once per breaker transition, not once per request.
+#[tokio::test]
+async fn authentications_are_spans_and_a_dead_l2_is_logged_per_transition_only() {
+    let capture = Arc::new(Capture::default());
+    let _guard = tracing::dispatcher::set_default(&tracing::Dispatch::from(Arc::clone(&capture)));
+    let auth = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository(repository())
+        .l2(Arc::new(broken_l2()))
+        .signing_key(b"cache-signing-key-0123456789")
+        .build()
+        .await
+        .unwrap();
+    let tokens: Vec<String> = ["ada", "bob"].iter().map(|sub| bearer(sub)).collect();
+    for _ in 0..20 {
+        for token in &tokens {
+            auth.authenticate(token).await.unwrap();
+        }
+    }
+    auth.authenticate(&bearer("eve")).await.unwrap_err();
+    // A healthy instance remembers whole answers (never while revocation is unchecked).
+    let healthy = service(repository()).await;
+    for _ in 0..2 {
+        healthy.authenticate(&tokens[0]).await.unwrap();
+    }
+    let logged = capture.text.lock().unwrap().clone();
+    for field in [
+        "user=\"ada\"",
+        "user=\"bob\"",
+        "outcome=\"authenticated\"",
+        "outcome=\"rejected_user\"",
+        "tier=\"repository\"",
+        "tier=\"l1\"",
+        "tier=\"warm\"",
+        "token=\"verified\"",
+        "token=\"remembered\"",
+    ] {
+        assert!(logged.contains(field), "no {field} in:\n{logged}");
+    }
+    let opened = auth.stats().breaker.unwrap().opened;
+    assert!(opened >= 1, "the dead L2 opened the breaker");
+    assert_eq!(
+        capture.warnings.load(Ordering::SeqCst) as u64,
+        opened,
+        "one warning per breaker opening, none per request:\n{logged}"
+    );
 }

@@ -22,6 +22,10 @@ pub struct Stats {
     pub cutoffs: TierStatsSnapshot,
     /// Token validations (in-process only, keyed by fingerprint).
     pub validations: ValidationStats,
+    /// Whole answers remembered per bearer string (the warm path: one lookup per request;
+    /// `l1_hits` / `misses` only). A hit here skips every other tier, so their counters
+    /// only see the requests it could not answer.
+    pub principals: TierStatsSnapshot,
     /// Successful authentications.
     pub authenticated: u64,
     /// Authentications refused for the token itself (bad, expired, revoked).
@@ -42,6 +46,9 @@ pub struct Stats {
     pub bus_subscribed: Option<bool>,
     /// The shared L2's circuit breaker, when there is an L2.
     pub breaker: Option<BreakerStats>,
+    /// The repository watcher, when this instance runs one
+    /// ([`AuthServiceBuilder::watch`](crate::AuthServiceBuilder::watch)).
+    pub watcher: Option<WatcherStats>,
 }
 
 impl Stats {
@@ -93,6 +100,82 @@ impl Stats {
             .map(|t| t.l1_hits + t.l2_hits + t.misses)
             .sum()
     }
+}
+
+/// The repository watcher at one moment: it turns every change the system of record
+/// reports into an invalidation on every instance.
+///
+/// Every change read is either invalidated or absorbed by the same id already pending:
+/// `events == invalidations + coalesced + everything`, where `everything` counts the
+/// changes of whole collections (each answered by a full clear, counted in `full_clears`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WatcherStats {
+    /// Whether changes are being followed right now.
+    pub state: WatcherState,
+    /// Changes read from the feed.
+    pub events: u64,
+    /// Users and roles invalidated for those changes, after coalescing.
+    pub invalidations: u64,
+    /// Changes absorbed by the same id already waiting to be invalidated.
+    pub coalesced: u64,
+    /// Changes of whole collections (dropped, renamed, the database dropped).
+    pub everything: u64,
+    /// Distinct ids waiting to be invalidated now.
+    pub pending: u64,
+    /// The most ids ever waiting at once; never above the watcher's bound (4,096).
+    pub max_pending: u64,
+    /// Streams reopened from a saved resume point (after a disconnect or a restart).
+    pub resumes: u64,
+    /// Times the history was lost (or unknown) and every user and role the repository
+    /// holds was invalidated, with this instance's whole L1.
+    pub full_clears: u64,
+    /// Users and roles invalidated by those full clears.
+    pub cleared: u64,
+    /// Resume points saved to the shared cache (at most one a second).
+    pub checkpoints: u64,
+    /// Failures so far: the feed unreachable or broken, a lost history, the shared cache
+    /// refusing an invalidation or a checkpoint. All are retried.
+    pub errors: u64,
+    /// What the last failure was (its message is in the logs, at `warn`).
+    pub last_error: Option<WatcherFault>,
+}
+
+impl WatcherStats {
+    /// Not following changes: until it is back, writes that bypass authcache are seen
+    /// only when the TTLs expire. Worth a health check.
+    pub fn is_down(&self) -> bool {
+        self.state == WatcherState::Down
+    }
+}
+
+/// Whether the repository watcher follows changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatcherState {
+    /// Opening its first stream.
+    #[default]
+    Starting,
+    /// Following changes.
+    Running,
+    /// Not following changes (the repository or the shared cache unreachable); retrying
+    /// with backoff. Changes made meanwhile are picked up when it resumes — or, if their
+    /// history is gone by then, everything is invalidated.
+    Down,
+}
+
+/// The kind of a repository watcher failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatcherFault {
+    /// The change feed could not be opened or read (the repository unreachable, timing
+    /// out, or without change streams).
+    Feed,
+    /// The feed's history was lost (pruned, the server restarted, an unreadable resume
+    /// point): everything was invalidated.
+    HistoryLost,
+    /// The shared cache refused an invalidation or a checkpoint.
+    Cache,
 }
 
 /// Counters of the in-process validation cache.

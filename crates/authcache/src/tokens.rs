@@ -359,6 +359,12 @@ impl Marks {
         }
     }
 
+    /// Bumped by every mark put and every memo drop: answers built on a lookup stay good
+    /// while it reads the same.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Another instance marked `id`: forget what the memo says about it.
     pub(crate) fn evict_memo(&self, id: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);

@@ -83,7 +83,6 @@ pub use error::{CacheError, KeyError, Result};
 pub use key::{Fingerprint, Key, KeyKind, Keyspace, validate_id};
 pub use l1::{L1Cache, L1Entry};
 pub use tiered::{
-    LoadError, ReloadFuture, Reloader, TierStats, TierStatsSnapshot, Tiered, TieredBuilder,
-    Version,
+    LoadError, ReloadFuture, Reloader, TierStats, TierStatsSnapshot, Tiered, TieredBuilder, Version,
 };
 pub use ttl::Ttls;
