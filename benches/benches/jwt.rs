@@ -8,7 +8,6 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use authcache_jwt::serde_json::{Map, Value, json};
 use authcache_jwt::{Algorithm, Claims, JwtVerifier, TokenIssuer, fingerprint, test_keys};
@@ -89,9 +88,6 @@ fn verify(c: &mut Criterion) {
         verifier.verify(&case.token).unwrap();
 
         let mut group = c.benchmark_group(case.group);
-        group
-            .measurement_time(Duration::from_secs(3))
-            .sample_size(30);
         group.bench_function("raw", |b| {
             b.iter(|| {
                 jsonwebtoken::decode::<Map<String, Value>>(
@@ -112,12 +108,13 @@ fn verify(c: &mut Criterion) {
 fn fingerprint_cost(c: &mut Criterion) {
     let token = token(TokenIssuer::test_rs256());
     let mut group = c.benchmark_group("jwt_fingerprint");
-    group
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30);
     group.bench_function("authcache", |b| b.iter(|| fingerprint(black_box(&token))));
     group.finish();
 }
 
-criterion_group!(benches, verify, fingerprint_cost);
+criterion_group! {
+    name = benches;
+    config = authcache_benches::criterion();
+    targets = verify, fingerprint_cost
+}
 criterion_main!(benches);

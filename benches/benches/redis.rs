@@ -117,10 +117,7 @@ fn benches(c: &mut Criterion) {
 
 criterion_group! {
     name = redis_benches;
-    config = Criterion::default()
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .sample_size(30);
+    config = authcache_benches::criterion();
     targets = benches
 }
 criterion_main!(redis_benches);

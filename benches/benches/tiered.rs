@@ -1,20 +1,24 @@
 //! The hot path of authcache-core: an L1 hit through `Tiered<T>` against a bare
-//! `moka::sync::Cache::get` of the same `Arc<T>` (group `core_l1_hit`), and the L2
-//! envelope's encode/decode cost for a typical user, with and without the HMAC tag
-//! (group `core_envelope`, not a comparison).
+//! `moka::sync::Cache::get` of the same `Arc<T>` (group `core_l1_hit`), the `MemoryL1`
+//! lookup alone against that moka `get` on one reader and on four concurrent readers
+//! (groups `core_l1_get`, `core_l1_get_4_readers`), and the L2 envelope's encode/decode
+//! cost for a typical user, with and without the HMAC tag (group `core_envelope`, not a
+//! comparison).
 //!
-//! Both sides of the comparison run in the same async harness on the same runtime, so
-//! the difference is what `Tiered` adds to the lookup: the `dyn L1Cache` call, the
-//! per-entry-TTL `Expiry` of `MemoryL1`, the hit counter and the `async fn` state machine.
+//! In `core_l1_hit` both sides run in the same async harness on the same runtime, so the
+//! difference is what `Tiered` adds to the lookup and what `MemoryL1` saves over moka: the
+//! `dyn L1Cache` call, `MemoryL1`'s lookup and deadline check (one clock read), the hit
+//! counter and the `async fn` state machine. The `core_l1_get` groups call `MemoryL1`
+//! through `dyn L1Cache`, as `Tiered` does.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use authcache_core::{
-    BreakerConfig, EnvelopeCodec, GuardedCache, KeyKind, SigningKey, Tiered, Ttls,
+    BreakerConfig, EnvelopeCodec, GuardedCache, KeyKind, L1Cache, SigningKey, Tiered, Ttls,
 };
 use authcache_memory::{MemoryCache, MemoryL1};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -43,20 +47,36 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn core_l1_hit(c: &mut Criterion) {
-    let runtime = runtime();
-    // The hand-written pattern: a moka cache of decoded values with a TTL.
-    let raw: moka::sync::Cache<Arc<str>, Arc<User>> = moka::sync::Cache::builder()
+/// The TTL of every measured entry: far beyond a slow run (a group takes ~15 s on a quiet
+/// machine, minutes on a loaded one), so each measured read is a hit. What a hit costs does
+/// not depend on how far off its expiry is, neither in moka nor in `MemoryL1`.
+const LONG_TTL: Duration = Duration::from_secs(3600);
+
+/// The hand-written pattern: a moka cache of decoded values with a TTL, holding the user.
+fn raw_moka() -> moka::sync::Cache<Arc<str>, Arc<User>> {
+    let raw = moka::sync::Cache::builder()
         .max_capacity(10_000)
-        .time_to_live(Ttls::default().l1_cap)
+        .time_to_live(LONG_TTL)
         .build();
     raw.insert(Arc::from(ID), Arc::new(user()));
+    raw
+}
+
+fn core_l1_hit(c: &mut Criterion) {
+    let runtime = runtime();
+    let raw = raw_moka();
 
     let l2 = Arc::new(GuardedCache::new(
         Arc::new(MemoryCache::default()),
         BreakerConfig::default(),
     ));
+    let ttls = Ttls {
+        user: LONG_TTL,
+        l1_cap: LONG_TTL,
+        ..Ttls::default()
+    };
     let tier: Tiered<User> = Tiered::builder(KeyKind::User)
+        .ttls(&ttls)
         .l1(Arc::new(MemoryL1::new(10_000)))
         .l2(l2)
         .build();
@@ -77,6 +97,58 @@ fn core_l1_hit(c: &mut Criterion) {
     });
     group.finish();
     assert_eq!(tier.stats().loads, 0, "every measured call was an L1 hit");
+}
+
+/// `MemoryL1::get` alone against moka's `get`, on one reader and on four at once.
+fn core_l1_get(c: &mut Criterion) {
+    let raw = raw_moka();
+    let ours: Arc<dyn L1Cache<User>> = Arc::new(MemoryL1::new(10_000));
+    ours.insert(ID, Some(Arc::new(user())).into(), LONG_TTL);
+    let raw_get = || black_box(raw.get(black_box(ID))).is_some();
+    let our_get = || black_box(ours.get(black_box(ID))).is_some();
+
+    let mut group = c.benchmark_group("core_l1_get");
+    group
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    group.bench_function("raw", |b| b.iter(raw_get));
+    group.bench_function("authcache", |b| b.iter(our_get));
+    group.finish();
+    assert!(
+        raw_get() && our_get(),
+        "both entries outlived the measurement"
+    );
+
+    let mut group = c.benchmark_group("core_l1_get_4_readers");
+    group
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    group.bench_function("raw", |b| b.iter_custom(|iters| readers(4, iters, raw_get)));
+    group.bench_function("authcache", |b| {
+        b.iter_custom(|iters| readers(4, iters, our_get));
+    });
+    group.finish();
+}
+
+/// Wall time for `threads` readers, started together, to each run `read` `iters` times
+/// (so one iteration is one read on every reader at once); panics if a read missed.
+fn readers(threads: usize, iters: u64, read: impl Fn() -> bool + Sync) -> Duration {
+    let start = Barrier::new(threads + 1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    (0..iters).all(|_| read())
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        let all_hit = handles.into_iter().all(|h| h.join().unwrap());
+        assert!(all_hit, "every measured read was a hit");
+        began.elapsed()
+    })
 }
 
 fn core_envelope(c: &mut Criterion) {
@@ -106,5 +178,5 @@ fn core_envelope(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, core_l1_hit, core_envelope);
+criterion_group!(benches, core_l1_hit, core_l1_get, core_envelope);
 criterion_main!(benches);

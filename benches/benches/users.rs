@@ -4,8 +4,6 @@
 // A bench that cannot set up its server has nothing to measure: failing loudly is right.
 #![allow(clippy::expect_used)]
 
-use std::time::Duration;
-
 use authcache_tests::mongo_server::MongoServer;
 use authcache_users::{MongoUserRepository, User, UserRepository};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -36,9 +34,6 @@ fn find_by_id(c: &mut Criterion) {
     let raw = client.database(&database).collection::<User>("users");
 
     let mut group = c.benchmark_group("users_find_by_id");
-    group
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30);
     group.bench_function("raw", |b| {
         b.to_async(&runtime).iter(|| async {
             raw.find_one(doc! { "_id": ID })
@@ -59,5 +54,9 @@ fn find_by_id(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, find_by_id);
+criterion_group! {
+    name = benches;
+    config = authcache_benches::criterion();
+    targets = find_by_id
+}
 criterion_main!(benches);

@@ -1,5 +1,10 @@
 //! Spawns a throwaway SecantusDB server — MongoDB-compatible, on WiredTiger, from PyPI — on a
-//! free loopback port, in memory, standalone; waits until it answers a ping; kills it on drop.
+//! free loopback port, in memory; waits until it answers a ping; kills it on drop.
+//!
+//! Standalone by default ([`MongoServer::start`]); [`MongoServer::start_replica_set`] runs it
+//! as the single-node replica set `secantus`, which serves change streams (the oplog is in
+//! memory too: a restart starts an empty one, so resume tokens of the old process point into
+//! a history the new one never had).
 //!
 //! The program is `$AUTHCACHE_SECANTUSD`, else `<workspace>/target/tools/secantus/bin/secantusd-py`
 //! (what `cargo xtask services install` creates), else `secantusd-py` on `PATH`. Starting takes
@@ -24,6 +29,50 @@ const PORT_ATTEMPTS: usize = 5;
 /// Bound on start-up (Python imports dominate; generous for a loaded CI machine).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How a [`MongoServer`] runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MongoServerOptions {
+    replica_set: bool,
+    oplog_max_entries: Option<u64>,
+}
+
+impl MongoServerOptions {
+    /// A standalone server: no replica set, no change streams.
+    pub fn standalone() -> Self {
+        Self::default()
+    }
+
+    /// The single-node replica set `secantus`: change streams are served.
+    pub fn replica_set() -> Self {
+        Self {
+            replica_set: true,
+            ..Self::default()
+        }
+    }
+
+    /// Keeps at most `entries` oplog entries once pruned ([`MongoServer::prune_oplog`]), so
+    /// a test can make a resume token outlive the history it points into.
+    #[must_use]
+    pub fn oplog_max_entries(mut self, entries: u64) -> Self {
+        self.oplog_max_entries = Some(entries);
+        self
+    }
+
+    fn args(&self, port: u16) -> Vec<String> {
+        let mut args = ["--host", "127.0.0.1", "--storage-path", ":memory:"]
+            .map(String::from)
+            .to_vec();
+        args.extend(["--port".to_owned(), port.to_string()]);
+        if !self.replica_set {
+            args.push("--standalone".to_owned());
+        }
+        if let Some(entries) = self.oplog_max_entries {
+            args.extend(["--oplog-max-entries".to_owned(), entries.to_string()]);
+        }
+        args
+    }
+}
+
 /// A running SecantusDB server, killed and reaped on drop.
 #[derive(Debug)]
 pub struct MongoServer {
@@ -33,15 +82,31 @@ pub struct MongoServer {
 }
 
 impl MongoServer {
-    /// Starts a server and waits until it answers a ping.
+    /// Starts a standalone server and waits until it answers a ping.
     ///
     /// # Panics
     /// When `secantusd-py` cannot be found (run `cargo xtask services install`) or the server
     /// does not answer within 60 s.
     pub async fn start() -> Self {
+        Self::start_with(&MongoServerOptions::standalone()).await
+    }
+
+    /// Starts a single-node replica set (change streams served) and waits until it answers.
+    ///
+    /// # Panics
+    /// As [`MongoServer::start`].
+    pub async fn start_replica_set() -> Self {
+        Self::start_with(&MongoServerOptions::replica_set()).await
+    }
+
+    /// Starts a server run as `options` says and waits until it answers a ping.
+    ///
+    /// # Panics
+    /// As [`MongoServer::start`].
+    pub async fn start_with(options: &MongoServerOptions) -> Self {
         let mut clashes = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
-            let server = Self::spawn(free_port());
+            let server = Self::spawn(free_port(), options);
             match server.wait_until_ready().await {
                 Ok(()) => return server,
                 Err(clash) => clashes.push(clash),
@@ -50,21 +115,10 @@ impl MongoServer {
         panic!("secantusd could not get a port of its own: {clashes:#?}");
     }
 
-    fn spawn(port: u16) -> Self {
+    fn spawn(port: u16, options: &MongoServerOptions) -> Self {
         let program = secantusd_program();
         let workdir = tempfile::tempdir().expect("temporary directory for secantusd");
-        let args = [
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--storage-path",
-            ":memory:",
-            "--standalone",
-        ]
-        .map(String::from)
-        .to_vec();
-        let process = ServerProcess::spawn(&program, args, workdir.path());
+        let process = ServerProcess::spawn(&program, options.args(port), workdir.path());
         Self {
             process,
             port,
@@ -72,7 +126,8 @@ impl MongoServer {
         }
     }
 
-    /// The connection string (`directConnection=true`: one standalone server).
+    /// The connection string (`directConnection=true`: one server, standalone or the only
+    /// member of its replica set).
     pub fn uri(&self) -> String {
         format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
     }
@@ -115,6 +170,26 @@ impl MongoServer {
         if let Err(clash) = self.wait_until_ready().await {
             panic!("secantusd did not come back on its own port: {clash}");
         }
+    }
+
+    /// Drops the oldest oplog entries beyond `--oplog-max-entries` now (SecantusDB's
+    /// `secantusAdmin.pruneOplog`; otherwise it prunes only every so many writes); returns
+    /// how many were dropped.
+    ///
+    /// # Panics
+    /// When the server refuses the command.
+    pub async fn prune_oplog(&self) -> i64 {
+        let reply = self
+            .client()
+            .await
+            .database("admin")
+            .run_command(doc! { "secantusAdmin.pruneOplog": 1 })
+            .await
+            .expect("secantusAdmin.pruneOplog");
+        reply
+            .get_i64("pruned")
+            .or_else(|_| reply.get_i32("pruned").map(i64::from))
+            .expect("pruneOplog answers how many entries it dropped")
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing answers.

@@ -415,6 +415,39 @@ async fn a_logged_out_ecdsa_token_has_no_twin_and_no_reissue_that_passes() {
 // 4. A logout while Redis is down
 // ---------------------------------------------------------------------------------------
 
+/// Redis restarted empty loses every mark it held; the instances that wrote them write them
+/// back when their bus resubscribes, so a logout and a `logout_all` made before the restart
+/// are refused by an instance that never heard of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_lost_by_a_redis_restart_are_written_back_by_their_instance() {
+    let mut redis = RedisServer::start();
+    let repository = memory_repository().await;
+    let auth = instance(&redis, &repository).await;
+    let (ada, bob) = (bearer("ada"), bearer("bob"));
+    auth.logout(&ada).await.unwrap();
+    auth.logout_all("bob").await.unwrap();
+    assert_eq!(raw_keys(&redis, &format!("{PREFIX}:revoked:*")).len(), 1);
+
+    redis.kill();
+    redis.restart();
+    assert!(
+        raw_keys(&redis, &format!("{PREFIX}:*")).is_empty(),
+        "restarted empty"
+    );
+    eventually(RECOVERY, "the marks to be written back", || async {
+        raw_keys(&redis, &format!("{PREFIX}:revoked:*")).len() == 1
+            && raw_keys(&redis, &format!("{PREFIX}:cutoff:*")).len() == 1
+    })
+    .await;
+    let stranger = instance(&redis, &repository).await;
+    for token in [&ada, &bob] {
+        assert_eq!(
+            stranger.authenticate(token).await.unwrap_err(),
+            AuthError::Revoked
+        );
+    }
+}
+
 /// Redis dies, the token is logged out (503: not shared yet), Redis comes back empty: the
 /// logout stays in force here through the bus's reconnection (which clears the L1), is
 /// retried into Redis, and from then on refused by an instance that never heard of it.
@@ -447,9 +480,10 @@ async fn a_logout_made_while_redis_is_down_stays_in_force_and_reaches_redis_late
             auth.authenticate(&token).await.unwrap_err(),
             AuthError::Revoked
         );
-        let before = auth.stats().users.l1_hits;
+        let (l1, warm) = (auth.stats().users.l1_hits, auth.stats().principals.l1_hits);
         auth.authenticate(&bob).await.unwrap();
-        auth.stats().users.l1_hits == before
+        let after = auth.stats();
+        after.users.l1_hits == l1 && after.principals.l1_hits == warm
     })
     .await;
     eventually(
@@ -559,6 +593,33 @@ async fn a_configured_redis_timeout_is_the_breaker_timeout() {
         AuthError::unavailable("cache backend timed out after 250ms")
     );
     assert_eq!(breaker(&auth).failures, 2, "{:?}", auth.stats());
+}
+
+/// Without `timeout_ms`, the breaker's timeout is the Redis client's too: a client that gave
+/// up at its own 100 ms default would silently undercut a longer breaker timeout.
+#[tokio::test]
+async fn the_breaker_timeout_is_the_redis_clients_when_none_is_configured() {
+    let redis = RedisServer::start();
+    let repository = memory_repository().await;
+    let cache = CacheConfig::Redis {
+        url: redis.url(),
+        timeout_ms: None,
+    };
+    let auth = builder(cache, &repository, SIGNING_KEY)
+        .breaker(authcache::BreakerConfig {
+            timeout: Duration::from_millis(300),
+            ..authcache::BreakerConfig::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    redis.hang();
+    let user = repository.find_by_id("bob").await.unwrap().unwrap();
+    let refused = auth.cache_user(&user).await.unwrap_err();
+    assert_eq!(
+        refused,
+        AuthError::unavailable("cache backend timed out after 300ms")
+    );
 }
 
 /// `BreakerStats::timeouts` ("failed calls … of which timeouts", exported as

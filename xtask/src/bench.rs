@@ -1,142 +1,132 @@
-//! `cargo xtask bench`: runs the criterion benches, then prints each comparison side by
-//! side — ours against the raw client measured in the same run — with its target ratio.
+//! `cargo xtask bench [--quick] [FILTER]`: runs the criterion benches and the `figures`
+//! bench, then writes the side-by-side table — figure, ours, reference, ratio, target,
+//! met? — to `target/bench-report.md` and prints it. Every row pairs two things measured
+//! in the same run; `--quick` gives the same table with shorter runs, for iteration.
 //!
-//! A comparison is a criterion group holding exactly two functions, `raw` and `authcache`.
+//! Sources of the table: criterion's `target/criterion/<group>/<function>/new/estimates.json`
+//! (mean time) and the figures file the `figures` bench appends to (throughput, bytes,
+//! RSS, counts, percentiles). Rows are listed in [`rows`]; any other criterion group with
+//! exactly the functions `raw` and `authcache` is appended as a comparison of its own.
+
+mod report;
+mod results;
+mod rows;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-use crate::run::{cargo, exec, root};
+use crate::run::{cargo, exec, on_path, root};
 use crate::services;
 
-/// The ratio (ours / raw) each area promises, by group-name prefix.
-const TARGETS: &[(&str, f64)] = &[
-    ("redis_", 1.2),
-    ("jwt_", 1.1),
-    ("users_", 1.1),
-    ("core_", 1.5),
-];
+/// Read by the benches (`authcache_benches::QUICK_ENV`): shorter runs.
+const QUICK_ENV: &str = "AUTHCACHE_BENCH_QUICK";
+/// Read by the benches (`authcache_benches::figures::FIGURES_ENV`): where figures go.
+const FIGURES_ENV: &str = "AUTHCACHE_BENCH_FIGURES";
+/// Read by the `figures` bench: the quickstart binary to time end to end.
+const QUICKSTART_ENV: &str = "AUTHCACHE_QUICKSTART_BIN";
 
-/// Runs the benches (extra arguments go to criterion, e.g. a filter) and prints the table.
+/// Runs the benches (`--quick`: shorter; other arguments go to every bench, e.g. a filter),
+/// then writes and prints the report — also when a bench failed, which is then the error.
 ///
 /// # Errors
-/// When provisioning or a bench fails, or criterion wrote no results.
-pub(crate) fn run(criterion_args: &[&str]) -> Result<()> {
+/// When provisioning, a build or a bench fails, or the report cannot be written.
+pub(crate) fn run(args: &[&str]) -> Result<()> {
+    let quick = args.contains(&"--quick");
+    let bench_args: Vec<&str> = args.iter().copied().filter(|a| *a != "--quick").collect();
     let tools = services::install()?;
-    let mut args = vec!["bench", "-p", "authcache-benches", "--all-features", "--"];
-    args.extend_from_slice(criterion_args);
-    exec(tools.apply(&mut cargo(&args)))?;
-    print_table(&criterion_dir())
+    install_redis_benchmark()?;
+    let target = target_dir();
+    let quickstart = build_quickstart(&target)?;
+    let figures = target.join("bench-figures.jsonl");
+    if figures.exists() {
+        fs::remove_file(&figures).with_context(|| format!("removing {}", figures.display()))?;
+    }
+    let started = SystemTime::now();
+    let mut cargo_args = vec![
+        "bench",
+        "-p",
+        "authcache-benches",
+        "--all-features",
+        "--no-fail-fast",
+        "--",
+    ];
+    cargo_args.extend_from_slice(&bench_args);
+    let mut command = cargo(&cargo_args);
+    tools
+        .apply(&mut command)
+        .env(FIGURES_ENV, &figures)
+        .env(QUICKSTART_ENV, &quickstart);
+    if quick {
+        command.env(QUICK_ENV, "1");
+    }
+    let benched = exec(&mut command);
+    let results = results::Results::load(&target.join("criterion"), &figures, started)?;
+    let report = report::render(&results, quick);
+    let path = target.join("bench-report.md");
+    fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    println!("\n{report}\nwritten to {}", path.display());
+    benched
 }
 
-fn criterion_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-        .join("criterion")
+/// `$CARGO_TARGET_DIR` (relative to the workspace root when relative), else `target/`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
 }
 
-/// One row: a group with its two mean times in nanoseconds.
-struct Comparison {
-    group: String,
-    raw_ns: f64,
-    ours_ns: f64,
-}
-
-fn print_table(dir: &Path) -> Result<()> {
-    let rows = comparisons(dir)?;
-    println!(
-        "\n{:<36} {:>12} {:>12} {:>7} {:>7}",
-        "comparison", "raw", "authcache", "ratio", "target"
-    );
-    for row in &rows {
-        let ratio = row.ours_ns / row.raw_ns;
-        let target = TARGETS
-            .iter()
-            .find(|(prefix, _)| row.group.starts_with(prefix));
-        let verdict = match target {
-            Some((_, t)) if ratio <= *t => format!("≤{t:.1} ✓"),
-            Some((_, t)) => format!("≤{t:.1} ✗"),
-            None => "—".to_owned(),
-        };
-        println!(
-            "{:<36} {:>12} {:>12} {:>6.2}x {:>7}",
-            row.group,
-            human(row.raw_ns),
-            human(row.ours_ns),
-            ratio,
-            verdict
+/// Builds the quickstart in release (the bench profile: release with line tables) with
+/// Redis and MongoDB compiled in; returns the binary.
+fn build_quickstart(target: &Path) -> Result<PathBuf> {
+    exec(&mut cargo(&[
+        "build",
+        "--profile",
+        "bench",
+        "-p",
+        "authcache",
+        "--example",
+        "quickstart",
+        "--features",
+        "redis,mongodb",
+    ]))?;
+    let binary = target.join("release/examples/quickstart");
+    if !binary.is_file() {
+        bail!(
+            "the quickstart was built but {} is missing",
+            binary.display()
         );
     }
-    Ok(())
+    Ok(binary)
 }
 
-fn comparisons(dir: &Path) -> Result<Vec<Comparison>> {
-    let entries =
-        fs::read_dir(dir).with_context(|| format!("no criterion results in {}", dir.display()))?;
-    let mut rows = Vec::new();
-    for entry in entries.flatten() {
-        let group = entry.path();
-        if let (Some(raw_ns), Some(ours_ns)) = (
-            mean_ns(&group.join("raw")),
-            mean_ns(&group.join("authcache")),
-        ) {
-            let group = entry.file_name().to_string_lossy().into_owned();
-            rows.push(Comparison {
-                group,
-                raw_ns,
-                ours_ns,
-            });
-        }
+/// `redis-benchmark` (the reference of the L2 throughput row) comes with redis-tools.
+fn install_redis_benchmark() -> Result<()> {
+    if on_path("redis-benchmark") {
+        return Ok(());
     }
-    rows.sort_by(|a, b| a.group.cmp(&b.group));
-    Ok(rows)
-}
-
-fn mean_ns(function_dir: &Path) -> Option<f64> {
-    let text = fs::read_to_string(function_dir.join("new/estimates.json")).ok()?;
-    let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
-    estimates.get("mean")?.get("point_estimate")?.as_f64()
-}
-
-fn human(ns: f64) -> String {
-    match ns {
-        ns if ns < 1e3 => format!("{ns:.1} ns"),
-        ns if ns < 1e6 => format!("{:.2} µs", ns / 1e3),
-        ns => format!("{:.2} ms", ns / 1e6),
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    if !root_user {
+        bail!("redis-benchmark missing: run `sudo apt-get install -y redis-tools`");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write_estimate(dir: &Path, group: &str, function: &str, mean: f64) {
-        let path = dir.join(group).join(function).join("new");
-        fs::create_dir_all(&path).unwrap();
-        let json = format!(r#"{{"mean":{{"point_estimate":{mean},"standard_error":1.0}}}}"#);
-        fs::write(path.join("estimates.json"), json).unwrap();
-    }
-
-    #[test]
-    fn pairs_raw_and_authcache_per_group_and_skips_singles() {
-        let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
-        write_estimate(&dir, "redis_get_hit", "raw", 100.0);
-        write_estimate(&dir, "redis_get_hit", "authcache", 110.0);
-        write_estimate(&dir, "jwt_fingerprint", "authcache", 50.0);
-        let rows = comparisons(&dir).unwrap();
-        fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].group, "redis_get_hit");
-        assert!((rows[0].ours_ns / rows[0].raw_ns - 1.1).abs() < 1e-9);
-    }
-
-    #[test]
-    fn human_units() {
-        assert_eq!(human(12.34), "12.3 ns");
-        assert_eq!(human(1_500.0), "1.50 µs");
-        assert_eq!(human(2_500_000.0), "2.50 ms");
-    }
+    exec(Command::new("apt-get").args(["update", "-q"]))?;
+    exec(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "redis-tools",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }

@@ -1,5 +1,6 @@
-//! `cargo xtask ci`: fmt → clippy → tests (all features, then default features) → docs →
-//! per-feature checks. The servers the tests need are provisioned first.
+//! `cargo xtask ci`: fmt → clippy → tests (all features, then default features) → a 15 s
+//! soak (`cargo xtask soak`) → docs → per-feature checks. The servers the tests need are
+//! provisioned first.
 //!
 //! `cargo xtask ci --repeat N` runs the whole sequence N times in a row and stops at the
 //! first failure: the proof that no test depends on luck. Run it beside a CPU hog (one
@@ -24,10 +25,13 @@ const FEATURE_CHECKS: &[(&str, &[&str])] = &[
             "mongodb",
             "mock",
             "axum",
+            "tower",
             "metrics",
+            "jwks",
         ],
     ),
     ("authcache-core", &["", "mock", "postcard"]),
+    ("authcache-jwt", &["", "jwks"]),
     ("authcache-redis", &["", "cluster"]),
     ("authcache-users", &["", "mongodb", "mock"]),
 ];
@@ -84,6 +88,7 @@ fn run_once() -> Result<()> {
     ]))?;
     exec(tools.apply(&mut cargo(&["test", "--workspace", "--all-features"])))?;
     exec(tools.apply(&mut cargo(&["test", "--workspace"])))?;
+    crate::soak::run_with(&tools, crate::soak::CI_SECONDS)?;
     exec(
         cargo(&["doc", "--workspace", "--all-features", "--no-deps"])
             .env("RUSTDOCFLAGS", "-D warnings"),

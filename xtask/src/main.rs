@@ -2,19 +2,23 @@
 //!
 //! - `ci [--repeat N]` — everything CI checks, provisioning the servers tests need when
 //!   missing; `--repeat N` runs it N times in a row (the flake check).
-//! - `bench` — the criterion benches, then a side-by-side table of ours vs the raw clients.
+//! - `bench [--quick]` — the benches, then the side-by-side table of ours vs the references,
+//!   written to `target/bench-report.md`; `--quick` runs them shorter, for iteration.
 //! - `services install|up|down` — install, start or stop throwaway servers for manual use.
+//! - `soak [--seconds N]` — the mixed workload with a Redis restart, on real servers:
+//!   throughput, unexpected results, RSS growth after warm-up (default 60 s).
 
 mod bench;
 mod ci;
 mod run;
 mod services;
+mod soak;
 #[cfg(test)]
 mod tidy;
 
 use anyhow::{Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <ci [--repeat N] | bench | services install|up|down>";
+const USAGE: &str = "usage: cargo xtask <ci [--repeat N] | bench [--quick] | services install|up|down | soak [--seconds N]>";
 
 fn main() {
     if let Err(error) = dispatch() {
@@ -36,6 +40,7 @@ fn dispatch() -> Result<()> {
         ["services", "install"] => services::install().map(|_| ()),
         ["services", "up"] => services::up(),
         ["services", "down"] => services::down(),
+        ["soak", rest @ ..] => soak::run(rest),
         _ => bail!("{USAGE}"),
     }
 }

@@ -143,6 +143,8 @@ impl<U: UserRecord> Tiers<U> {
                 self.derived.clear();
                 self.revocations.clear_memo();
                 self.cutoffs.clear_memo();
+                self.revocations.reassert();
+                self.cutoffs.reassert();
             }
             _ => {}
         }
@@ -500,9 +502,11 @@ impl<U: UserRecord> Inner<U> {
         if memo.generation.load(Ordering::Acquire) == generation {
             memo.l1
                 .insert(user.id(), L1Entry::Present(Arc::clone(&derived)), memo.ttl);
-            // A role change between the check and the insert: take it out again.
+            // A role change between the check and the insert: take it out again, and bump
+            // the generation so that a warm answer built in that gap is never used.
             if memo.generation.load(Ordering::Acquire) != generation {
                 memo.l1.remove(user.id());
+                memo.generation.fetch_add(1, Ordering::AcqRel);
             }
         }
         Ok(derived)

@@ -173,7 +173,12 @@ impl Marks {
     pub(crate) async fn lookup(&self, id: &str) -> Lookup {
         match self.memo.get(id) {
             Some(L1Entry::Present(value)) => return self.hit(Lookup::Mark(*value)),
-            Some(_) => return self.hit(Lookup::None),
+            // "No mark" may be a lookup's answer that raced with a mark put here: the
+            // sticky table has the last word on this instance's own marks.
+            Some(_) => {
+                let own = self.sticky_value(id);
+                return self.hit(own.map_or(Lookup::None, Lookup::Mark));
+            }
             None => {}
         }
         // Read before the sticky table: a mark put after this read bumps the generation,
@@ -207,9 +212,11 @@ impl Marks {
             };
             self.memo.insert(id, entry, self.memo_ttl);
             // A mark put between the check and the insert: drop what may hide it (the
-            // sticky table and L2 still answer).
+            // sticky table and L2 still answer), and bump the generation again, so that a
+            // warm answer built by a reader in that gap is never used.
             if self.generation.load(Ordering::Acquire) != generation {
                 self.memo.remove(id);
+                self.generation.fetch_add(1, Ordering::AcqRel);
             }
         }
         found
@@ -375,6 +382,17 @@ impl Marks {
     pub(crate) fn clear_memo(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.memo.clear();
+    }
+
+    /// The bus reconnected, perhaps to a Redis that restarted empty: every unexpired mark
+    /// written here is pending again, so the retry loop writes it back (raise-only, so a
+    /// mark Redis kept is unchanged) and announces it — other instances then see the
+    /// logouts made here even if Redis lost them.
+    pub(crate) fn reassert(&self) {
+        let now = Instant::now();
+        for mark in self.lock().values_mut().filter(|mark| mark.until > now) {
+            mark.pending = true;
+        }
     }
 
     /// Counters as a tier snapshot: memo and sticky hits as L1, L2 reads that found a mark

@@ -1100,9 +1100,12 @@ where
         }
         l1.insert(id, L1Entry::from(value), ttl);
         // An invalidation between the check and the insert would be undone by it: look
-        // again, and if one came, take the entry out (costing a miss, never staleness).
+        // again, and if one came, take the entry out (costing a miss, never staleness) and
+        // move the version again, so that nothing derived from the entry in that gap (a
+        // warm answer stamped with the version) is ever used.
         if self.generations.read(id) != since {
             l1.remove(id);
+            self.generations.bump(id);
         }
     }
 
