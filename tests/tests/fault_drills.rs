@@ -121,6 +121,52 @@ const SLOTS_BACK: &str = "from the master back to an L2 round trip through its s
 const BUS_BACK: &str = "from the cut to both instances subscribed again on new connections, \
     breakers closed";
 
+/// A standalone-Redis drill once Redis is back: recovery (an L2 round trip between instances,
+/// breaker closed, bus subscribed), the after phase, the report, and that the revocation
+/// checks Redis could not answer were served (fail open).
+struct RedisBack<'a> {
+    population: &'a Population,
+    auth: &'a AuthService,
+    reader: &'a AuthService,
+    before: &'a authcache::Stats,
+}
+
+impl RedisBack<'_> {
+    async fn finish(
+        &self,
+        load: Load,
+        outage: Duration,
+        what: &str,
+        drill: &'static str,
+        injected: &'static str,
+    ) {
+        let probe = L2Probe::new(self.auth, self.reader, &self.population.probes);
+        let (probe, under_load) = (&probe, self.auth);
+        let recovery = time_to_recover(what, || async move {
+            probe.round_trip(None).await && reconnected(under_load)
+        })
+        .await;
+        load.run_for(Phase::After, AFTER).await;
+        let outcome = load.stop().await;
+        let stats = self.auth.stats();
+        DrillReport {
+            drill,
+            injected,
+            outage,
+            recovery,
+            recovered_when: L2_BACK,
+            outcome: &outcome,
+            stats: &stats,
+            notes: &[],
+        }
+        .print_and_check();
+        assert!(
+            stats.unchecked > self.before.unchecked,
+            "revocation checks Redis could not answer were served (fail open): {stats:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_hung_for_3_s_refuses_no_one_and_is_used_again_once_resumed() {
     let redis = RedisServer::start();
@@ -146,30 +192,20 @@ async fn redis_hung_for_3_s_refuses_no_one_and_is_used_again_once_resumed() {
     let outage = down.elapsed();
     load.enter(Phase::After);
 
-    let probe = L2Probe::new(&auth, &reader, &population.probes);
-    let (probe, under_load) = (&probe, &auth);
-    let recovery = time_to_recover("Redis used again after the hang", || async move {
-        probe.round_trip(None).await && reconnected(under_load)
-    })
-    .await;
-    load.run_for(Phase::After, AFTER).await;
-    let outcome = load.stop().await;
-    let stats = auth.stats();
-    DrillReport {
-        drill: "redis hung",
-        injected: "SIGSTOP of redis-server for 3 s, then SIGCONT",
+    let back = RedisBack {
+        population: &population,
+        auth: &auth,
+        reader: &reader,
+        before: &before,
+    };
+    back.finish(
+        load,
         outage,
-        recovery,
-        recovered_when: L2_BACK,
-        outcome: &outcome,
-        stats: &stats,
-        notes: &[],
-    }
-    .print_and_check();
-    assert!(
-        stats.unchecked > before.unchecked,
-        "revocation checks Redis could not answer were served (fail open): {stats:?}"
-    );
+        "Redis used again after the hang",
+        "redis hung",
+        "SIGSTOP of redis-server for 3 s, then SIGCONT",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -195,30 +231,20 @@ async fn redis_killed_and_restarted_empty_refuses_no_one_and_is_used_again() {
     let outage = down.elapsed();
     load.enter(Phase::After);
 
-    let probe = L2Probe::new(&auth, &reader, &population.probes);
-    let (probe, under_load) = (&probe, &auth);
-    let recovery = time_to_recover("Redis used again after the restart", || async move {
-        probe.round_trip(None).await && reconnected(under_load)
-    })
-    .await;
-    load.run_for(Phase::After, AFTER).await;
-    let outcome = load.stop().await;
-    let stats = auth.stats();
-    DrillReport {
-        drill: "redis killed",
-        injected: "SIGKILL of redis-server, restarted empty on the same port",
+    let back = RedisBack {
+        population: &population,
+        auth: &auth,
+        reader: &reader,
+        before: &before,
+    };
+    back.finish(
+        load,
         outage,
-        recovery,
-        recovered_when: L2_BACK,
-        outcome: &outcome,
-        stats: &stats,
-        notes: &[],
-    }
-    .print_and_check();
-    assert!(
-        stats.unchecked > before.unchecked,
-        "revocation checks Redis could not answer were served (fail open): {stats:?}"
-    );
+        "Redis used again after the restart",
+        "redis killed",
+        "SIGKILL of redis-server, restarted empty on the same port",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
