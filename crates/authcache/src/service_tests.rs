@@ -833,18 +833,23 @@ async fn an_expired_user_is_served_stale_while_the_repository_is_down_but_never_
 async fn a_user_read_in_the_refresh_window_is_reloaded_in_the_background() {
     let users = repository();
     let repository = Counting::new(users.clone());
-    let auth = service_with_ttls(repository.clone(), Duration::from_secs(4), 0.5).await;
-    let token = bearer("ada");
-    assert_eq!(auth.authenticate(&token).await.unwrap().user.name, "Ada");
+    let auth = service(repository.clone()).await;
+    let ada = auth.user("ada").await.unwrap();
     assert_eq!(repository.loads(), 1);
+    // Ada's entry as if written 290 s ago: 10 s left of 300, inside the last 10 %.
+    let tier = &auth.inner.tiers.users;
+    tier.set_with_ttl("ada", (*ada).clone(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    tier.evict_local("ada");
     let renamed = User {
         name: "Ada L.".into(),
-        ..(*auth.user("ada").await.unwrap()).clone()
+        ..(*ada).clone()
     };
     users.upsert(&renamed).await.unwrap();
-    // Into the last half of the 4 s TTL: the read is answered from the cache at once, and
-    // one background reload brings the change in without any invalidation.
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    // Answered from the cache at once; one background reload brings the change in,
+    // without any invalidation.
+    let token = bearer("ada");
     assert_eq!(auth.authenticate(&token).await.unwrap().user.name, "Ada");
     for _ in 0..500 {
         if auth.user("ada").await.unwrap().name == "Ada L." {
