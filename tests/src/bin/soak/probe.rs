@@ -22,7 +22,8 @@ pub(crate) struct Probe {
     /// Revoked after the kill (marks retried into the new Redis): B must refuse them.
     pub(crate) must_refuse: u64,
     pub(crate) must_refuse_refused: u64,
-    /// Revoked only before the kill: their marks were in the Redis that died.
+    /// Revoked only before the kill: their marks were in the Redis that died, and A wrote
+    /// them back after the restart.
     pub(crate) lost: u64,
     pub(crate) lost_accepted: u64,
     /// Overlapping the kill: either answer.
@@ -96,9 +97,9 @@ async fn answer_of(second: &AuthService, bearer: &str) -> Result<Principal, Auth
     }
 }
 
-/// B's answer to one revoked token: it must refuse one revoked after the kill; one revoked
-/// only before it is counted (its mark died with the old Redis); one overlapping the kill
-/// may go either way.
+/// B's answer to one revoked token: it must refuse one revoked after the kill, and one
+/// revoked only before it too (its mark died with the old Redis; A wrote it back); one
+/// overlapping the kill may go either way.
 async fn probe_second(
     ctx: &Ctx,
     second: &AuthService,
@@ -126,8 +127,16 @@ async fn probe_second(
                 .final_failure(describe(&format!("{} after the kill", what()), &result));
         }
     } else if lost {
+        // Their marks died with Redis' data; A writes its own back when its bus
+        // resubscribes, so B must refuse these too.
         probe.lost += 1;
         probe.lost_accepted += u64::from(result.is_ok());
+        if result.is_ok() {
+            ctx.tally.final_failure(describe(
+                &format!("{} before the kill (A writes its marks back)", what()),
+                &result,
+            ));
+        }
     } else {
         probe.either += 1;
     }

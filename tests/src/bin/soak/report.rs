@@ -220,8 +220,10 @@ fn probe_rows(probe: &Probe) -> Vec<(String, String)> {
         (
             "B: revoked before the kill".into(),
             format!(
-                "accepted {} of {}: their marks died with Redis' data, only A remembers them (not counted as unexpected; {} overlapping the kill: either)",
-                probe.lost_accepted, probe.lost, probe.either
+                "refused {} of {}: their marks died with Redis' data and A wrote them back ({} overlapping the kill: either)",
+                probe.lost - probe.lost_accepted,
+                probe.lost,
+                probe.either
             ),
         ),
     ]
