@@ -77,6 +77,9 @@ pub struct AuthServiceBuilder<U: UserRecord = User> {
     load_timeout: Duration,
     max_token_lifetime: Duration,
     watch: Option<WatchSource>,
+    /// Unit tests only: the permissions tier's L1, to hold a fill at an exact point.
+    #[cfg(test)]
+    pub(crate) perms_l1: Option<Arc<dyn authcache_core::L1Cache<Vec<String>>>>,
 }
 
 impl<U: UserRecord> Default for AuthServiceBuilder<U> {
@@ -121,6 +124,8 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             load_timeout: authcache_core::tiered::DEFAULT_LOAD_TIMEOUT,
             max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
             watch: None,
+            #[cfg(test)]
+            perms_l1: None,
         }
     }
 
@@ -541,8 +546,8 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
                 .validate(|id, user: &U| user.id() == id)
                 .reloader(reload_user(repository))
                 .build(),
-            perms: tier
-                .builder(KeyKind::Perms)
+            perms: self
+                .with_perms_l1(tier.builder(KeyKind::Perms))
                 .reloader(reload_role(repository))
                 .build(),
             derived: DerivedMemo::new(self.l1_capacity, self.ttls.l1_cap),
@@ -551,6 +556,18 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             revocations: marks(KeyKind::Revoked),
             cutoffs: marks(KeyKind::Cutoff),
         }
+    }
+}
+
+impl<U: UserRecord> AuthServiceBuilder<U> {
+    /// The permissions tier as built, or on the L1 a unit test put in its place.
+    #[cfg_attr(not(test), allow(clippy::unused_self))]
+    fn with_perms_l1(&self, builder: TieredBuilder<Vec<String>>) -> TieredBuilder<Vec<String>> {
+        #[cfg(test)]
+        if let Some(l1) = &self.perms_l1 {
+            return builder.l1(Arc::clone(l1));
+        }
+        builder
     }
 }
 

@@ -1,12 +1,12 @@
 //! [`AuthService`]: verify the token, then answer from the tiers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use authcache_core::{
     BusEvent, CacheError, GuardedCache, KeyKind, Keyspace, L1Cache, L1Entry, LoadError,
-    TierStatsSnapshot, Tiered, Ttls, with_l2_budget,
+    TierStatsSnapshot, Tiered, Ttls, Version, with_l2_budget,
 };
 use authcache_jwt::{EXP_SKEW, JwtVerifier, unix_now, validation_ttl};
 use authcache_memory::MemoryL1;
@@ -79,13 +79,14 @@ pub(crate) struct Tiers<U> {
     pub(crate) cutoffs: Arc<Marks>,
 }
 
-/// The in-process memo of [`Derived`] parts, with its counters and a generation that
-/// role changes bump.
+/// The in-process memo of [`Derived`] parts, with its counters. An entry is served only for
+/// the very user record it was computed from, and only while the permissions tier's epoch
+/// reads as it did before the permissions were read (see [`authcache_core::versioned`]):
+/// a role change on this instance, or announced by another, is never outlived by it.
 #[derive(Debug)]
 pub(crate) struct DerivedMemo<U> {
     pub(crate) l1: MemoryL1<Derived<U>>,
     pub(crate) ttl: Duration,
-    pub(crate) generation: AtomicU64,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
 }
@@ -95,18 +96,20 @@ impl<U: UserRecord> DerivedMemo<U> {
         Self {
             l1: MemoryL1::new(max_entries),
             ttl,
-            generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
     }
 
-    /// The parts computed from exactly `user`, if still remembered.
-    fn get(&self, user: &Arc<U>) -> Option<Arc<Derived<U>>> {
-        let found = match self.l1.get(user.id()) {
-            Some(L1Entry::Present(parts)) if Arc::ptr_eq(&parts.user, user) => Some(parts),
-            _ => None,
-        };
+    /// The parts computed from exactly `user` under the permissions epoch `epoch`, if
+    /// still remembered.
+    fn get(&self, user: &Arc<U>, epoch: Version) -> Option<Arc<Derived<U>>> {
+        let found = self
+            .l1
+            .get(user.id())
+            .filter(|entry| entry.version() == epoch)
+            .and_then(L1Entry::into_value)
+            .filter(|parts| Arc::ptr_eq(&parts.user, user));
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -116,9 +119,10 @@ impl<U: UserRecord> DerivedMemo<U> {
         found
     }
 
-    fn clear(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.l1.clear();
+    /// Remembers `parts`, computed from permissions read after the epoch read `epoch`.
+    fn insert(&self, parts: &Arc<Derived<U>>, epoch: Version) {
+        let entry = L1Entry::present(Arc::clone(parts)).at(epoch);
+        self.l1.insert(parts.user.id(), entry, self.ttl);
     }
 
     fn stats(&self) -> TierStatsSnapshot {
@@ -140,7 +144,6 @@ impl<U: UserRecord> Tiers<U> {
             BusEvent::Resubscribed => {
                 self.users.clear_local();
                 self.perms.clear_local();
-                self.derived.clear();
                 self.revocations.clear_memo();
                 self.cutoffs.clear_memo();
                 self.revocations.reassert();
@@ -153,10 +156,7 @@ impl<U: UserRecord> Tiers<U> {
     fn evict(&self, key: &str) {
         match self.keyspace.parse(key) {
             Some((KeyKind::User, id)) => self.users.evict_local(id),
-            Some((KeyKind::Perms, role)) => {
-                self.perms.evict_local(role);
-                self.derived.clear();
-            }
+            Some((KeyKind::Perms, role)) => self.perms.evict_local(role),
             Some((KeyKind::Token, id)) => self.validations.remove(id),
             Some((KeyKind::Revoked, id)) => self.revocations.evict_memo(id),
             Some((KeyKind::Cutoff, id)) => self.cutoffs.evict_memo(id),
@@ -302,9 +302,7 @@ impl<U: UserRecord> AuthService<U> {
     /// # Errors
     /// As [`AuthService::invalidate_user`].
     pub async fn invalidate_role(&self, role: &str) -> Result<()> {
-        let tiers = &self.inner.tiers;
-        let result = with_l2_budget(tiers.perms.delete(role)).await;
-        tiers.derived.clear();
+        let result = with_l2_budget(self.inner.tiers.perms.delete(role)).await;
         result.map_err(cache_error)
     }
 
@@ -487,10 +485,12 @@ impl<U: UserRecord> Inner<U> {
     /// entries otherwise.
     async fn derived(&self, user: &Arc<U>) -> Result<Arc<Derived<U>>> {
         let memo = &self.tiers.derived;
-        if let Some(derived) = memo.get(user) {
+        // Read before any permissions are: a role change after it makes the memo entry
+        // computed below a miss.
+        let epoch = self.tiers.perms.epoch();
+        if let Some(derived) = memo.get(user, epoch) {
             return Ok(derived);
         }
-        let generation = memo.generation.load(Ordering::Acquire);
         let roles = Arc::new(user.roles().to_vec());
         let permissions = Arc::new(self.permissions_of_roles(&roles).await?);
         let derived = Arc::new(Derived {
@@ -498,17 +498,7 @@ impl<U: UserRecord> Inner<U> {
             roles,
             permissions,
         });
-        // A role changed meanwhile: the permissions may predate it.
-        if memo.generation.load(Ordering::Acquire) == generation {
-            memo.l1
-                .insert(user.id(), L1Entry::Present(Arc::clone(&derived)), memo.ttl);
-            // A role change between the check and the insert: take it out again, and bump
-            // the generation so that a warm answer built in that gap is never used.
-            if memo.generation.load(Ordering::Acquire) != generation {
-                memo.l1.remove(user.id());
-                memo.generation.fetch_add(1, Ordering::AcqRel);
-            }
-        }
+        memo.insert(&derived, epoch);
         Ok(derived)
     }
 

@@ -962,3 +962,61 @@ async fn authentications_are_spans_and_a_dead_l2_is_logged_per_transition_only()
         "one warning per breaker opening, none per request:\n{logged}"
     );
 }
+
+/// Issue 18's race, exactly as the soak found it: a request's fill of `role-1`'s
+/// permissions read `v4` and was preempted before its L1 insert; `invalidate_role` ran to
+/// its end; then the insert landed. The next request, and the one after it (the warm path,
+/// the derived memo), must see `v5`. The insert is held on the filling thread, so the
+/// interleaving is exact.
+#[tokio::test]
+async fn a_confirmed_role_change_is_seen_next_however_late_an_older_fill_lands() {
+    let repository = MemoryUserRepository::new()
+        .with_role("role-1", ["role-1:v4"])
+        .unwrap()
+        .with_user(User::new("ada", "ada@example.com", "Ada").with_roles(["role-1"]))
+        .unwrap();
+    let held = Arc::new(authcache_core::test_support::HeldL1::new("role-1"));
+    let mut builder = AuthService::builder()
+        .verifier(JwtVerifier::test_hs256())
+        .repository(repository.clone());
+    builder.perms_l1 = Some(held.clone());
+    let auth = builder.build().await.unwrap();
+    let token = format!(
+        "Bearer {}",
+        TokenIssuer::test_hs256()
+            .issue("ada", Duration::from_secs(600))
+            .unwrap()
+    );
+    let filler = std::thread::spawn({
+        let (auth, token) = (auth.clone(), token.clone());
+        move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(auth.authenticate(&token))
+        }
+    });
+    held.wait_for_insert();
+    repository.upsert_role("role-1", ["role-1:v5"]).unwrap();
+    auth.invalidate_role("role-1").await.unwrap();
+    held.let_insert();
+    let next = auth.authenticate(&token).await.unwrap();
+    held.let_go();
+    let again = auth.authenticate(&token).await.unwrap();
+    assert_eq!(
+        filler.join().unwrap().unwrap().permissions.as_slice(),
+        ["role-1:v4"],
+        "the filler's own request began before the change: v4 is its answer"
+    );
+    assert_eq!(
+        next.permissions.as_slice(),
+        ["role-1:v5"],
+        "the next request"
+    );
+    assert_eq!(
+        again.permissions.as_slice(),
+        ["role-1:v5"],
+        "asked again at once"
+    );
+}

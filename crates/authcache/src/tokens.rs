@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use authcache_core::{
     Cache, CacheError, EnvelopeCodec, GuardedCache, InvalidationPublisher, Key, KeyKind, Keyspace,
-    L1Cache, L1Entry,
+    L1Cache, L1Entry, Version, VersionedL1,
 };
 use authcache_jwt::Claims;
 use authcache_memory::MemoryL1;
@@ -66,15 +66,12 @@ impl Validations {
     }
 
     pub(crate) fn get(&self, fingerprint: &str) -> Option<Arc<Validated>> {
-        match self.l1.get(fingerprint)? {
-            L1Entry::Present(validated) => Some(validated),
-            _ => None,
-        }
+        self.l1.get(fingerprint)?.into_value()
     }
 
     pub(crate) fn insert(&self, fingerprint: &str, validated: Arc<Validated>, ttl: Duration) {
         self.l1
-            .insert(fingerprint, L1Entry::Present(validated), ttl);
+            .insert(fingerprint, L1Entry::present(validated), ttl);
     }
 
     pub(crate) fn remove(&self, fingerprint: &str) {
@@ -121,14 +118,14 @@ pub(crate) struct Marks {
     codec: EnvelopeCodec,
     l2: Arc<GuardedCache>,
     publisher: Option<Arc<dyn InvalidationPublisher>>,
-    /// `Present(v)`: the mark is `v`; `Absent`: checked, no mark.
-    memo: MemoryL1<u64>,
+    /// A value `v`: the mark is `v`; absent: checked, no mark. Served by the versions
+    /// of [`authcache_core::versioned`]: every mark put here and every memo drop bumps them,
+    /// so an answer looked up before either is never served after it.
+    memo: VersionedL1<u64>,
     memo_ttl: Duration,
     sticky: Mutex<HashMap<String, Sticky>>,
     /// `sticky.len()`, readable without the lock: the warm path skips an empty table.
     sticky_len: AtomicUsize,
-    /// Bumped by every memo drop: a lookup that raced with one records nothing.
-    generation: AtomicU64,
     counters: MarkCounters,
 }
 
@@ -154,11 +151,10 @@ impl Marks {
             codec: codec.clone(),
             l2: Arc::clone(l2),
             publisher,
-            memo: MemoryL1::new(max_entries),
+            memo: VersionedL1::new(Some(Arc::new(MemoryL1::new(max_entries)))),
             memo_ttl,
             sticky: Mutex::default(),
             sticky_len: AtomicUsize::new(0),
-            generation: AtomicU64::new(0),
             counters: MarkCounters::default(),
         }
     }
@@ -171,19 +167,15 @@ impl Marks {
     /// The mark of `id`, if any: the memo, else the larger of this instance's own (sticky)
     /// mark and the shared one in L2 — or the own mark alone when L2 cannot answer.
     pub(crate) async fn lookup(&self, id: &str) -> Lookup {
-        match self.memo.get(id) {
-            Some(L1Entry::Present(value)) => return self.hit(Lookup::Mark(*value)),
-            // "No mark" may be a lookup's answer that raced with a mark put here: the
-            // sticky table has the last word on this instance's own marks.
-            Some(_) => {
-                let own = self.sticky_value(id);
-                return self.hit(own.map_or(Lookup::None, Lookup::Mark));
-            }
-            None => {}
+        if let Some(entry) = self.memo.get(id) {
+            let found = entry
+                .value()
+                .map_or(Lookup::None, |value| Lookup::Mark(**value));
+            return self.hit(found);
         }
-        // Read before the sticky table: a mark put after this read bumps the generation,
-        // so this lookup's "no mark" cannot be recorded over it.
-        let generation = self.generation.load(Ordering::Acquire);
+        // Read before the sticky table: a mark put after this read moves the version, so
+        // this lookup's answer is never served over it.
+        let since = self.memo.version(id);
         let sticky = self.sticky_value(id);
         let Ok(key) = self.keyspace.key(self.kind, id) else {
             // Cannot be keyed, so cannot be shared: only this instance's own mark counts.
@@ -199,27 +191,15 @@ impl Marks {
             }
         };
         // The larger of ours and the shared one: another instance's later cutoff wins.
-        let found = sticky.max(shared).map_or(Lookup::None, Lookup::Mark);
+        let found = sticky.max(shared);
         let counter = match found {
-            Lookup::Mark(_) => &self.counters.l2_hits,
-            _ => &self.counters.misses,
+            Some(_) => &self.counters.l2_hits,
+            None => &self.counters.misses,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if self.generation.load(Ordering::Acquire) == generation {
-            let entry = match found {
-                Lookup::Mark(value) => L1Entry::Present(Arc::new(value)),
-                _ => L1Entry::Absent,
-            };
-            self.memo.insert(id, entry, self.memo_ttl);
-            // A mark put between the check and the insert: drop what may hide it (the
-            // sticky table and L2 still answer), and bump the generation again, so that a
-            // warm answer built by a reader in that gap is never used.
-            if self.generation.load(Ordering::Acquire) != generation {
-                self.memo.remove(id);
-                self.generation.fetch_add(1, Ordering::AcqRel);
-            }
-        }
-        found
+        self.memo
+            .insert(id, found.map(Arc::new), self.memo_ttl, since);
+        found.map_or(Lookup::None, Lookup::Mark)
     }
 
     fn hit(&self, lookup: Lookup) -> Lookup {
@@ -285,9 +265,11 @@ impl Marks {
         let value = mark.value;
         self.sticky_len.store(sticky.len(), Ordering::Release);
         drop(sticky);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        // After the sticky table: a lookup that reads the moved version sees the mark there.
+        self.memo.forget(id);
+        let since = self.memo.version(id);
         self.memo
-            .insert(id, L1Entry::Present(Arc::new(value)), self.memo_ttl);
+            .insert(id, Some(Arc::new(value)), self.memo_ttl, since);
         value
     }
 
@@ -366,22 +348,20 @@ impl Marks {
         }
     }
 
-    /// Bumped by every mark put and every memo drop: answers built on a lookup stay good
+    /// Moved by every mark put and every memo drop: answers built on lookups stay good
     /// while it reads the same.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    pub(crate) fn epoch(&self) -> Version {
+        self.memo.epoch()
     }
 
     /// Another instance marked `id`: forget what the memo says about it.
     pub(crate) fn evict_memo(&self, id: &str) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.memo.remove(id);
+        self.memo.forget(id);
     }
 
     /// The bus reconnected: the memo may be stale. The sticky table stays.
     pub(crate) fn clear_memo(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.memo.clear();
+        self.memo.forget_all();
     }
 
     /// The bus reconnected, perhaps to a Redis that restarted empty: every unexpired mark

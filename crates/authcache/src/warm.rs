@@ -3,8 +3,8 @@
 //! A warm entry holds the whole [`Principal`] a bearer string authenticated as, keyed by the
 //! bearer string itself (so no hash of it is computed: the map compares the full string),
 //! with a [`Stamp`] of everything the answer was built from: the user tier's version of the
-//! user id, the derived memo's generation (role changes), and the generations of the
-//! revocation and cutoff memos. A hit whose stamp differs from the current one is a miss,
+//! user id, the permissions tier's epoch (role changes), and the epochs of the revocation
+//! and cutoff memos. A hit whose stamp differs from the current one is a miss,
 //! so every invalidation that reaches this instance — a local write, a bus message, a bus
 //! reconnect, a logout, a `logout_all`, a role change — takes effect on the very next
 //! request, as it does without this cache.
@@ -17,7 +17,7 @@
 //! whose revocation check the shared cache could not make.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use authcache_core::{L1Cache, L1Entry, Version};
@@ -32,9 +32,9 @@ use crate::stats::Counters;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp {
     user: Version,
-    derived: u64,
-    revocations: u64,
-    cutoffs: u64,
+    permissions: Version,
+    revocations: Version,
+    cutoffs: Version,
 }
 
 impl Stamp {
@@ -43,9 +43,9 @@ impl Stamp {
     pub(crate) fn now<U: UserRecord>(tiers: &Tiers<U>, user_id: &str) -> Self {
         Self {
             user: tiers.users.version(user_id),
-            derived: tiers.derived.generation.load(Ordering::Acquire),
-            revocations: tiers.revocations.generation(),
-            cutoffs: tiers.cutoffs.generation(),
+            permissions: tiers.perms.epoch(),
+            revocations: tiers.revocations.epoch(),
+            cutoffs: tiers.cutoffs.epoch(),
         }
     }
 }
@@ -76,14 +76,12 @@ impl<U: UserRecord> Warm<U> {
 
     /// The principal `bearer` authenticated as, if nothing it was built from changed since.
     pub(crate) fn get(&self, tiers: &Tiers<U>, bearer: &str) -> Option<Principal<U>> {
-        let found = match self.l1.get(bearer) {
-            Some(L1Entry::Present(answer))
-                if answer.stamp == Stamp::now(tiers, answer.principal.id()) =>
-            {
-                Some(answer.principal.clone())
-            }
-            _ => None,
-        };
+        let found = self
+            .l1
+            .get(bearer)
+            .and_then(L1Entry::into_value)
+            .filter(|answer| answer.stamp == Stamp::now(tiers, answer.principal.id()))
+            .map(|answer| answer.principal.clone());
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -102,7 +100,7 @@ impl<U: UserRecord> Warm<U> {
         ttl: Duration,
     ) {
         let answer = Arc::new(Answer { principal, stamp });
-        self.l1.insert(bearer, L1Entry::Present(answer), ttl);
+        self.l1.insert(bearer, L1Entry::present(answer), ttl);
     }
 
     pub(crate) fn remove(&self, bearer: &str) {

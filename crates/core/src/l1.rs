@@ -9,32 +9,60 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What the L1 holds for an id: a value, or the knowledge that there is none.
-pub enum L1Entry<T> {
-    /// The decoded value.
-    Present(Arc<T>),
-    /// "Known absent": the loader said there is no such value (a negative entry).
-    Absent,
+use crate::versioned::Version;
+
+/// What the L1 holds for an id: a value, or the knowledge that there is none, tagged with
+/// the [`Version`] of its source it was filled under (see [`crate::versioned`]; caches
+/// that serve by no version leave it at the default).
+pub struct L1Entry<T> {
+    value: Option<Arc<T>>,
+    version: Version,
 }
 
 impl<T> L1Entry<T> {
+    /// A value.
+    pub fn present(value: Arc<T>) -> Self {
+        Self::from(Some(value))
+    }
+
+    /// "Known absent": the loader said there is no such value (a negative entry).
+    pub fn absent() -> Self {
+        Self::from(None)
+    }
+
+    /// The same entry, tagged with `version`.
+    #[must_use]
+    pub fn at(self, version: Version) -> Self {
+        Self { version, ..self }
+    }
+
+    /// The version the entry was filled under.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The value, `None` for a negative entry.
+    pub fn value(&self) -> Option<&Arc<T>> {
+        self.value.as_ref()
+    }
+
     /// The value, `None` for a negative entry.
     pub fn into_value(self) -> Option<Arc<T>> {
-        match self {
-            Self::Present(value) => Some(value),
-            Self::Absent => None,
-        }
+        self.value
     }
 
     /// `true` for a value, `false` for a negative entry.
     pub fn is_present(&self) -> bool {
-        matches!(self, Self::Present(_))
+        self.value.is_some()
     }
 }
 
 impl<T> From<Option<Arc<T>>> for L1Entry<T> {
     fn from(value: Option<Arc<T>>) -> Self {
-        value.map_or(Self::Absent, Self::Present)
+        Self {
+            value,
+            version: Version::default(),
+        }
     }
 }
 
@@ -42,18 +70,18 @@ impl<T> From<Option<Arc<T>>> for L1Entry<T> {
 // cloned.
 impl<T> Clone for L1Entry<T> {
     fn clone(&self) -> Self {
-        match self {
-            Self::Present(value) => Self::Present(Arc::clone(value)),
-            Self::Absent => Self::Absent,
+        Self {
+            value: self.value.clone(),
+            version: self.version,
         }
     }
 }
 
 impl<T: fmt::Debug> fmt::Debug for L1Entry<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Present(value) => f.debug_tuple("Present").field(value).finish(),
-            Self::Absent => f.write_str("Absent"),
+        match &self.value {
+            Some(value) => f.debug_tuple("Present").field(value).finish(),
+            None => f.write_str("Absent"),
         }
     }
 }

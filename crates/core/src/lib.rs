@@ -63,10 +63,17 @@ pub mod codec;
 pub mod error;
 pub mod key;
 pub mod l1;
+#[cfg(all(test, authcache_loom))]
+mod model;
+mod sync;
+#[cfg(any(test, feature = "test-support"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-support")))]
+pub mod test_support;
 #[cfg(test)]
 mod testkit;
 pub mod tiered;
 pub mod ttl;
+pub mod versioned;
 
 pub use breaker::{BreakerConfig, BreakerState, BreakerStats, GuardedCache, with_l2_budget};
 
@@ -83,6 +90,7 @@ pub use error::{CacheError, KeyError, Result};
 pub use key::{Fingerprint, Key, KeyKind, Keyspace, validate_id};
 pub use l1::{L1Cache, L1Entry};
 pub use tiered::{
-    LoadError, ReloadFuture, Reloader, TierStats, TierStatsSnapshot, Tiered, TieredBuilder, Version,
+    LoadError, ReloadFuture, Reloader, TierStats, TierStatsSnapshot, Tiered, TieredBuilder,
 };
 pub use ttl::Ttls;
+pub use versioned::{Generations, Version, VersionedL1};

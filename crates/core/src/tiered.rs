@@ -36,16 +36,16 @@
 //!   read — a tombstone or a value, from any instance — the fill is dropped
 //!   (`stale_fills`). A load slower than [`FILL_WINDOW`] is not filled at all, so the
 //!   tombstones that guard it cannot have expired meanwhile;
-//! - in L1, every id has a generation (striped counters): the bus eviction of another
-//!   instance's change, or a local write, bumps it, and a fill whose generation moved since
-//!   its L2 read fills nothing. On the calling instance the bound is zero; elsewhere it is
-//!   the bus delay.
+//! - in L1, entries are served by the rule of [`crate::versioned`]: every id has a
+//!   version that a local write or invalidation (before and after its L2 write) and the bus
+//!   eviction of another instance's change move; a fill tags its entry with the version it
+//!   read before its L2 read, and a reader serves the entry only while that version is
+//!   current. On the calling instance the bound is zero; elsewhere it is the bus delay.
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -61,6 +61,7 @@ use crate::breaker::{BreakerStats, GuardedCache};
 use crate::codec::{EnvelopeCodec, is_tombstone, tombstone};
 use crate::l1::{L1Cache, L1Entry};
 use crate::ttl::Ttls;
+use crate::versioned::{Version, VersionedL1};
 use crate::{Cache, CacheError, InvalidationPublisher, Key, KeyError, KeyKind, Keyspace};
 
 /// 60 s: how long an invalidation's tombstone guards its key against older fills. Twice
@@ -84,10 +85,6 @@ pub const STALE_RETRY: Duration = Duration::from_secs(1);
 /// (and reloaded in the background) for this long, instead of each request waiting for
 /// the loader to fail again. Every failed reload renews it; a success ends it.
 pub const FAILURE_MEMORY: Duration = Duration::from_secs(10);
-
-/// Stripes of per-id generations: enough that an invalidation rarely touches another
-/// id's fill, small enough to be one cache line per few ids.
-const GENERATION_STRIPES: usize = 64;
 
 /// Why [`Tiered::get_or_load`] could not produce an answer. Cheap to clone: every waiter of
 /// a coalesced load receives the same error.
@@ -309,7 +306,7 @@ impl<T> TieredBuilder<T> {
             kind: self.kind,
             keyspace: self.keyspace,
             ttls: self.ttls,
-            l1: self.l1,
+            l1: VersionedL1::new(self.l1),
             l2: self.l2,
             codec: self.codec,
             publisher: self.publisher,
@@ -318,7 +315,6 @@ impl<T> TieredBuilder<T> {
             reloader: self.reloader,
             flights: Mutex::default(),
             refreshing: Mutex::default(),
-            generations: Generations::default(),
             last_failure_ms: AtomicU64::new(0),
             stats: TierStats::default(),
         };
@@ -328,65 +324,8 @@ impl<T> TieredBuilder<T> {
     }
 }
 
-/// Per-id generations, striped: a local change to an id bumps its stripe, a change to
-/// everything (the bus reconnected) bumps `all`. A fill compares both before and after.
-#[derive(Debug)]
-struct Generations {
-    all: AtomicU64,
-    stripes: [AtomicU64; GENERATION_STRIPES],
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl Default for Generations {
-    fn default() -> Self {
-        Self {
-            all: AtomicU64::new(0),
-            stripes: std::array::from_fn(|_| AtomicU64::new(0)),
-            hasher: std::collections::hash_map::RandomState::new(),
-        }
-    }
-}
-
-/// What has changed about an id in a tier, as an opaque reading ([`Tiered::version`]):
-/// two equal readings mean no write, invalidation or eviction of the id (nor a clear of the
-/// whole tier) happened between them on this instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Version(Generation);
-
-/// A reading of one id's generations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Generation {
-    all: u64,
-    stripe: u64,
-}
-
-impl Generations {
-    fn stripe(&self, id: &str) -> &AtomicU64 {
-        // Truncation is the point: any bits of the hash pick a stripe.
-        let at = self.hasher.hash_one(id) as usize % GENERATION_STRIPES;
-        &self.stripes[at]
-    }
-
-    fn read(&self, id: &str) -> Generation {
-        Generation {
-            all: self.all.load(Ordering::Acquire),
-            stripe: self.stripe(id).load(Ordering::Acquire),
-        }
-    }
-
-    fn bump(&self, id: &str) {
-        self.stripe(id).fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn bump_all(&self) {
-        self.all.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// One kind of value (user, roles, permissions, token validation, revocation) cached in
-/// an L1 of decoded values and an L2 of envelopes, loaded on a miss with single-flight.
-/// One kind of value (user, roles, permissions, token validation, revocation) cached in
-/// an L1 of decoded values and an L2 of envelopes, loaded on a miss with single-flight.
+/// One kind of value (user records, per-role permissions) cached in an L1 of decoded
+/// values and an L2 of envelopes, loaded on a miss with single-flight.
 ///
 /// Cheap to share: the state lives behind one `Arc`, which background refreshes hold too.
 pub struct Tiered<T> {
@@ -398,7 +337,10 @@ struct Core<T> {
     kind: KeyKind,
     keyspace: Keyspace,
     ttls: Ttls,
-    l1: Option<Arc<dyn L1Cache<T>>>,
+    /// The L1 and the versions it serves by: bumped by every write, delete and eviction,
+    /// so that nothing read before one of them is served after it (see
+    /// [`crate::versioned`]).
+    l1: VersionedL1<T>,
     l2: Option<Arc<GuardedCache>>,
     codec: EnvelopeCodec,
     publisher: Option<Arc<dyn InvalidationPublisher>>,
@@ -413,9 +355,6 @@ struct Core<T> {
     flights: Mutex<HashMap<Arc<str>, Arc<Flight<T>>>>,
     /// Ids being reloaded in the background: one reload per id at a time.
     refreshing: Mutex<HashSet<Arc<str>>>,
-    /// Bumped by every write, delete and eviction: a load that started before one does not
-    /// fill the tiers with what it read, which may be older than the write.
-    generations: Generations,
     /// When the loader last failed (unix ms; 0: never): for [`STALE_RETRY`] after it,
     /// expired values within their grace are served at once and reloaded in the background.
     last_failure_ms: AtomicU64,
@@ -529,7 +468,14 @@ where
     /// What has changed about `id` here so far: answers derived from this tier can be
     /// remembered elsewhere with it, and trusted while it reads the same.
     pub fn version(&self, id: &str) -> Version {
-        Version(self.core.generations.read(id))
+        self.core.l1.version(id)
+    }
+
+    /// What has changed about any id here so far: moved by every write, invalidation and
+    /// eviction of the tier. Answers derived from several of its values (a user's
+    /// permissions, from their roles') are remembered with it.
+    pub fn epoch(&self) -> Version {
+        self.core.l1.epoch()
     }
 
     /// Counters, the loads in flight and the L2 breaker's state.
@@ -664,12 +610,8 @@ where
 
     /// Drops this instance's whole L1 (invalidations may have been missed).
     pub fn clear_local(&self) {
-        let core = &self.core;
-        core.generations.bump_all();
-        core.lock_flights().clear();
-        if let Some(l1) = &core.l1 {
-            l1.clear();
-        }
+        self.core.l1.forget_all();
+        self.core.lock_flights().clear();
     }
 }
 
@@ -699,11 +641,11 @@ where
             return Ok(entry.into_value());
         }
         let key = self.key(id)?;
-        let generation = self.generations.read(id);
+        let since = self.l1.version(id);
         match self.l2_read(&key, id).await {
             L2Read::Hit(hit) => {
-                self.l1_insert(id, hit.value.clone(), hit.remaining, generation);
-                self.refresh_if_due(id, &key, &hit, generation);
+                self.l1_insert(id, hit.value.clone(), hit.remaining, since);
+                self.refresh_if_due(id, &key, &hit, since);
                 Ok(hit.value)
             }
             L2Read::Expired(..) | L2Read::Miss(_) | L2Read::Failed => {
@@ -731,16 +673,13 @@ where
     }
 
     fn invalidate_local(&self, id: &str) {
-        self.generations.bump(id);
+        self.l1.forget(id);
         // Later callers must not join a load that started before the change.
         self.lock_flights().remove(id);
-        if let Some(l1) = &self.l1 {
-            l1.remove(id);
-        }
     }
 
     fn l1_get(&self, id: &str) -> Option<L1Entry<T>> {
-        let entry = self.l1.as_ref()?.get(id)?;
+        let entry = self.l1.get(id)?;
         bump(&self.stats.l1_hits);
         self.answered_by("l1");
         Some(entry)
@@ -785,18 +724,18 @@ where
         Fut: Future<Output = Result<Option<(T, Option<Duration>)>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        let generation = self.generations.read(id);
+        let since = self.l1.version(id);
         let (expected, stale) = match self.l2_read(key, id).await {
             L2Read::Hit(hit) => {
-                self.l1_insert(id, hit.value.clone(), hit.remaining, generation);
-                self.refresh_if_due(id, key, &hit, generation);
+                self.l1_insert(id, hit.value.clone(), hit.remaining, since);
+                self.refresh_if_due(id, key, &hit, since);
                 return Ok(hit.value);
             }
             // The loader failed moments ago: serve the last value at once rather than
             // make every caller wait for it to fail again, and retry behind it.
             L2Read::Expired(bytes, stale) if self.failing_recently() && self.reloader.is_some() => {
-                self.spawn_refresh(id, key, bytes, generation);
-                return Ok(Some(self.serve_stale(id, stale, generation)));
+                self.spawn_refresh(id, key, bytes, since);
+                return Ok(Some(self.serve_stale(id, stale, since)));
             }
             L2Read::Expired(bytes, stale) => (Some(Some(bytes)), Some(stale)),
             L2Read::Miss(seen) => (Some(seen), None),
@@ -809,10 +748,10 @@ where
         let started = Instant::now();
         let loaded = match (self.run_loader(load).await, stale) {
             (Ok(loaded), _) => loaded,
-            (Err(_), Some(stale)) => return Ok(Some(self.serve_stale(id, stale, generation))),
+            (Err(_), Some(stale)) => return Ok(Some(self.serve_stale(id, stale, since))),
             (Err(error), None) => return Err(error),
         };
-        if self.generations.read(id) != generation {
+        if self.l1.version(id) != since {
             // Changed here (or announced by another instance) while loading: the answer
             // is good for this caller, but may predate the change.
             bump(&self.stats.stale_fills);
@@ -822,21 +761,21 @@ where
         match expected {
             Some(seen) if shared && self.l2.is_some() => {
                 if started.elapsed() < FILL_WINDOW {
-                    self.fill(key, id, seen, &loaded, generation).await;
+                    self.fill(key, id, seen, &loaded, since).await;
                 }
             }
-            _ => self.l1_insert(id, loaded.value.clone(), loaded.ttl, generation),
+            _ => self.l1_insert(id, loaded.value.clone(), loaded.ttl, since),
         }
         Ok(loaded.value)
     }
 
     /// Serves a value past its expiry, within its grace, because the loader failed; keeps
     /// it in L1 for [`STALE_RETRY`] so the failing loader is not asked on every request.
-    fn serve_stale(&self, id: &str, stale: Arc<T>, generation: Generation) -> Arc<T> {
+    fn serve_stale(&self, id: &str, stale: Arc<T>, since: Version) -> Arc<T> {
         bump(&self.stats.stale_served);
         self.answered_by("stale");
         tracing::debug!(kind = %self.kind, "loader failing: serving the last value within its grace");
-        self.l1_insert(id, Some(Arc::clone(&stale)), STALE_RETRY, generation);
+        self.l1_insert(id, Some(Arc::clone(&stale)), STALE_RETRY, since);
         stale
     }
 
@@ -855,7 +794,7 @@ where
         self.ttls.refresh_window(self.ttls.for_kind(self.kind))
     }
 
-    fn refresh_if_due(self: &Arc<Self>, id: &str, key: &Key, hit: &L2Hit<T>, since: Generation) {
+    fn refresh_if_due(self: &Arc<Self>, id: &str, key: &Key, hit: &L2Hit<T>, since: Version) {
         if hit.value.is_some() && hit.remaining <= self.refresh_window() {
             self.spawn_refresh(id, key, hit.bytes.clone(), since);
         }
@@ -864,7 +803,7 @@ where
     /// Reloads `id` in a background task, unless one is already doing so. The reload fills
     /// the tiers only if the L2 entry is still exactly `seen` and nothing invalidated the
     /// id since `since`, like any fill.
-    fn spawn_refresh(self: &Arc<Self>, id: &str, key: &Key, seen: Bytes, since: Generation) {
+    fn spawn_refresh(self: &Arc<Self>, id: &str, key: &Key, seen: Bytes, since: Version) {
         let Some(reloader) = self.reloader.clone() else {
             return;
         };
@@ -892,7 +831,7 @@ where
         id: &str,
         key: &Key,
         seen: Bytes,
-        since: Generation,
+        since: Version,
         reload: &Reloader<T>,
     ) {
         let started = Instant::now();
@@ -905,7 +844,7 @@ where
             tracing::debug!(kind = %self.kind, "background refresh failed; the current value stays");
             return;
         };
-        if self.generations.read(id) != since || started.elapsed() >= FILL_WINDOW {
+        if self.l1.version(id) != since || started.elapsed() >= FILL_WINDOW {
             bump(&self.stats.stale_fills);
             return;
         }
@@ -981,15 +920,15 @@ where
         id: &str,
         seen: Option<Bytes>,
         loaded: &Loaded<T>,
-        generation: Generation,
+        since: Version,
     ) {
         let Some(l2) = &self.l2 else { return };
         let Ok(entry) = self.encode(key, loaded.value.as_ref(), loaded.ttl) else {
-            return self.l1_insert(id, loaded.value.clone(), loaded.ttl, generation);
+            return self.l1_insert(id, loaded.value.clone(), loaded.ttl, since);
         };
         let l2_ttl = self.l2_ttl(loaded.ttl, loaded.graced && loaded.value.is_some());
         match l2.set_if_unchanged(key, seen, entry, l2_ttl).await {
-            Ok(true) => self.l1_insert(id, loaded.value.clone(), loaded.ttl, generation),
+            Ok(true) => self.l1_insert(id, loaded.value.clone(), loaded.ttl, since),
             Ok(false) => {
                 bump(&self.stats.stale_fills);
                 tracing::debug!(key = %key, "fill dropped: the key changed since the load began");
@@ -1001,7 +940,7 @@ where
                 if !matches!(error, CacheError::Unsupported(_)) {
                     self.note_l2_error(key, &error);
                 }
-                self.l1_insert(id, loaded.value.clone(), loaded.ttl, generation);
+                self.l1_insert(id, loaded.value.clone(), loaded.ttl, since);
             }
         }
     }
@@ -1081,10 +1020,12 @@ where
             })
     }
 
-    /// Puts an entry whose L2 copy expires in `remaining` into L1. A value leaves L1 when
-    /// its refresh-ahead window begins, so the reads in that window reach L2 and one of
-    /// them starts the reload.
-    fn l1_insert(&self, id: &str, value: Option<Arc<T>>, remaining: Duration, since: Generation) {
+    /// Puts an entry whose L2 copy expires in `remaining` into L1, tagged with `since`, the
+    /// version read before the value was: if anything changed the id since, the entry is
+    /// never served (see [`crate::versioned`]). A value leaves L1 when its refresh-ahead
+    /// window begins, so the reads in that window reach L2 and one of them starts the
+    /// reload.
+    fn l1_insert(&self, id: &str, value: Option<Arc<T>>, remaining: Duration, since: Version) {
         let window = if value.is_some() {
             self.refresh_window()
         } else {
@@ -1092,21 +1033,7 @@ where
         };
         let until_refresh = remaining.checked_sub(window).filter(|left| !left.is_zero());
         let ttl = self.ttls.l1_ttl(until_refresh.unwrap_or(remaining));
-        let Some(l1) = self.l1.as_ref().filter(|_| !ttl.is_zero()) else {
-            return;
-        };
-        if self.generations.read(id) != since {
-            return;
-        }
-        l1.insert(id, L1Entry::from(value), ttl);
-        // An invalidation between the check and the insert would be undone by it: look
-        // again, and if one came, take the entry out (costing a miss, never staleness) and
-        // move the version again, so that nothing derived from the entry in that gap (a
-        // warm answer stamped with the version) is ever used.
-        if self.generations.read(id) != since {
-            l1.remove(id);
-            self.generations.bump(id);
-        }
+        self.l1.insert(id, value, ttl, since);
     }
 
     async fn write(
@@ -1126,8 +1053,8 @@ where
         // may have filled L1 from the old entry; only then may the new value go in.
         self.invalidate_local(id);
         if result.is_ok() {
-            let generation = self.generations.read(id);
-            self.l1_insert(id, value, ttl, generation);
+            let since = self.l1.version(id);
+            self.l1_insert(id, value, ttl, since);
         }
         self.publish(&key).await;
         result
@@ -1268,6 +1195,7 @@ mod tests {
     use super::*;
     use crate::breaker::{BreakerConfig, BreakerState, DEFAULT_FAILURE_THRESHOLD};
     use crate::codec::SigningKey;
+    use crate::test_support::HeldL1;
     use crate::testkit::{FlakyCache, Mode, RecordingL1};
     use crate::{MockCache, MockInvalidationPublisher};
 
@@ -1857,6 +1785,54 @@ mod tests {
             value(&b.load("42", &calls, Some("viewer")).await),
             Some("viewer")
         );
+    }
+
+    /// A fill that passed every check before an invalidation began, and whose L1 insert
+    /// lands only after the invalidation returned (the thread was preempted in between):
+    /// the very next read on this instance must not be served the value it read. The
+    /// insert is held on the filling thread, so the interleaving is exact, not hoped for.
+    #[tokio::test]
+    async fn a_fill_inserting_after_an_invalidation_returned_is_never_served() {
+        let l1 = Arc::new(HeldL1::new("role-1"));
+        let l2 = Arc::new(FlakyCache::default());
+        let tier = Arc::new(
+            Tiered::builder(KeyKind::Perms)
+                .l1(l1.clone())
+                .l2(guarded(l2.clone()))
+                .build(),
+        );
+        let filler = std::thread::spawn({
+            let tier = Arc::clone(&tier);
+            move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(tier.get_or_load("role-1", || async {
+                    Ok::<_, io::Error>(Some(String::from("v4")))
+                }))
+            }
+        });
+        l1.wait_for_insert();
+        tier.delete("role-1").await.unwrap();
+        l1.let_insert();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let next = tier
+            .get_or_load("role-1", loader(&calls, Duration::ZERO, Some("v5")))
+            .await
+            .unwrap();
+        l1.let_go();
+        assert_eq!(
+            value(&filler.join().unwrap().unwrap()),
+            Some("v4"),
+            "the filler's own caller began before the invalidation: v4 is its answer"
+        );
+        assert_eq!(
+            value(&next),
+            Some("v5"),
+            "a read after the invalidation returned was served what a fill read before it"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     /// The same with a write-through (`set`) from the other instance.

@@ -207,7 +207,7 @@ mod tests {
     }
 
     fn present(value: &str) -> L1Entry<String> {
-        L1Entry::Present(Arc::new(value.to_owned()))
+        L1Entry::present(Arc::new(value.to_owned()))
     }
 
     fn value_of(l1: &MemoryL1<String>, id: &str) -> Option<String> {
@@ -221,8 +221,8 @@ mod tests {
         let l1 = MemoryL1::<String>::default();
         assert!(l1.get("1").is_none());
         let value = Arc::new(String::from("ada"));
-        l1.insert("1", L1Entry::Present(Arc::clone(&value)), MINUTE);
-        l1.insert("2", L1Entry::Absent, MINUTE);
+        l1.insert("1", L1Entry::present(Arc::clone(&value)), MINUTE);
+        l1.insert("2", L1Entry::absent(), MINUTE);
         let hit = l1.get("1").unwrap().into_value().unwrap();
         assert!(
             Arc::ptr_eq(&hit, &value),
@@ -260,7 +260,7 @@ mod tests {
         let l1 = MemoryL1::<String>::new(100);
         let value = Arc::new(String::from("ada"));
         for id in ["1", "2", "3"] {
-            l1.insert(id, L1Entry::Present(Arc::clone(&value)), MINUTE);
+            l1.insert(id, L1Entry::present(Arc::clone(&value)), MINUTE);
         }
         l1.clear();
         assert_eq!(Arc::strong_count(&value), 1, "no clone is left behind");
@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn negative_entries_expire_too() {
         let (l1, clock) = manual(10);
-        l1.insert("ghost", L1Entry::Absent, Duration::from_secs(30));
+        l1.insert("ghost", L1Entry::absent(), Duration::from_secs(30));
         clock.advance(Duration::from_secs(30));
         assert!(l1.get("ghost").is_none());
     }

@@ -1,0 +1,244 @@
+//! Versions, and the one rule every in-process cache of authcache serves by: **an entry is
+//! served only while the version it was filled under is still current.**
+//!
+//! # The protocol
+//!
+//! - **Writers** (an invalidation, a write-through, a bus eviction, a reconnect's clear)
+//!   *bump* the version of the id ([`Generations::bump`]), or of everything
+//!   ([`Generations::bump_all`]), and only then drop the entry. The bump is what
+//!   correctness rests on; the drop only frees the memory early.
+//! - **Fillers** read the version *before* they read their source (the shared tier, the
+//!   loader, another tier), and tag what they insert with it ([`VersionedL1::insert`]).
+//! - **Readers** serve an entry only when its tag equals the version now
+//!   ([`VersionedL1::get`]); anything else is a miss.
+//!
+//! So a value read before an invalidation returned carries a version the invalidation has
+//! moved past, and no read after it returns is ever served that value — however late the
+//! filler's insert lands (a preempted thread, a slow fill, a background refresh). There is
+//! no check-then-insert window to re-check and no insert to undo: the check is on the read.
+//!
+//! Answers *derived* from a tier (the facade's roles-and-permissions memo, its warm answers)
+//! follow the same rule with the tier's [`epoch`](Generations::epoch), which every bump
+//! moves: read it before reading the tier, keep it with the answer, serve the answer only
+//! while it reads the same.
+//!
+//! The protocol is model-checked with loom (`cargo xtask ci` runs `model::tests` of this
+//! crate under `--cfg authcache_loom`), exploring every interleaving of one fill against
+//! one invalidation.
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::l1::{L1Cache, L1Entry};
+use crate::sync::AtomicU64;
+
+/// Stripes of per-id versions: enough that an invalidation rarely touches another id's
+/// entries, small enough to be one cache line per few ids.
+const STRIPES: usize = 64;
+
+/// A reading of a version: two equal readings of one id (or of the epoch) mean nothing
+/// bumped it in between on this instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Version(u64);
+
+/// Per-id versions, striped, and an epoch that every bump moves.
+pub struct Generations {
+    epoch: AtomicU64,
+    stripes: [AtomicU64; STRIPES],
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl fmt::Debug for Generations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generations")
+            .field("epoch", &self.epoch())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Self {
+            epoch: AtomicU64::new(0),
+            stripes: std::array::from_fn(|_| AtomicU64::new(0)),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+}
+
+impl Generations {
+    fn stripe(&self, id: &str) -> &AtomicU64 {
+        // Truncation is the point: any bits of the hash pick a stripe.
+        let at = self.hasher.hash_one(id) as usize % STRIPES;
+        &self.stripes[at]
+    }
+
+    /// The version of `id` now.
+    pub fn version(&self, id: &str) -> Version {
+        Version(self.stripe(id).load(Ordering::Acquire))
+    }
+
+    /// The version of everything now: moved by every bump of any id.
+    pub fn epoch(&self) -> Version {
+        Version(self.epoch.load(Ordering::Acquire))
+    }
+
+    /// Moves the version of `id` (and the epoch): what was filled under the old one is
+    /// never served again.
+    pub fn bump(&self, id: &str) {
+        self.stripe(id).fetch_add(1, Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Moves every version: nothing filled before is served again.
+    pub fn bump_all(&self) {
+        for stripe in &self.stripes {
+            stripe.fetch_add(1, Ordering::AcqRel);
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// An optional L1 with its [`Generations`]: the in-process half of a tier, serving by the
+/// rule in the [module docs](self). Without an L1 it holds nothing, but the versions still
+/// move (answers derived from the tier depend on them).
+pub struct VersionedL1<T> {
+    l1: Option<Arc<dyn L1Cache<T>>>,
+    generations: Generations,
+}
+
+impl<T> fmt::Debug for VersionedL1<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VersionedL1")
+            .field("l1", &self.l1)
+            .field("generations", &self.generations)
+            .finish()
+    }
+}
+
+impl<T> VersionedL1<T> {
+    /// Serves from `l1`, or holds nothing when it is `None`.
+    pub fn new(l1: Option<Arc<dyn L1Cache<T>>>) -> Self {
+        Self {
+            l1,
+            generations: Generations::default(),
+        }
+    }
+
+    /// Whether there is an L1 at all.
+    pub fn is_enabled(&self) -> bool {
+        self.l1.is_some()
+    }
+
+    /// The version of `id` now: read it before reading what will be inserted.
+    pub fn version(&self, id: &str) -> Version {
+        self.generations.version(id)
+    }
+
+    /// The version of everything now (see [`Generations::epoch`]).
+    pub fn epoch(&self) -> Version {
+        self.generations.epoch()
+    }
+
+    /// The entry of `id`, if there is one and it was filled under the version of `id` now.
+    pub fn get(&self, id: &str) -> Option<L1Entry<T>> {
+        let entry = self.l1.as_ref()?.get(id)?;
+        // Read after the entry: a bump that happened before this call is seen here.
+        (entry.version() == self.version(id)).then_some(entry)
+    }
+
+    /// Keeps `value` for `id` for `ttl`, tagged with `since`, the version read before the
+    /// value was. A tag already behind is not stored at all (it could never be served).
+    pub fn insert(&self, id: &str, value: Option<Arc<T>>, ttl: Duration, since: Version) {
+        let Some(l1) = &self.l1 else { return };
+        if ttl.is_zero() || self.version(id) != since {
+            return;
+        }
+        l1.insert(id, L1Entry::from(value).at(since), ttl);
+    }
+
+    /// Moves the version of `id`, then drops its entry.
+    pub fn forget(&self, id: &str) {
+        self.generations.bump(id);
+        if let Some(l1) = &self.l1 {
+            l1.remove(id);
+        }
+    }
+
+    /// Moves every version, then drops every entry.
+    pub fn forget_all(&self) {
+        self.generations.bump_all();
+        if let Some(l1) = &self.l1 {
+            l1.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::RecordingL1;
+
+    fn tier() -> VersionedL1<String> {
+        VersionedL1::new(Some(Arc::new(RecordingL1::default())))
+    }
+
+    fn served(tier: &VersionedL1<String>, id: &str) -> Option<String> {
+        tier.get(id)
+            .and_then(L1Entry::into_value)
+            .map(|value| (*value).clone())
+    }
+
+    #[tokio::test]
+    async fn an_entry_filled_under_an_old_version_is_never_served() {
+        let tier = tier();
+        let ttl = Duration::from_secs(30);
+        let before = tier.version("a");
+        tier.forget("a");
+        // The filler read `before`, then the invalidation ran; its insert lands late.
+        tier.l1.as_ref().unwrap().insert(
+            "a",
+            L1Entry::from(Some(Arc::new("old".into()))).at(before),
+            ttl,
+        );
+        assert_eq!(served(&tier, "a"), None);
+        tier.insert("a", Some(Arc::new("new".into())), ttl, tier.version("a"));
+        assert_eq!(served(&tier, "a").as_deref(), Some("new"));
+    }
+
+    #[tokio::test]
+    async fn bumps_move_the_epoch_and_forget_all_moves_every_id() {
+        let tier = tier();
+        let ttl = Duration::from_secs(30);
+        let epoch = tier.epoch();
+        let (a, b) = (tier.version("a"), tier.version("b"));
+        tier.insert("a", Some(Arc::new("1".into())), ttl, a);
+        tier.insert("b", Some(Arc::new("2".into())), ttl, b);
+        tier.forget("a");
+        assert_ne!(tier.epoch(), epoch);
+        assert_eq!(served(&tier, "a"), None);
+        let epoch = tier.epoch();
+        tier.forget_all();
+        assert_ne!(tier.epoch(), epoch);
+        assert_ne!(tier.version("b"), b);
+        assert_eq!(served(&tier, "b"), None);
+    }
+
+    #[tokio::test]
+    async fn an_insert_already_behind_is_not_stored() {
+        let l1 = Arc::new(RecordingL1::<String>::default());
+        let tier = VersionedL1::new(Some(l1.clone() as Arc<dyn L1Cache<String>>));
+        let before = tier.version("a");
+        tier.forget("a");
+        tier.insert(
+            "a",
+            Some(Arc::new("old".into())),
+            Duration::from_secs(1),
+            before,
+        );
+        assert!(l1.ttls().is_empty());
+    }
+}
