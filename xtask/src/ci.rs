@@ -1,5 +1,6 @@
-//! `cargo xtask ci`: fmt → clippy → tests (all features, then default features) → a 15 s
-//! soak (`cargo xtask soak`) → docs → per-feature checks. The servers the tests need are
+//! `cargo xtask ci`: fmt → clippy → tests (all features, then default features) → the loom
+//! models of the coherence protocol (`cargo xtask model`) → a 15 s soak (`cargo xtask soak`,
+//! with a fresh seed, printed) → docs → per-feature checks. The servers the tests need are
 //! provisioned first.
 //!
 //! `cargo xtask ci --repeat N` runs the whole sequence N times in a row and stops at the
@@ -30,7 +31,7 @@ const FEATURE_CHECKS: &[(&str, &[&str])] = &[
             "jwks",
         ],
     ),
-    ("authcache-core", &["", "mock", "postcard"]),
+    ("authcache-core", &["", "mock", "postcard", "test-support"]),
     ("authcache-jwt", &["", "jwks"]),
     ("authcache-redis", &["", "cluster"]),
     ("authcache-users", &["", "mongodb", "mock"]),
@@ -88,7 +89,8 @@ fn run_once() -> Result<()> {
     ]))?;
     exec(tools.apply(&mut cargo(&["test", "--workspace", "--all-features"])))?;
     exec(tools.apply(&mut cargo(&["test", "--workspace"])))?;
-    crate::soak::run_with(&tools, crate::soak::CI_SECONDS)?;
+    crate::model::run()?;
+    crate::soak::run_with(&tools, &crate::soak::Soak::ci())?;
     exec(
         cargo(&["doc", "--workspace", "--all-features", "--no-deps"])
             .env("RUSTDOCFLAGS", "-D warnings"),

@@ -1,15 +1,22 @@
-//! `cargo xtask soak [--seconds N]`: the mixed workload of `tests/src/bin/soak/` — Zipf
-//! authentications, logouts, `logout_all`, role changes, a Redis restart halfway — on a
-//! real redis-server and SecantusDB, with throughput, unexpected results and RSS growth
-//! after warm-up. Fails on any unexpected result (and on RSS growth above 5 % in runs of
-//! 60 s or more). `cargo xtask ci` runs it for [`CI_SECONDS`].
+//! `cargo xtask soak [--seconds N] [--seed N] [--repeat N]`: the mixed workload of
+//! `tests/src/bin/soak/` — Zipf authentications, logouts, `logout_all`, role changes, a Redis
+//! restart halfway — on a real redis-server and SecantusDB, with throughput, unexpected
+//! results and RSS growth after warm-up. Fails on any unexpected result (and on RSS growth
+//! above 5 % in runs of 60 s or more). `cargo xtask ci` runs it once for [`CI_SECONDS`].
+//!
+//! Every run has a seed, printed with the run and in the error of a failed one: `--seed N`
+//! replays that run's workload (the choices each task makes; not the interleaving, which
+//! timing decides). `--repeat N` runs the soak N times in a row — each with a fresh seed, or
+//! N times with `--seed` — and stops at the first failure.
 //!
 //! The binary is built with exactly the flags and features of CI's
 //! `cargo test --workspace --all-features` (which builds the bins of the package whose
 //! integration tests it runs), so that after the tests nothing is compiled again.
 
-use std::path::PathBuf;
+use std::hash::{BuildHasher, RandomState};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
@@ -21,43 +28,132 @@ const DEFAULT_SECONDS: u64 = 60;
 
 /// How long the soak runs in `cargo xtask ci`: long enough for a warm-up, a Redis restart
 /// and its recovery; too short for RSS growth to be judged (the soak says so).
-pub(crate) const CI_SECONDS: u64 = 15;
+const CI_SECONDS: u64 = 15;
+
+const USAGE: &str =
+    "usage: cargo xtask soak [--seconds N (60)] [--seed N (fresh)] [--repeat N (1)]";
+
+/// What to run: how long, with which seed, how many times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Soak {
+    pub(crate) seconds: u64,
+    /// The seed of every run; `None`: a fresh one for each.
+    pub(crate) seed: Option<u64>,
+    pub(crate) repeat: usize,
+}
+
+impl Default for Soak {
+    fn default() -> Self {
+        Self {
+            seconds: DEFAULT_SECONDS,
+            seed: None,
+            repeat: 1,
+        }
+    }
+}
+
+impl Soak {
+    /// `cargo xtask ci`'s soak: one run of [`CI_SECONDS`] with a fresh seed.
+    pub(crate) fn ci() -> Self {
+        Self {
+            seconds: CI_SECONDS,
+            ..Self::default()
+        }
+    }
+
+    /// Parses `[--seconds N] [--seed N] [--repeat N]`, in any order.
+    ///
+    /// # Errors
+    /// An unknown flag, a flag without a value, a length or a count that is not a positive
+    /// number, or a seed that is not a whole number below 2^64.
+    pub(crate) fn parse(args: &[&str]) -> Result<Self> {
+        let mut soak = Self::default();
+        let mut words = args.iter();
+        while let Some(&flag) = words.next() {
+            let Some(&value) = words.next() else {
+                bail!("{flag} wants a value; {USAGE}");
+            };
+            match flag {
+                "--seconds" => soak.seconds = positive(flag, value)?,
+                "--repeat" => soak.repeat = usize::try_from(positive(flag, value)?)?,
+                "--seed" => {
+                    soak.seed = Some(value.parse().with_context(|| {
+                        format!("--seed wants a whole number below 2^64, got {value:?}")
+                    })?);
+                }
+                _ => bail!("unknown argument {flag:?}; {USAGE}"),
+            }
+        }
+        Ok(soak)
+    }
+
+    /// The command that replays the run of `seed`.
+    fn replay(&self, seed: u64) -> String {
+        format!("cargo xtask soak --seconds {} --seed {seed}", self.seconds)
+    }
+}
+
+fn positive(flag: &str, value: &str) -> Result<u64> {
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("{flag} wants a positive number, got {value:?}"),
+    }
+}
+
+/// A seed no earlier run chose: std's per-process random hash keys (from the operating
+/// system) over the time.
+fn fresh_seed() -> u64 {
+    RandomState::new().hash_one(SystemTime::now())
+}
 
 /// Provisions the servers, builds the soak and runs it.
 ///
 /// # Errors
 /// A bad argument, a tool that cannot be installed, a failed build, or a failed soak.
 pub(crate) fn run(args: &[&str]) -> Result<()> {
-    let seconds = parse_seconds(args)?;
+    let soak = Soak::parse(args)?;
     let tools = services::install()?;
-    run_with(&tools, seconds)
+    run_with(&tools, &soak)
 }
 
-/// Builds the soak and runs it for `seconds` with the tools already provisioned.
+/// Builds the soak once and runs it `soak.repeat` times with the tools already provisioned,
+/// stopping at the first failure; prints each run's seed, time and verdict, then all times.
 ///
 /// # Errors
-/// A failed build, or a soak that reported unexpected results.
-pub(crate) fn run_with(tools: &Tools, seconds: u64) -> Result<()> {
-    let soak = build()?;
-    let seconds = seconds.to_string();
-    let mut command = Command::new(soak);
-    command.args(["--seconds", &seconds]).current_dir(root());
-    exec(tools.apply(&mut command))
-}
-
-/// Parses `--seconds N` (default [`DEFAULT_SECONDS`]).
-///
-/// # Errors
-/// When N is not a positive number.
-pub(crate) fn parse_seconds(args: &[&str]) -> Result<u64> {
-    match args {
-        [] => Ok(DEFAULT_SECONDS),
-        ["--seconds", n] => match n.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => bail!("--seconds wants a positive number, got {n:?}"),
-        },
-        _ => bail!("usage: cargo xtask soak [--seconds N]"),
+/// A failed build, or a soak that failed: the error names the run and its seed.
+pub(crate) fn run_with(tools: &Tools, soak: &Soak) -> Result<()> {
+    let executable = build()?;
+    let repeat = soak.repeat;
+    let mut times = Vec::with_capacity(repeat);
+    for attempt in 1..=repeat {
+        let seed = soak.seed.unwrap_or_else(fresh_seed);
+        println!("\nxtask soak: run {attempt} of {repeat}, seed {seed}");
+        let started = Instant::now();
+        let outcome = run_once(tools, &executable, soak.seconds, seed);
+        let took = started.elapsed();
+        let verdict = if outcome.is_ok() { "PASS" } else { "FAIL" };
+        println!("xtask soak: run {attempt} of {repeat}, seed {seed}: {verdict} in {took:.0?}");
+        outcome.with_context(|| {
+            format!(
+                "soak run {attempt} of {repeat} failed with seed {seed} (replay: {})",
+                soak.replay(seed)
+            )
+        })?;
+        times.push(took);
     }
+    if repeat > 1 {
+        println!("xtask soak: {repeat} runs passed: {times:.0?}");
+    }
+    Ok(())
+}
+
+fn run_once(tools: &Tools, executable: &Path, seconds: u64, seed: u64) -> Result<()> {
+    let (seconds, seed) = (seconds.to_string(), seed.to_string());
+    let mut command = Command::new(executable);
+    command
+        .args(["--seconds", &seconds, "--seed", &seed])
+        .current_dir(root());
+    exec(tools.apply(&mut command))
 }
 
 /// Builds the soak binary as the tests build it, and returns its path (from cargo's own
@@ -107,11 +203,53 @@ mod tests {
 
     #[test]
     fn seconds_default_to_a_minute_and_must_be_positive() {
-        assert_eq!(parse_seconds(&[]).unwrap(), 60);
-        assert_eq!(parse_seconds(&["--seconds", "15"]).unwrap(), 15);
-        assert!(parse_seconds(&["--seconds", "0"]).is_err());
-        assert!(parse_seconds(&["--seconds", "x"]).is_err());
-        assert!(parse_seconds(&["15"]).is_err());
+        assert_eq!(Soak::parse(&[]).unwrap(), Soak::default());
+        assert_eq!(Soak::parse(&[]).unwrap().seconds, 60);
+        assert_eq!(Soak::parse(&["--seconds", "15"]).unwrap().seconds, 15);
+        assert!(Soak::parse(&["--seconds", "0"]).is_err());
+        assert!(Soak::parse(&["--seconds", "x"]).is_err());
+        assert!(Soak::parse(&["--seconds"]).is_err());
+        assert!(Soak::parse(&["15"]).is_err());
+    }
+
+    #[test]
+    fn the_seed_is_fresh_unless_given_and_repeat_counts_runs() {
+        assert_eq!(Soak::parse(&[]).unwrap().seed, None);
+        assert_eq!(Soak::parse(&[]).unwrap().repeat, 1);
+        assert_eq!(
+            Soak::parse(&["--repeat", "3", "--seed", "42", "--seconds", "6"]).unwrap(),
+            Soak {
+                seconds: 6,
+                seed: Some(42),
+                repeat: 3
+            }
+        );
+        assert_eq!(
+            Soak::parse(&["--seed", "0"]).unwrap().seed,
+            Some(0),
+            "0 is a seed like any other"
+        );
+        assert!(Soak::parse(&["--seed", "-1"]).is_err());
+        assert!(Soak::parse(&["--seed", "18446744073709551616"]).is_err());
+        assert!(Soak::parse(&["--repeat", "0"]).is_err());
+        assert!(Soak::parse(&["--repeat"]).is_err());
+        assert_ne!(fresh_seed(), fresh_seed());
+    }
+
+    #[test]
+    fn ci_runs_one_soak_of_its_length_with_a_fresh_seed() {
+        assert_eq!(
+            Soak::ci(),
+            Soak {
+                seconds: CI_SECONDS,
+                seed: None,
+                repeat: 1
+            }
+        );
+        assert_eq!(
+            Soak::ci().replay(42),
+            "cargo xtask soak --seconds 15 --seed 42"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::memory::RSS_JUDGED_FROM_SECONDS;
+use crate::seed::Seed;
 
 /// Shortest warm-up, whatever the run length.
 const MIN_WARM_UP: Duration = Duration::from_secs(5);
@@ -16,27 +17,30 @@ pub(crate) struct Args {
     pub(crate) users: usize,
     pub(crate) tasks: usize,
     pub(crate) mutations_per_second: u32,
+    /// `--seed`, or a fresh one: every random choice of the run derives from it.
+    pub(crate) seed: Seed,
 }
 
-const USAGE: &str = "usage: soak [--seconds N (60)] [--users N (1000)] [--tasks N (32)] [--mutations PER_SECOND (25)]";
+const USAGE: &str = "usage: soak [--seconds N (60)] [--users N (1000)] [--tasks N (32)] [--mutations PER_SECOND (25)] [--seed N (fresh)]";
 
 /// Shortest run: a warm-up, a kill, an outage and a recovery need a few seconds.
 const MIN_SECONDS: u64 = 4;
 
-impl Default for Args {
-    fn default() -> Self {
+impl Args {
+    /// The defaults, with `seed`.
+    pub(crate) fn defaults(seed: Seed) -> Self {
         Self {
             seconds: 60,
             users: 1000,
             tasks: 32,
             mutations_per_second: 25,
+            seed,
         }
     }
-}
 
-impl Args {
+    /// Parses the command line; without `--seed`, the seed is fresh.
     pub(crate) fn parse(mut words: impl Iterator<Item = String>) -> Result<Self> {
-        let mut args = Self::default();
+        let mut args = Self::defaults(Seed::fresh());
         while let Some(flag) = words.next() {
             let value = words
                 .next()
@@ -49,6 +53,7 @@ impl Args {
                 "--users" => args.users = usize::try_from(number)?,
                 "--tasks" => args.tasks = usize::try_from(number)?,
                 "--mutations" => args.mutations_per_second = u32::try_from(number)?,
+                "--seed" => args.seed = Seed(number),
                 _ => bail!("unknown argument {flag:?}; {USAGE}"),
             }
         }
@@ -83,16 +88,38 @@ impl Args {
     pub(crate) fn judges_rss(&self) -> bool {
         self.seconds >= RSS_JUDGED_FROM_SECONDS
     }
+
+    /// The command that replays this run's workload: `cargo xtask soak` when only the length
+    /// and the seed differ from the defaults, else this binary with every argument.
+    pub(crate) fn replay(&self) -> String {
+        let Self { seconds, seed, .. } = *self;
+        let only_length_and_seed = Self {
+            seconds,
+            ..Self::defaults(seed)
+        };
+        if *self == only_length_and_seed {
+            format!("cargo xtask soak --seconds {seconds} --seed {seed}")
+        } else {
+            format!(
+                "soak --seconds {seconds} --users {} --tasks {} --mutations {} --seed {seed}",
+                self.users, self.tasks, self.mutations_per_second
+            )
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(words: &[&str]) -> Result<Args> {
+        Args::parse(words.iter().map(ToString::to_string))
+    }
+
     #[test]
     fn arguments_have_defaults_and_bounds() {
-        let parse = |words: &[&str]| Args::parse(words.iter().map(ToString::to_string));
-        assert_eq!(parse(&[]).unwrap(), Args::default());
+        let defaults = parse(&[]).unwrap();
+        assert_eq!(defaults, Args::defaults(defaults.seed));
         assert_eq!(parse(&["--seconds", "15"]).unwrap().seconds, 15);
         assert!(parse(&["--seconds", "1"]).is_err());
         assert!(parse(&["--seconds"]).is_err());
@@ -100,7 +127,35 @@ mod tests {
         let ci = parse(&["--seconds", "15"]).unwrap();
         assert_eq!(ci.warm_up(), Duration::from_secs(5));
         assert!(!ci.judges_rss());
-        assert!(Args::default().judges_rss());
-        assert_eq!(Args::default().warm_up(), Duration::from_secs(20));
+        assert!(Args::defaults(Seed(0)).judges_rss());
+        assert_eq!(Args::defaults(Seed(0)).warm_up(), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn the_seed_is_fresh_unless_given() {
+        assert_ne!(parse(&[]).unwrap().seed, parse(&[]).unwrap().seed);
+        let given = parse(&["--seconds", "15", "--seed", "42"]).unwrap();
+        assert_eq!(given.seed, Seed(42));
+        assert_eq!(
+            parse(&["--seed", &u64::MAX.to_string()]).unwrap().seed,
+            Seed(u64::MAX)
+        );
+        assert!(parse(&["--seed", "-1"]).is_err());
+        assert!(parse(&["--seed", "x"]).is_err());
+        assert!(parse(&["--seed"]).is_err());
+    }
+
+    #[test]
+    fn the_replay_command_carries_every_argument_that_differs_from_the_defaults() {
+        assert_eq!(
+            parse(&["--seconds", "15", "--seed", "42"])
+                .unwrap()
+                .replay(),
+            "cargo xtask soak --seconds 15 --seed 42"
+        );
+        assert_eq!(
+            parse(&["--seed", "7", "--tasks", "4"]).unwrap().replay(),
+            "soak --seconds 60 --users 1000 --tasks 4 --mutations 25 --seed 7"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! repository for a fixed time, with Redis killed and restarted empty halfway.
 //!
 //! ```text
-//! cargo xtask soak --seconds 60        # provisions the servers, builds, runs this
+//! cargo xtask soak --seconds 60               # provisions the servers, builds, runs this
+//! cargo xtask soak --seconds 15 --seed 42     # the workload of the run that printed seed 42
 //! ```
 //!
 //! The test kit starts a `redis-server` and a SecantusDB. Users live in SecantusDB
@@ -43,6 +44,11 @@
 //! on any unexpected result, on a workload that did not exercise what it should, and on RSS
 //! growth above 5 % — judged for runs of 60 s or more only: a shorter run on a shared
 //! machine is too short for RSS to be a reliable signal, so it is printed, not judged.
+//!
+//! Every random choice derives from one seed (`--seed N`, else a fresh one), printed first
+//! with the command that replays it, and again next to the verdict. The seed fixes the
+//! workload — the sequence of choices each task and the mutator make — not the interleaving:
+//! thread scheduling and timing still differ between runs (see `seed.rs`).
 
 mod args;
 mod chaos;
@@ -52,6 +58,7 @@ mod model;
 mod mutator;
 mod probe;
 mod report;
+mod seed;
 mod tally;
 mod workload;
 
@@ -77,6 +84,7 @@ use crate::model::{ROLES, TOKEN_SECRET, Timeline, World, lock, role_name, role_p
 use crate::mutator::Mutator;
 use crate::probe::final_checks;
 use crate::report::{Run, Verdict, report};
+use crate::seed::Stream;
 use crate::tally::Tally;
 use crate::workload::{Ctx, ZIPF_EXPONENT, work};
 
@@ -101,11 +109,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let seed = args.seed;
+    println!("soak: seed {seed} (replay: {})", args.replay());
     match soak(args).await {
         Ok(verdict) if verdict.passed() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("soak: {error:#}");
+            eprintln!("soak: {error:#} (seed {seed})");
             ExitCode::FAILURE
         }
     }
@@ -256,9 +266,9 @@ async fn run_workload(
     repository: Arc<MongoUserRepository>,
 ) -> Result<(Vec<Sample>, Instant, RedisServer)> {
     let workers: Vec<_> = (0..args.tasks)
-        .map(|task| tokio::spawn(work(Arc::clone(ctx), task as u64)))
+        .map(|task| tokio::spawn(work(Arc::clone(ctx), args.seed.rng(Stream::Worker(task)))))
         .collect();
-    let mutator = Mutator::new(Arc::clone(ctx), repository);
+    let mutator = Mutator::new(Arc::clone(ctx), repository, args.seed.rng(Stream::Mutator));
     let mutator = tokio::spawn(mutator.run(args.mutations_per_second));
     let chaos = tokio::spawn(restart_redis_midway(
         Arc::clone(ctx),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use authcache::{AuthError, MongoUserRepository, UserRepository};
 use authcache_jwt::unix_now;
+use rand::RngExt;
 use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
 
 use crate::model::{
     Cause, Confirmed, ROLES, Revoked, lock, random_roles, role_name, role_permissions, user_id,
@@ -27,6 +27,7 @@ const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 pub(crate) struct Mutator {
     ctx: Arc<Ctx>,
     repository: Arc<MongoUserRepository>,
+    /// Its own stream of the run's seed.
     rng: SmallRng,
     /// Changes whose invalidation Redis refused: retried before anything else.
     unsettled_users: Vec<(usize, u64)>,
@@ -35,11 +36,11 @@ pub(crate) struct Mutator {
 }
 
 impl Mutator {
-    pub(crate) fn new(ctx: Arc<Ctx>, repository: Arc<MongoUserRepository>) -> Self {
+    pub(crate) fn new(ctx: Arc<Ctx>, repository: Arc<MongoUserRepository>, rng: SmallRng) -> Self {
         Self {
             ctx,
             repository,
-            rng: SmallRng::seed_from_u64(u64::MAX),
+            rng,
             unsettled_users: Vec::new(),
             unsettled_roles: Vec::new(),
             next_retry: Instant::now(),

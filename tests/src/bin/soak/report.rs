@@ -13,6 +13,7 @@ use crate::memory::{
 };
 use crate::model::{Timeline, lock};
 use crate::probe::Probe;
+use crate::seed::Seed;
 use crate::tally::{Effect, Mutation, Tally};
 use crate::workload::Ctx;
 
@@ -66,7 +67,7 @@ pub(crate) fn report(ctx: &Ctx, run: &Run) -> Verdict {
         rss_over_limit: run.args.judges_rss()
             && memory.is_none_or(|m| m.growth_percent() > RSS_GROWTH_LIMIT_PERCENT),
     };
-    rows.push(("result".into(), verdict_row(&verdict)));
+    rows.push(("result".into(), verdict_row(&verdict, run.args.seed)));
     print_rows(&rows);
     let details = lock(&tally.details);
     if !details.is_empty() {
@@ -75,6 +76,13 @@ pub(crate) fn report(ctx: &Ctx, run: &Run) -> Verdict {
             println!("  - {detail}");
         }
     }
+    // Last, so that a failing log ends with what replays it.
+    println!(
+        "\nsoak: {} with seed {} (replay: {})",
+        if verdict.passed() { "PASS" } else { "FAIL" },
+        run.args.seed,
+        run.args.replay()
+    );
     verdict
 }
 
@@ -312,7 +320,7 @@ fn not_exercised(ctx: &Ctx, run: &Run) -> Vec<String> {
     missing
 }
 
-fn verdict_row(verdict: &Verdict) -> String {
+fn verdict_row(verdict: &Verdict, seed: Seed) -> String {
     let mut reasons = Vec::new();
     if verdict.unexpected > 0 {
         reasons.push(format!("{} unexpected results", verdict.unexpected));
@@ -324,9 +332,9 @@ fn verdict_row(verdict: &Verdict) -> String {
         ));
     }
     if reasons.is_empty() {
-        "PASS: 0 unexpected results".into()
+        format!("PASS: 0 unexpected results (seed {seed})")
     } else {
-        format!("FAIL: {}", reasons.join("; "))
+        format!("FAIL: {} (seed {seed})", reasons.join("; "))
     }
 }
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use authcache::AuthService;
+use rand::RngExt;
 use rand::distr::Distribution;
 use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
 use rand_distr::Zipf;
 
 use crate::judge::{Seen, describe, expectation, judge, judge_ghost, judge_revoked};
@@ -93,9 +93,9 @@ impl Ctx {
     }
 }
 
-/// One task: authenticate until told to stop.
-pub(crate) async fn work(ctx: Arc<Ctx>, seed: u64) {
-    let mut rng = SmallRng::seed_from_u64(seed);
+/// One task: authenticate until told to stop, every choice drawn from `rng` (its own
+/// stream of the run's seed).
+pub(crate) async fn work(ctx: Arc<Ctx>, mut rng: SmallRng) {
     while !ctx.stopped() {
         let roll = rng.random_range(0..1000);
         if roll < GHOST_PER_MILLE {
