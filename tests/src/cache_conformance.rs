@@ -321,7 +321,9 @@ pub async fn many_keys(cache: &dyn Cache, count: usize) {
 }
 
 /// Writes `count` keys `user:spread-{i}` with values `value-{i}` and returns them in order.
-/// Distinct ids hash to slots all over the 16384, so every Cluster master gets some.
+/// They fall in many hash slots, but which ones depends on the keyspace's prefix: a check
+/// that needs every Cluster master to hold keys chooses them with
+/// [`keys_on_every_master`](crate::cluster_slots::keys_on_every_master).
 pub async fn write_spread_keys(cache: &dyn Cache, keys: &Keyspace, count: usize) -> Vec<Key> {
     let written: Vec<Key> = (0..count)
         .map(|i| key(keys, &format!("spread-{i}")))
@@ -587,13 +589,18 @@ pub async fn conditional_fill_with_zero_and_tiny_ttls(cache: &dyn Cache) {
     .await;
 }
 
-/// Conditional fills on `count` keys spread over hash slots (every Cluster master): each
-/// fills from absent, then replaces its own content, and the results read back in order.
+/// Conditional fills on `count` keys spread over hash slots (see [`conditional_fills_on`]).
 pub async fn conditional_fills_across_slots(cache: &dyn Cache, count: usize) {
     let keys = fresh_keyspace();
     let ks: Vec<Key> = (0..count)
         .map(|i| key(&keys, &format!("cas-spread-{i}")))
         .collect();
+    conditional_fills_on(cache, &ks).await;
+}
+
+/// Conditional fills on `ks`, absent keys of distinct ids: each fills from absent, then
+/// replaces its own content, and the results read back in order.
+pub async fn conditional_fills_on(cache: &dyn Cache, ks: &[Key]) {
     for (i, k) in ks.iter().enumerate() {
         let first = Bytes::from(format!("first-{i}"));
         assert!(
@@ -613,7 +620,7 @@ pub async fn conditional_fills_across_slots(cache: &dyn Cache, count: usize) {
         );
         assert!(!fill(cache, k, None, b"lost").await, "key {i} is present");
     }
-    let got = cache.get_many(&ks).await.expect("get_many");
+    let got = cache.get_many(ks).await.expect("get_many");
     for (i, value) in got.iter().enumerate() {
         assert_eq!(
             value.as_deref(),

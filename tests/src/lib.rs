@@ -5,6 +5,7 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 pub mod cache_conformance;
+pub mod cluster_slots;
 pub mod hooked_repository;
 pub mod mongo_server;
 pub mod process;

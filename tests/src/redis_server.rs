@@ -16,6 +16,11 @@ use crate::process::{ServerProcess, find_program, free_port};
 
 const INSTALL_HINT: &str = "install redis-server: `apt-get install redis-server redis-tools` or run `cargo xtask services install`";
 
+/// Bound on one Redis call in tests that are not about timeouts. The library's default
+/// (100 ms) is a production setting that a starved CI runner can exceed; a test that is
+/// about something else must not read a slow reply as a failed call.
+pub const PATIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a fresh server may take to answer PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -154,6 +154,7 @@ async fn prefixes_keep_applications_apart() {
         .verifier(authcache::JwtVerifier::hs256(auth_support::SECRET))
         .shared_repository(Arc::clone(&repository))
         .cache(CacheConfig::redis(redis.url()))
+        .breaker(auth_support::patient_breaker())
         .signing_key(auth_support::SIGNING_KEY)
         .prefix("otherapp")
         .build()

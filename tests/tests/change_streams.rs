@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use auth_support::{SECRET, SIGNING_KEY, bearer, wait_subscribed};
+use auth_support::{SECRET, SIGNING_KEY, bearer, patient_breaker, wait_subscribed};
 use authcache::{
     AuthError, AuthService, CacheConfig, Change, ChangeFeed, ChangeStream, DocumentKind, FeedError,
     JwtVerifier, MongoUserRepository, ResumePoint, User, UserRepository, WatcherState,
@@ -360,6 +360,7 @@ impl Deployment {
             .verifier(JwtVerifier::hs256(SECRET))
             .shared_repository(repository)
             .cache(CacheConfig::redis(self.redis.url()))
+            .breaker(patient_breaker())
             .signing_key(SIGNING_KEY)
             .prefix("itest")
     }

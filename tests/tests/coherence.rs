@@ -19,12 +19,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use auth_support::{PROPAGATION, ROLES, SECRET, SIGNING_KEY, another_bearer, bearer};
+use auth_support::{
+    PROPAGATION, ROLES, SECRET, SIGNING_KEY, another_bearer, bearer, patient_breaker,
+};
 use authcache::{
-    AuthError, AuthService, AuthServiceBuilder, BreakerConfig, Cache, CacheConfig, JwtVerifier,
-    MemoryUserRepository, Principal, TokenIssuer, User, UserRepository,
+    AuthError, AuthService, AuthServiceBuilder, Cache, CacheConfig, JwtVerifier,
+    MemoryUserRepository, Principal, TokenIssuer, Ttls, User, UserRepository,
 };
 use authcache_core::codec::is_tombstone;
 use authcache_core::{EnvelopeCodec, Key, KeyKind, Keyspace, SigningKey};
@@ -201,16 +203,9 @@ impl Cache for HeldCache {
 // Fixture
 // ---------------------------------------------------------------------------------------
 
-/// Redis calls may take far longer than the default 100 ms on a loaded 2-core runner; a
-/// timeout would change the path under test (a failed L2 read fills L1 only), so allow 2 s.
-fn patient_breaker() -> BreakerConfig {
-    BreakerConfig {
-        timeout: Duration::from_secs(2),
-        ..BreakerConfig::default()
-    }
-}
-
-/// The fixture's service settings (secret, signing key, prefix), on any cache.
+/// The fixture's service settings (secret, signing key, prefix), on any cache. Redis calls
+/// may take far longer than the default 100 ms on a loaded 2-core runner; a timeout would
+/// change the path under test (a failed L2 read fills L1 only), hence the patient breaker.
 fn builder(repository: &Arc<dyn UserRepository>) -> AuthServiceBuilder {
     AuthService::builder()
         .verifier(JwtVerifier::hs256(SECRET))
@@ -614,9 +609,24 @@ const MAX_OPERATIONS: u64 = 2_000;
 const MAX_RUN: Duration = Duration::from_secs(5);
 /// Operations between two delivery barriers.
 const ROUND_OPERATIONS: i64 = 50;
-/// The residency argument of [`Checker::deliver_everything`] needs L1 entries younger than
-/// the L1 cap (30 s); a run this long proves nothing and fails instead.
-const RESIDENCY_LIMIT: Duration = Duration::from_secs(25);
+/// The checker's user entries and L1 cap: an hour, without jitter, so an L1 entry lives
+/// 54 min (the L1 ends where the 10 % refresh-ahead window begins). The residency argument
+/// of [`Checker::deliver_everything`] needs L1 entries that only a bus message removes;
+/// with the default 30 s cap a slow machine could outlast them.
+const CHECKER_TTL: Duration = Duration::from_secs(3600);
+/// A run this long proves nothing (L1 entries might have expired) and fails instead: far
+/// beyond any run, which stops starting rounds after [`MAX_RUN`].
+const RESIDENCY_LIMIT: Duration = Duration::from_secs(1800);
+
+/// The checker's TTLs (see [`CHECKER_TTL`]).
+fn checker_ttls() -> Ttls {
+    Ttls {
+        user: CHECKER_TTL,
+        l1_cap: CHECKER_TTL,
+        jitter: 0.0,
+        ..Ttls::default()
+    }
+}
 
 /// SplitMix64: seedable and enough to pick operations.
 struct Rng(u64);
@@ -635,16 +645,16 @@ impl Rng {
     }
 }
 
-/// `COHERENCE_SEED`, else the clock.
+/// The checker's seed when `COHERENCE_SEED` is not set: every run makes the same choices,
+/// so whether it passes never depends on the clock. Set the variable to explore others.
+const DEFAULT_SEED: u64 = 0x636f_6865_7265_6e74;
+
+/// `COHERENCE_SEED`, else [`DEFAULT_SEED`].
 fn checker_seed() -> u64 {
     std::env::var("COHERENCE_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |now| now.as_nanos() as u64)
-        })
+        .unwrap_or(DEFAULT_SEED)
 }
 
 fn checker_id(user: usize) -> String {
@@ -864,7 +874,14 @@ impl Checker {
         let cache = CacheConfig::redis(redis.url());
         let mut instances = Vec::with_capacity(INSTANCES);
         for _ in 0..INSTANCES {
-            instances.push(instance(&cache, &repository).await);
+            let auth = builder(&repository)
+                .cache(cache.clone())
+                .ttls(checker_ttls())
+                .build()
+                .await
+                .unwrap();
+            auth_support::wait_subscribed(&auth).await;
+            instances.push(auth);
         }
         let checker = Self {
             instances,
@@ -1112,6 +1129,8 @@ async fn work(checker: Arc<Checker>, barrier: Arc<tokio::sync::Barrier>, mut rng
 /// `invalidate_user` or `cache_user` on a random instance) and logouts on random
 /// instances. A record's version is its name (`v17`). One logical clock (an `AtomicU64`)
 /// stamps each read when it starts and each write or logout once its call has returned.
+/// The choices come from [`DEFAULT_SEED`] (or `COHERENCE_SEED`), the same on every run;
+/// the interleaving is the scheduler's, and nothing checked depends on it.
 ///
 /// What is checked is chosen so that a correct implementation can never fail it, however
 /// the threads and the bus are scheduled:
@@ -1122,9 +1141,9 @@ async fn work(checker: Arc<Checker>, barrier: Arc<tokio::sync::Barrier>, mut rng
 ///   dropped the local copy and put the tombstone or the value into L2 (the mark, for a
 ///   logout, into the instance's own sticky table).
 /// - **Other instances, only once delivery is proven.** The bus is asynchronous, and a lost
-///   subscription is bounded only by the L1 cap (30 s), so no wall-clock bound is safe in
-///   a 5 s run. "A probe there saw the new version" is not enough either: a revocation
-///   lookup that read L2 before the logout may still record "not revoked" in that
+///   subscription is bounded only by the L1 cap (an hour here, [`CHECKER_TTL`]), so no
+///   wall-clock bound is safe. "A probe there saw the new version" is not enough either: a
+///   revocation lookup that read L2 before the logout may still record "not revoked" in that
 ///   instance's memo after the probe, legitimately, until the bus message drops it. So the
 ///   run goes in rounds of 50 operations; between rounds every worker stops and
 ///   [`Checker::deliver_everything`] proves that each instance has handled every message

@@ -81,8 +81,8 @@ const LONG_L1_CAP: Duration = Duration::from_secs(300);
 /// not what these drills are about.
 const PATIENT_L2_TIMEOUT_MS: u64 = 5_000;
 
-/// `redis` with [`PATIENT_L2_TIMEOUT_MS`] as the client's and the breaker's timeout (the
-/// builder's `breaker(…)` timeout alone leaves the Redis client's own 100 ms in place).
+/// `redis` with [`PATIENT_L2_TIMEOUT_MS`] as the client's and the breaker's timeout
+/// (`timeout_ms` sets both).
 fn patient_redis(redis: &RedisServer) -> CacheConfig {
     CacheConfig::Redis {
         url: redis.url(),

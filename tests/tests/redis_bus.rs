@@ -10,7 +10,7 @@ use authcache_redis::{
     InvalidationSubscriber, RedisCache, RedisClusterCache, RedisConfig, RedisPublisher,
 };
 use authcache_tests::process::eventually;
-use authcache_tests::redis_server::{RedisClusterServer, RedisServer};
+use authcache_tests::redis_server::{PATIENT_TIMEOUT, RedisClusterServer, RedisServer};
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -49,7 +49,10 @@ async fn two_subscribers_both_receive_a_publish_and_both_report_a_resubscribe_af
         r.subscriber.wait_subscribed(DEADLINE).await.unwrap();
         assert_eq!(r.subscriber.channel(), "authcache:invalidate");
     }
-    let cache = RedisCache::connect(&config).await.unwrap();
+    // A publish is a verdict here: a slow reply must not time out.
+    let cache = RedisCache::connect(&config.clone().with_timeout(PATIENT_TIMEOUT))
+        .await
+        .unwrap();
     let publisher = RedisPublisher::new(&cache, &keys);
     let first = keys.key(KeyKind::User, "42").unwrap();
     publisher.publish(&first).await.unwrap();
@@ -160,9 +163,10 @@ async fn dropping_the_handle_stops_the_subscription() {
 async fn on_a_cluster_a_publish_through_the_cluster_reaches_subscribers_on_every_node() {
     let cluster = RedisClusterServer::start();
     let keys = Keyspace::default();
-    let cache = RedisClusterCache::connect(&RedisConfig::from_urls(cluster.urls()).unwrap())
-        .await
-        .unwrap();
+    let config = RedisConfig::from_urls(cluster.urls())
+        .unwrap()
+        .with_timeout(PATIENT_TIMEOUT);
+    let cache = RedisClusterCache::connect(&config).await.unwrap();
     let publisher = RedisPublisher::for_cluster(&cache, &keys);
     // One subscriber per node: classic PUBLISH is broadcast over the cluster bus.
     let recorders: Vec<Recorder> = cluster

@@ -51,6 +51,15 @@ async fn every_call_fails(cache: &RedisCache) -> Vec<CacheError> {
     ]
 }
 
+/// Waits (bounded) until `cache` works on a healthy server: a call that a loaded machine
+/// answers slower than the 100 ms call timeout is retried, not read as a broken cache.
+async fn eventually_works(cache: &RedisCache) {
+    eventually(RECOVERY, "the cache works on a healthy server", || {
+        works(cache)
+    })
+    .await;
+}
+
 async fn works(cache: &RedisCache) -> bool {
     let k = key("probe");
     matches!(
@@ -63,7 +72,7 @@ async fn works(cache: &RedisCache) -> bool {
 async fn killed_server_fails_fast_and_the_same_cache_recovers_after_restart() {
     let mut server = RedisServer::start();
     let cache = connect(&server).await;
-    assert!(works(&cache).await);
+    eventually_works(&cache).await;
 
     server.kill();
     for err in every_call_fails(&cache).await {
@@ -89,7 +98,7 @@ async fn hung_server_times_out_each_call_and_recovers_on_resume() {
         .unwrap()
         .with_timeout(Duration::from_millis(100));
     let cache = RedisCache::connect(&config).await.unwrap();
-    assert!(works(&cache).await);
+    eventually_works(&cache).await;
 
     server.hang();
     for err in every_call_fails(&cache).await {
@@ -151,7 +160,7 @@ async fn credentials_never_show_in_debug_or_errors() {
     ))
     .unwrap();
     let cache = RedisCache::connect(&good).await.unwrap();
-    assert!(works(&cache).await);
+    eventually_works(&cache).await;
     for shown in [format!("{good:?}"), format!("{cache:?}")] {
         assert!(
             !shown.contains(RIGHT) && !shown.contains("default:"),

@@ -15,10 +15,10 @@ mod auth_support;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_support::{PROPAGATION, SECRET, SIGNING_KEY, bearer, memory_repository};
+use auth_support::{PROPAGATION, SECRET, SIGNING_KEY, bearer, memory_repository, patient_breaker};
 use authcache::{
-    Algorithm, AuthError, AuthService, AuthServiceBuilder, BreakerStats, CacheConfig, Claims,
-    JwtVerifier, RevocationCheck, TokenError, TokenIssuer, UserRepository,
+    Algorithm, AuthError, AuthService, AuthServiceBuilder, BreakerConfig, BreakerStats,
+    CacheConfig, Claims, JwtVerifier, RevocationCheck, TokenError, TokenIssuer, UserRepository,
 };
 use authcache_jwt::test_keys;
 use authcache_tests::hooked_repository::{AfterRead, HookedRepository};
@@ -39,7 +39,10 @@ const RECOVERY: Duration = Duration::from_secs(20);
 // Fixture
 // ---------------------------------------------------------------------------------------
 
-/// The fixture's service on `cache`, without a signing key yet.
+/// The fixture's service on `cache`, without a signing key yet. Its breaker is the
+/// [`patient_breaker`]: the exact counters these tests read must not change because a
+/// loaded machine answered one call slower than the default 100 ms. The tests about a
+/// hung Redis set their own timeouts.
 fn unsigned_builder(
     cache: CacheConfig,
     repository: &Arc<dyn UserRepository>,
@@ -49,6 +52,7 @@ fn unsigned_builder(
         .shared_repository(Arc::clone(repository))
         .cache(cache)
         .prefix(PREFIX)
+        .breaker(patient_breaker())
 }
 
 /// The fixture's service on `cache`, signing its entries with `key`.
@@ -62,6 +66,18 @@ fn builder(
 
 async fn instance(redis: &RedisServer, repository: &Arc<dyn UserRepository>) -> AuthService {
     builder(CacheConfig::redis(redis.url()), repository, SIGNING_KEY)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// An instance with the default breaker (100 ms calls), for the tests of a hung Redis.
+async fn default_breaker_instance(
+    redis: &RedisServer,
+    repository: &Arc<dyn UserRepository>,
+) -> AuthService {
+    builder(CacheConfig::redis(redis.url()), repository, SIGNING_KEY)
+        .breaker(BreakerConfig::default())
         .build()
         .await
         .unwrap()
@@ -364,6 +380,7 @@ async fn a_logged_out_ecdsa_token_has_no_twin_and_no_reissue_that_passes() {
                 .shared_repository(Arc::clone(&repository))
                 .cache(CacheConfig::redis(redis.url()))
                 .signing_key(SIGNING_KEY)
+                .breaker(patient_breaker())
                 .prefix(format!("{alg:?}").to_lowercase())
                 .build()
                 .await
@@ -528,7 +545,7 @@ fn breaker(auth: &AuthService) -> BreakerStats {
 async fn a_hung_redis_costs_a_request_one_timeout() {
     let redis = RedisServer::start();
     let repository = memory_repository().await;
-    let auth = instance(&redis, &repository).await;
+    let auth = default_breaker_instance(&redis, &repository).await;
     assert_eq!(breaker(&auth).failures, 0);
     let publishes = raw_calls(&redis, "publish");
 
@@ -544,7 +561,8 @@ async fn a_hung_redis_costs_a_request_one_timeout() {
     );
 
     // Read at once: the background retry of the pending mark could add its own failure
-    // only a full timeout after the logout returned.
+    // only a full timeout after the logout returned, and on this current-thread runtime
+    // nothing else runs between the logout's return and this read.
     let error = auth.logout(&bearer("bob")).await.unwrap_err();
     assert!(error.is_unavailable(), "{error}");
     let failures = breaker(&auth).failures;
@@ -634,7 +652,7 @@ async fn the_breaker_counts_the_timeouts_of_a_hung_redis() {
         timeout_ms: Some(250),
     };
     let auths = [
-        instance(&redis, &repository).await,
+        default_breaker_instance(&redis, &repository).await,
         builder(configured, &repository, SIGNING_KEY)
             .build()
             .await
@@ -694,9 +712,14 @@ async fn a_revocation_mark_is_unversioned_unreadable_is_in_force_and_replays_cha
         Vec::<String>::new()
     );
     let mark = raw_get(&redis, &marks[0]).unwrap();
+    // Computed from the token's own `exp`, not from how long the test has run so far: the
+    // mark expires no earlier than now + PTTL (now read first, rounded down).
+    let exp = JwtVerifier::hs256(SECRET).verify(&token).unwrap().exp;
+    let now = unix_now();
+    let pttl = u64::try_from(raw_pttl(&redis, &marks[0])).unwrap_or(0);
     assert!(
-        raw_pttl(&redis, &marks[0]) > 590_000,
-        "kept at least until the token's exp"
+        now * 1000 + pttl >= exp * 1000,
+        "kept at least until the token's exp {exp}: {pttl} ms left at {now}"
     );
 
     let stranger = builder(

@@ -112,12 +112,17 @@ async fn killed_server_is_unavailable_promptly_and_recovers_after_restart() {
 #[tokio::test]
 async fn hung_server_times_out() {
     let server = MongoServer::start().await;
+    let database = server.fresh_database();
+    // Seeded with the default timeout: only the call on the hung server is about the 1 s
+    // one, and a loaded machine may take longer than that for a healthy write.
+    MongoUserRepository::<User>::connect(&server.uri(), &database)
+        .await
+        .unwrap()
+        .upsert(&User::new("u1", "u1@example.com", "One"))
+        .await
+        .unwrap();
     let options = MongoOptions::default().operation_timeout(Duration::from_secs(1));
-    let repo =
-        MongoUserRepository::<User>::connect_with(&server.uri(), &server.fresh_database(), options)
-            .await
-            .unwrap();
-    repo.upsert(&User::new("u1", "u1@example.com", "One"))
+    let repo = MongoUserRepository::<User>::connect_with(&server.uri(), &database, options)
         .await
         .unwrap();
 

@@ -48,7 +48,14 @@ fn decoded(token: &[u8]) -> Option<Vec<Vec<u8>>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // A fixed seed and no persistence file: every run tries the same inputs, so the verdict
+    // never depends on luck; change the seed to explore others.
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x6a77_745f_7072_6f70),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_bytes_never_verify(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {

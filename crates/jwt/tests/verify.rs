@@ -7,7 +7,7 @@ use std::time::Duration;
 use authcache_jwt::jwk::Jwk;
 use authcache_jwt::{
     Algorithm, Claims, JwtVerifier, SUPPORTED_ALGORITHMS, TokenError, TokenIssuer, test_keys,
-    unix_now, unverified_subject, validation_ttl,
+    unverified_subject, validation_ttl,
 };
 use serde_json::json;
 
@@ -373,13 +373,19 @@ fn issued_tokens_get_a_ttl_within_exp() {
         .unwrap();
     let claims = JwtVerifier::test_hs256().verify(&token).unwrap();
     let cap = Duration::from_secs(120);
-    assert_eq!(validation_ttl(claims.exp, unix_now(), cap), Some(cap));
+    // Judged at the token's own `iat`, not the clock: the verdict never depends on how long
+    // the test took.
+    let issued = claims.iat.unwrap();
+    assert_eq!(validation_ttl(claims.exp, issued, cap), Some(cap));
     let short = TokenIssuer::test_hs256()
         .issue("u", Duration::from_secs(30))
         .unwrap();
     let claims = JwtVerifier::test_hs256().verify(&short).unwrap();
-    let ttl = validation_ttl(claims.exp, unix_now(), cap).unwrap();
-    assert!(ttl <= Duration::from_secs(25), "{ttl:?}");
+    assert_eq!(
+        validation_ttl(claims.exp, claims.iat.unwrap(), cap),
+        Some(Duration::from_secs(25)),
+        "30 s of life, less the 5 s skew"
+    );
 }
 
 #[test]

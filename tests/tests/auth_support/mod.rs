@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authcache::{
-    AuthService, CacheConfig, JwtVerifier, MemoryUserRepository, MongoUserRepository, TokenIssuer,
-    User, UserRepository,
+    AuthService, BreakerConfig, CacheConfig, JwtVerifier, MemoryUserRepository,
+    MongoUserRepository, TokenIssuer, User, UserRepository,
 };
 use authcache_tests::mongo_server::MongoServer;
+use authcache_tests::redis_server::PATIENT_TIMEOUT;
 
 pub const SECRET: &[u8] = b"integration-test-secret-32-bytes-long";
 pub const SIGNING_KEY: &[u8] = b"integration-cache-signing-key-0123";
@@ -91,9 +92,21 @@ pub async fn mongo_repository(server: &MongoServer) -> Arc<dyn UserRepository> {
     Arc::new(repository)
 }
 
-/// A service on `cache`; with a bus, returned once it is subscribed (`build` waits only
-/// boundedly, and a starved machine may need longer), so that no test's first
-/// invalidation can be published before every instance listens.
+/// The default breaker, except that an L2 call may take [`PATIENT_TIMEOUT`] (the Redis
+/// client's own timeout follows the breaker's). With the default 100 ms, a reply that a
+/// starved machine delays would count as a failed call — a revocation check served
+/// unchecked, a logout refused, `l2_errors` above zero — in tests about something else. A
+/// dead server still fails each call at once (connection refused).
+pub fn patient_breaker() -> BreakerConfig {
+    BreakerConfig {
+        timeout: PATIENT_TIMEOUT,
+        ..BreakerConfig::default()
+    }
+}
+
+/// A service on `cache` with the [`patient_breaker`]; with a bus, returned once it is
+/// subscribed (`build` waits only boundedly, and a starved machine may need longer), so
+/// that no test's first invalidation can be published before every instance listens.
 pub async fn service(cache: CacheConfig, repository: Arc<dyn UserRepository>) -> AuthService {
     let auth = AuthService::builder()
         .verifier(JwtVerifier::hs256(SECRET))
@@ -101,6 +114,7 @@ pub async fn service(cache: CacheConfig, repository: Arc<dyn UserRepository>) ->
         .cache(cache)
         .signing_key(SIGNING_KEY)
         .prefix("itest")
+        .breaker(patient_breaker())
         .build()
         .await
         .unwrap();
