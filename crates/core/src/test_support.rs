@@ -1,6 +1,7 @@
-//! Test doubles for races, for this crate's tests and other crates' (feature
-//! `test-support`): an L1 that holds an insert on the inserting thread, so that code with
-//! no `await` to hold can still be interleaved exactly. Not for production use.
+//! L1 test doubles, for this crate's tests and other crates' (feature `test-support`): an
+//! L1 that records the TTLs it was given, and one that holds an insert on the inserting
+//! thread, so that code with no `await` to hold can still be interleaved exactly. Not for
+//! production use.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +24,7 @@ pub const HOLD_BOUND: Duration = Duration::from_secs(60);
 /// [`HeldL1::let_go`]: a deterministic interleaving of code that has no `await` to hold.
 #[derive(Debug)]
 pub struct HeldL1<T> {
-    entries: Mutex<HashMap<String, (L1Entry<T>, Instant)>>,
+    inner: RecordingL1<T>,
     id: String,
     armed: AtomicBool,
     reached: Mutex<Sender<()>>,
@@ -50,7 +51,7 @@ impl<T> HeldL1<T> {
         let (inserted_tx, inserted_rx) = channel();
         let (resume_tx, resume_rx) = channel();
         Self {
-            entries: Mutex::default(),
+            inner: RecordingL1::default(),
             id: id.to_owned(),
             armed: AtomicBool::new(true),
             reached: Mutex::new(reached_tx),
@@ -93,11 +94,7 @@ impl<T> HeldL1<T> {
 
 impl<T: std::fmt::Debug + Send + Sync> L1Cache<T> for HeldL1<T> {
     fn get(&self, id: &str) -> Option<L1Entry<T>> {
-        let entries = lock(&self.entries);
-        entries
-            .get(id)
-            .filter(|(_, until)| Instant::now() < *until)
-            .map(|(entry, _)| entry.clone())
+        self.inner.get(id)
     }
 
     fn insert(&self, id: &str, entry: L1Entry<T>, ttl: Duration) {
@@ -106,12 +103,58 @@ impl<T: std::fmt::Debug + Send + Sync> L1Cache<T> for HeldL1<T> {
             let _ = lock(&self.reached).send(());
             let _ = lock(&self.release).recv_timeout(HOLD_BOUND);
         }
-        let until = Instant::now() + ttl;
-        lock(&self.entries).insert(id.to_owned(), (entry, until));
+        self.inner.insert(id, entry, ttl);
         if held {
             let _ = lock(&self.inserted).send(());
             let _ = lock(&self.resume).recv_timeout(HOLD_BOUND);
         }
+    }
+
+    fn remove(&self, id: &str) {
+        self.inner.remove(id);
+    }
+
+    fn clear(&self) {
+        self.inner.clear();
+    }
+}
+
+/// An unbounded [`L1Cache`] on tokio's clock (so paused-time tests expire entries) that
+/// records every TTL it was given.
+#[derive(Debug)]
+pub struct RecordingL1<T> {
+    entries: Mutex<HashMap<String, (L1Entry<T>, Instant)>>,
+    inserted: Mutex<Vec<(String, Duration)>>,
+}
+
+impl<T> Default for RecordingL1<T> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::default(),
+            inserted: Mutex::default(),
+        }
+    }
+}
+
+impl<T> RecordingL1<T> {
+    /// Every insert so far: the id and the TTL it was given.
+    pub fn ttls(&self) -> Vec<(String, Duration)> {
+        lock(&self.inserted).clone()
+    }
+}
+
+impl<T: std::fmt::Debug + Send + Sync> L1Cache<T> for RecordingL1<T> {
+    fn get(&self, id: &str) -> Option<L1Entry<T>> {
+        lock(&self.entries)
+            .get(id)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(entry, _)| entry.clone())
+    }
+
+    fn insert(&self, id: &str, entry: L1Entry<T>, ttl: Duration) {
+        lock(&self.inserted).push((id.to_owned(), ttl));
+        let until = Instant::now() + ttl;
+        lock(&self.entries).insert(id.to_owned(), (entry, until));
     }
 
     fn remove(&self, id: &str) {

@@ -1,5 +1,5 @@
 //! Test doubles shared by this crate's unit tests: a byte cache that fails or hangs on
-//! command, and an L1 that records what it was asked to keep.
+//! command. (The L1 doubles are in [`crate::test_support`], for other crates too.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::l1::{L1Cache, L1Entry};
 use crate::{Cache, CacheError, Key, Result};
 
 /// How [`FlakyCache`] answers.
@@ -102,54 +101,5 @@ impl Cache for FlakyCache {
         }
         entries.insert(key.clone(), (value, Instant::now() + ttl));
         Ok(true)
-    }
-}
-
-/// An unbounded [`L1Cache`] on tokio's clock that records every TTL it was given.
-#[derive(Debug)]
-pub(crate) struct RecordingL1<T> {
-    entries: Mutex<HashMap<String, (L1Entry<T>, Instant)>>,
-    pub(crate) inserted: Mutex<Vec<(String, Duration)>>,
-}
-
-impl<T> Default for RecordingL1<T> {
-    fn default() -> Self {
-        Self {
-            entries: Mutex::default(),
-            inserted: Mutex::default(),
-        }
-    }
-}
-
-impl<T> RecordingL1<T> {
-    pub(crate) fn ttls(&self) -> Vec<(String, Duration)> {
-        self.inserted.lock().unwrap().clone()
-    }
-}
-
-impl<T: std::fmt::Debug + Send + Sync> L1Cache<T> for RecordingL1<T> {
-    fn get(&self, id: &str) -> Option<L1Entry<T>> {
-        let entries = self.entries.lock().unwrap();
-        entries
-            .get(id)
-            .filter(|(_, until)| Instant::now() < *until)
-            .map(|(entry, _)| entry.clone())
-    }
-
-    fn insert(&self, id: &str, entry: L1Entry<T>, ttl: Duration) {
-        self.inserted.lock().unwrap().push((id.to_owned(), ttl));
-        let until = Instant::now() + ttl;
-        self.entries
-            .lock()
-            .unwrap()
-            .insert(id.to_owned(), (entry, until));
-    }
-
-    fn remove(&self, id: &str) {
-        self.entries.lock().unwrap().remove(id);
-    }
-
-    fn clear(&self) {
-        self.entries.lock().unwrap().clear();
     }
 }

@@ -1195,8 +1195,8 @@ mod tests {
     use super::*;
     use crate::breaker::{BreakerConfig, BreakerState, DEFAULT_FAILURE_THRESHOLD};
     use crate::codec::SigningKey;
-    use crate::test_support::HeldL1;
-    use crate::testkit::{FlakyCache, Mode, RecordingL1};
+    use crate::test_support::{HeldL1, RecordingL1};
+    use crate::testkit::{FlakyCache, Mode};
     use crate::{MockCache, MockInvalidationPublisher};
 
     /// One instance's view: its own L1, a shared L2.

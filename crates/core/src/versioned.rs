@@ -22,9 +22,9 @@
 //! moves: read it before reading the tier, keep it with the answer, serve the answer only
 //! while it reads the same.
 //!
-//! The protocol is model-checked with loom (`cargo xtask ci` runs `model::tests` of this
-//! crate under `--cfg authcache_loom`), exploring every interleaving of one fill against
-//! one invalidation.
+//! The protocol is model-checked with loom (`cargo xtask model`, which `cargo xtask ci`
+//! runs: this crate's `model` module under `--cfg authcache_loom`), exploring every
+//! interleaving of one fill against one invalidation.
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -128,11 +128,6 @@ impl<T> VersionedL1<T> {
         }
     }
 
-    /// Whether there is an L1 at all.
-    pub fn is_enabled(&self) -> bool {
-        self.l1.is_some()
-    }
-
     /// The version of `id` now: read it before reading what will be inserted.
     pub fn version(&self, id: &str) -> Version {
         self.generations.version(id)
@@ -180,7 +175,7 @@ impl<T> VersionedL1<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::RecordingL1;
+    use crate::test_support::RecordingL1;
 
     fn tier() -> VersionedL1<String> {
         VersionedL1::new(Some(Arc::new(RecordingL1::default())))
