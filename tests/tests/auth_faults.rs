@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_support::{bearer, memory_repository, mongo_repository, service};
-use authcache::{AuthError, AuthService, BreakerState, CacheConfig};
+use authcache::{AuthError, AuthService, BreakerState, CacheConfig, RevocationCheck};
 use authcache_tests::mongo_server::MongoServer;
 use authcache_tests::process::eventually;
 use authcache_tests::redis_server::RedisServer;
@@ -162,4 +162,102 @@ async fn repository_down_with_redis_serves_what_redis_holds() {
             .status_code(),
         503
     );
+}
+
+/// A Redis that may evict keys with a TTL (every key authcache writes has one) may evict a
+/// revocation mark or a tombstone: loud at build, shown in `Stats`, and refused outright
+/// under `RevocationCheck::FailClosed`, which promises never to serve an unchecked token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_may_evict_marks_is_flagged_and_refused_under_fail_closed() {
+    let builder = |url: String, check: RevocationCheck| {
+        AuthService::builder()
+            .verifier(authcache::JwtVerifier::hs256(auth_support::SECRET))
+            .repository(authcache::MemoryUserRepository::new())
+            .cache(CacheConfig::redis(url))
+            .signing_key(auth_support::SIGNING_KEY)
+            .breaker(auth_support::patient_breaker())
+            .revocation_check(check)
+    };
+    for policy in ["allkeys-lru", "volatile-ttl"] {
+        let redis = RedisServer::start_with(None, &["--maxmemory-policy".into(), policy.into()]);
+        let refused = builder(redis.url(), RevocationCheck::FailClosed)
+            .build()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, AuthError::Config(message) if message.contains(policy)),
+            "{policy}: {refused}"
+        );
+        let flagged = builder(redis.url(), RevocationCheck::FailOpen)
+            .build()
+            .await
+            .unwrap();
+        assert!(flagged.stats().marks_evictable, "{policy}");
+    }
+    let safe = RedisServer::start();
+    let fine = builder(safe.url(), RevocationCheck::FailClosed)
+        .build()
+        .await
+        .unwrap();
+    assert!(!fine.stats().marks_evictable);
+}
+
+/// Redis out of memory under `noeviction` refuses writes and still serves reads: an
+/// invalidation it refused is in force on the calling instance at once (its old L2 entry is
+/// never read back), the caller is told what did and did not happen, and every instance
+/// converges once Redis takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_redis_refuses_is_in_force_here_at_once_and_lands_everywhere_later() {
+    let redis = RedisServer::start_with(None, &["--maxmemory-policy".into(), "noeviction".into()]);
+    let repository = memory_repository().await;
+    let cache = || CacheConfig::redis(redis.url());
+    let (one, other) = (
+        service(cache(), Arc::clone(&repository)).await,
+        service(cache(), Arc::clone(&repository)).await,
+    );
+    let token = bearer("ada");
+    for auth in [&one, &other] {
+        assert!(auth.authenticate(&token).await.unwrap().has_role("admin"));
+    }
+    // Out of memory: any limit below what Redis already uses refuses every write.
+    let mut conn = redis.connection();
+    let set_maxmemory = |conn: &mut redis::Connection, bytes: &str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(bytes)
+            .query::<()>(conn)
+            .unwrap();
+    };
+    set_maxmemory(&mut conn, "1");
+    let write = redis::cmd("SET")
+        .arg("probe")
+        .arg("x")
+        .query::<()>(&mut conn);
+    assert!(format!("{write:?}").contains("OOM"), "{write:?}");
+    let demoted = authcache::User::new("ada", "ada@example.com", "Ada").with_roles(["viewer"]);
+    repository.upsert(&demoted).await.unwrap();
+
+    let refused = one.invalidate_user("ada").await.unwrap_err();
+    assert!(refused.is_unavailable(), "{refused}");
+    assert!(
+        refused.to_string().contains("in force on this instance"),
+        "{refused}"
+    );
+    assert!(one.authenticate(&token).await.unwrap().has_role("viewer"));
+    assert_eq!(one.stats().users.pending_invalidations, 1);
+
+    set_maxmemory(&mut conn, "0");
+    for (name, auth) in [("one", &one), ("other", &other)] {
+        eventually(
+            auth_support::PROPAGATION,
+            &format!("instance {name} to serve the demoted user"),
+            || async { auth.authenticate(&token).await.unwrap().has_role("viewer") },
+        )
+        .await;
+    }
+    eventually(auth_support::PROPAGATION, "the retry to land", || async {
+        one.stats().users.pending_invalidations == 0
+    })
+    .await;
 }

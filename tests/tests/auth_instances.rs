@@ -220,3 +220,47 @@ async fn a_role_change_reaches_every_instance_with_one_load() {
         instances[1].stats().permissions
     );
 }
+
+/// `clear_everywhere` on one instance: a user deleted from the repository is served by no
+/// instance once it has adopted the raised keyspace epoch (over the bus, within
+/// milliseconds), nor by an instance built afterwards — which reads the epoch at build and
+/// so never the entries Redis still holds under the old one. Logouts survive the clear.
+#[tokio::test]
+async fn clear_everywhere_reaches_every_instance_and_those_built_after() {
+    let redis = RedisServer::start();
+    let cache = CacheConfig::redis(redis.url());
+    let repository = memory_repository().await;
+    let instances = instances(&cache, &repository, 2).await;
+    let (ada, bob) = (bearer("ada"), bearer("bob"));
+    warm(&instances, &ada).await;
+    warm(&instances, &bob).await;
+    instances[1].logout(&ada).await.unwrap();
+    assert!(repository.delete("bob").await.unwrap());
+    for auth in &instances {
+        assert_eq!(auth.authenticate(&bob).await.unwrap().id(), "bob", "cached");
+    }
+
+    let epoch = instances[0].clear_everywhere().await.unwrap();
+    assert_eq!(instances[0].stats().keyspace_epoch, epoch);
+    assert_eq!(
+        instances[0].authenticate(&bob).await.unwrap_err(),
+        AuthError::UnknownUser,
+        "at once on the caller"
+    );
+    eventually(PROPAGATION, "instance 1 to adopt the epoch", || async {
+        instances[1].stats().keyspace_epoch == epoch
+    })
+    .await;
+    let late = service(cache, Arc::clone(&repository)).await;
+    assert_eq!(late.stats().keyspace_epoch, epoch, "read at build");
+    for auth in instances.iter().chain([&late]) {
+        assert_eq!(
+            auth.authenticate(&bob).await.unwrap_err(),
+            AuthError::UnknownUser
+        );
+        assert_eq!(
+            auth.authenticate(&ada).await.unwrap_err(),
+            AuthError::Revoked
+        );
+    }
+}

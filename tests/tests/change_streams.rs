@@ -462,6 +462,63 @@ async fn a_raw_delete_is_an_unknown_user_everywhere() {
     .await;
 }
 
+/// A dropped (or renamed) `users` collection: the repository lists no user any more, yet
+/// every instance had them in its L1 and Redis had them in L2. The watcher's clear raises
+/// the keyspace epoch; once an instance has adopted it, it serves none of them.
+async fn a_collection_gone_is_served_by_no_instance(gone: impl AsyncFnOnce(&Raw)) {
+    let deployment = Deployment::start().await;
+    let watcher = deployment.watcher().await;
+    let other = deployment.instance().await;
+    let instances = [&watcher, &other];
+    let (ada, bob) = (bearer("ada"), bearer("bob"));
+    warm(&instances, &ada).await;
+    warm(&instances, &bob).await;
+    let clears = watcher_stats(&watcher).full_clears;
+
+    gone(&deployment.raw).await;
+    eventually(WATCH_BOUND, "the watcher to clear everything", || async {
+        watcher_stats(&watcher).full_clears > clears
+    })
+    .await;
+    let epoch = watcher.stats().keyspace_epoch;
+    eventually(
+        WATCH_BOUND,
+        "the other instance to adopt the epoch",
+        || async { other.stats().keyspace_epoch >= epoch },
+    )
+    .await;
+    for (i, auth) in instances.iter().enumerate() {
+        for token in [&ada, &bob] {
+            let who = auth.authenticate(token).await;
+            assert_eq!(who.err(), Some(AuthError::UnknownUser), "instance {i}");
+        }
+        let ada = auth.user("ada").await;
+        assert_eq!(ada.err(), Some(AuthError::UnknownUser), "instance {i}");
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_users_collection_is_served_by_no_instance() {
+    a_collection_gone_is_served_by_no_instance(async |raw: &Raw| {
+        raw.users.drop().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_renamed_users_collection_is_served_by_no_instance() {
+    a_collection_gone_is_served_by_no_instance(async |raw: &Raw| {
+        let database = raw.database.name();
+        let rename = doc! {
+            "renameCollection": format!("{database}.users"),
+            "to": format!("{database}.users_before_the_migration"),
+        };
+        let admin = raw.users.client().database("admin");
+        admin.run_command(rename).await.unwrap();
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_restarted_watcher_resumes_where_the_last_one_stopped() {
     let deployment = Deployment::start().await;
@@ -507,12 +564,12 @@ async fn a_pruned_history_is_cleared_not_missed() {
     noise_collection.insert_many(noise).await.unwrap();
     assert!(deployment.mongo.prune_oplog().await > 0);
 
+    let epoch_before = other.stats().keyspace_epoch;
     let second = deployment.watcher().await;
     let stats = watcher_stats(&second);
     assert_eq!((stats.resumes, stats.full_clears), (0, 1), "{stats:?}");
-    // Every user and role the repository holds was invalidated everywhere.
-    let seeded = auth_support::users().len() + auth_support::ROLES.len();
-    assert_eq!(stats.cleared, seeded as u64, "{stats:?}");
+    // Everything was cleared everywhere: the keyspace epoch was raised.
+    assert!(second.stats().keyspace_epoch > epoch_before);
     everyone_sees(&[&other], &ada, "ada demoted", is_viewer_only).await;
     everyone_sees(&[&other], &bob, "bob unchanged", |who| {
         who.as_ref().is_ok_and(|who| who.has_role("viewer"))

@@ -39,7 +39,7 @@ use proptest::sample::{Index, select};
 use proptest::test_runner::TestCaseError;
 
 use hostile_input::cache::{Corruption, Shelf, Target, corruption};
-use hostile_input::claims::{ClaimsCase, Fault, claims_case};
+use hostile_input::claims::{ClaimsCase, Fault, LIFETIME_OUTCOMES, claims_case};
 use hostile_input::fixture::{
     Fixture, MAX_TOKEN_SIZE, bare, expect_signed, expect_token_error, key_pair, legitimate_claims,
     run, runner, runtime, service, signed_part, signing_weight, verifying_weight,
@@ -174,13 +174,16 @@ fn single_byte_mutations_authenticate_as_the_original_or_not_at_all() {
 // ---------------------------------------------------------------------------------------
 
 /// Random claim sets signed by the service's own key: accepted exactly when every claim is
-/// acceptable, and then as exactly those claims and the repository's truth about their
-/// subject; otherwise refused for one of the faults the set holds.
+/// acceptable and the lifetime within the maximum, and then as exactly those claims and the
+/// repository's truth about their subject; otherwise refused for one of the faults the set
+/// holds — for the lifetime's fault alone when nothing the verifier checks before it fails.
+/// Every outcome of the lifetime check is met.
 #[test]
 fn random_claims_signed_with_the_right_key_yield_exactly_what_they_say() {
     let runtime = runtime();
     let fixture = runtime.block_on(Fixture::new());
     let verdicts = RefCell::new([0u64; 3]);
+    let lifetimes = RefCell::new([0u64; LIFETIME_OUTCOMES.len()]);
     let tried = RefCell::new(vec![0u64; fixture.signers.len()]);
     let strategy = (
         fixture.pick_signer(signing_weight),
@@ -204,6 +207,11 @@ fn random_claims_signed_with_the_right_key_yield_exactly_what_they_say() {
                 }
                 .map_err(|e| in_service(e, signer.alg))?
             };
+            if verdict != 2
+                && let Some(outcome) = case.lifetime_outcome()
+            {
+                lifetimes.borrow_mut()[outcome] += 1;
+            }
             verdicts.borrow_mut()[verdict] += 1;
             tried.borrow_mut()[which] += 1;
             Ok(())
@@ -211,11 +219,19 @@ fn random_claims_signed_with_the_right_key_yield_exactly_what_they_say() {
     );
     let [valid, refused, too_large] = verdicts.into_inner();
     let tried = tried.into_inner();
+    let lifetimes: Vec<_> = LIFETIME_OUTCOMES
+        .iter()
+        .zip(lifetimes.into_inner())
+        .collect();
     println!(
         "random claims: {valid} valid, {refused} refused, {too_large} too large; \
-         per algorithm: {tried:?}"
+         per algorithm: {tried:?}; lifetime check: {lifetimes:?}"
     );
     assert!(valid > 0 && refused > 0, "both verdicts were exercised");
+    assert!(
+        lifetimes.iter().all(|(_, n)| *n > 0),
+        "every outcome of the lifetime check was met: {lifetimes:?}"
+    );
     assert!(tried.iter().all(|&n| n > 0), "every algorithm signed some");
 }
 

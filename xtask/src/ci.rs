@@ -29,10 +29,11 @@ const FEATURE_CHECKS: &[(&str, &[&str])] = &[
             "tower",
             "metrics",
             "jwks",
+            "test-keys",
         ],
     ),
     ("authcache-core", &["", "mock", "postcard", "test-support"]),
-    ("authcache-jwt", &["", "jwks"]),
+    ("authcache-jwt", &["", "jwks", "test-keys"]),
     ("authcache-redis", &["", "cluster"]),
     ("authcache-users", &["", "mongodb", "mock"]),
 ];

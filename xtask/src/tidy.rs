@@ -1,5 +1,6 @@
-//! Code invariants checked as a test: no leftover debugging or placeholder macros, and a
-//! `//!` doc at the top of every Rust file of the workspace.
+//! Code invariants checked as a test: no leftover debugging or placeholder macros, a `//!`
+//! doc at the top of every Rust file of the workspace, and the published test keys only
+//! ever opted into (never by a library's default, `full` or normal dependency).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -94,4 +95,57 @@ fn the_sources_were_found() {
             .any(|(path, _)| path.ends_with("crates/core/src/lib.rs"))
     );
     assert!(files.len() > 10);
+}
+
+/// The crates' manifests (`crates/*/Cargo.toml`).
+fn library_manifests() -> Vec<(PathBuf, String)> {
+    let Ok(entries) = fs::read_dir(root().join("crates")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path().join("Cargo.toml"))
+        .filter_map(|path| Some((path.clone(), fs::read_to_string(&path).ok()?)))
+        .collect()
+}
+
+/// `authcache-jwt`'s `test-keys` feature compiles private keys published in its source into
+/// the build: no library may turn it on except from its `test-keys` feature (so never from
+/// `default` or `full`) or for its own tests (`[dev-dependencies]`).
+#[test]
+fn test_keys_are_only_ever_opted_into() {
+    let mut offenders = Vec::new();
+    let manifests = library_manifests();
+    for (path, text) in &manifests {
+        let mut section = "";
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line;
+                continue;
+            }
+            if line.starts_with('#') || !line.contains("test-keys") {
+                continue;
+            }
+            let allowed = match section {
+                "[features]" => line.starts_with("test-keys ="),
+                "[dev-dependencies]" => true,
+                _ => false,
+            };
+            if !allowed {
+                offenders.push(format!("{}: {section} {line}", path.display()));
+            }
+        }
+    }
+    assert!(
+        manifests
+            .iter()
+            .any(|(path, text)| path.ends_with("crates/jwt/Cargo.toml")
+                && text.contains("\ntest-keys = []")),
+        "authcache-jwt declares no `test-keys` feature"
+    );
+    assert!(
+        offenders.is_empty(),
+        "test keys turned on outside an opt-in:\n{}",
+        offenders.join("\n")
+    );
 }

@@ -16,6 +16,8 @@ pub(crate) struct Backend {
     pub(crate) shared: bool,
     /// The per-call timeout the configuration asked for; the breaker enforces it.
     pub(crate) timeout: Option<Duration>,
+    /// Redis's `maxmemory-policy`, when it could be read at start-up.
+    pub(crate) eviction_policy: Option<String>,
     /// Where to subscribe for other instances' invalidations.
     #[cfg(feature = "redis")]
     pub(crate) bus: Option<authcache_redis::RedisConfig>,
@@ -32,6 +34,7 @@ impl Backend {
             publisher,
             shared: true,
             timeout: None,
+            eviction_policy: None,
             #[cfg(feature = "redis")]
             bus: None,
         }
@@ -75,6 +78,16 @@ impl Backend {
                 other.required_feature()
             ))),
         }
+    }
+
+    /// Whether the shared cache may evict keys that still have time to live — marks and
+    /// tombstones included: any `maxmemory-policy` but `noeviction` (every key authcache
+    /// writes has a TTL, so the `volatile-*` policies may evict them as readily as the
+    /// `allkeys-*` ones). The policy, when it may.
+    pub(crate) fn evicting_policy(&self) -> Option<&str> {
+        self.eviction_policy
+            .as_deref()
+            .filter(|policy| !policy.eq_ignore_ascii_case("noeviction"))
     }
 
     /// The L2 behind its circuit breaker, shared by every tier.

@@ -1,6 +1,7 @@
 //! [`AuthServiceBuilder`]: assembles an [`AuthService`] from a verifier, a repository, a
 //! cache and TTLs — given directly or read from configuration.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,13 +9,14 @@ use authcache_core::{
     BreakerConfig, Cache, EnvelopeCodec, GuardedCache, InvalidationPublisher, KeyKind, Keyspace,
     ReloadFuture, SigningKey, Tiered, TieredBuilder, Ttls,
 };
-use authcache_jwt::JwtVerifier;
+use authcache_jwt::{JwtVerifier, MAX_LEEWAY};
 use authcache_memory::MemoryL1;
 use authcache_users::{ChangeFeed, MemoryUserRepository, User, UserRecord, UserRepository};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backend::Backend;
+use crate::cache_id::name_of;
 use crate::config::{AuthConfig, CacheConfig, RepositoryConfig, TtlSettings};
 use crate::service::{DerivedMemo, Inner, Tiers};
 use crate::stats::Counters;
@@ -222,8 +224,12 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
     }
 
     /// The longest lifetime (`exp − iat`) of the tokens you accept (default
-    /// [`DEFAULT_MAX_TOKEN_LIFETIME`]): how long a [`AuthService::logout_all`] cutoff
-    /// is kept.
+    /// [`DEFAULT_MAX_TOKEN_LIFETIME`]): how long a [`AuthService::logout_all`] or
+    /// [`AuthService::revoke_issued_before`] cutoff is kept. The verifier enforces it:
+    /// a token that lives longer, or has no `iat`, or an `iat` in the future beyond the
+    /// leeway, is refused ([`TokenError::LifetimeTooLong`](authcache_jwt::TokenError::LifetimeTooLong),
+    /// [`TokenError::MissingClaim`](authcache_jwt::TokenError::MissingClaim)) — otherwise it
+    /// would be valid again once the cutoff that refused it is forgotten. At most one year.
     pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.max_token_lifetime = lifetime;
         self
@@ -264,7 +270,8 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
 
     /// Clock leeway for `exp`/`nbf`, overriding the verifier's own (30 s unless configured
     /// otherwise). Whichever applies is added to the lifetime of revocations, so a
-    /// logged-out token stays rejected for as long as the verifier would accept it.
+    /// logged-out token stays rejected for as long as the verifier would accept it. At
+    /// most [`MAX_LEEWAY`] (1 h): more is a configuration error at build.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = Some(leeway);
         self
@@ -347,11 +354,14 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             Some(bytes) => verifier.max_token_size(bytes),
             None => verifier,
         };
+        self.validate()?;
         let verifier = match self.leeway {
             Some(leeway) => verifier.leeway(leeway),
             None => verifier,
         };
-        self.validate()?;
+        // A logout-all cutoff is kept for the longest token lifetime: a token that could
+        // outlive it (or carries no `iat`) would be valid again once it is forgotten.
+        let verifier = verifier.max_lifetime(self.max_token_lifetime);
         let keyspace = self.keyspace()?;
         let codec = self.codec()?;
         let backend = match self.l2.clone() {
@@ -365,6 +375,7 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
                     .into(),
             ));
         }
+        let marks_evictable = self.check_eviction(&backend)?;
         let repository = self.connect_repository().await?;
         let breaker = BreakerConfig {
             timeout: backend.timeout.unwrap_or(self.breaker.timeout),
@@ -378,15 +389,27 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             backend.publisher.clone(),
             &repository,
         ));
-        crate::tokens::spawn_retries(vec![
-            Arc::downgrade(&tiers.revocations),
-            Arc::downgrade(&tiers.cutoffs),
-        ]);
+        crate::tokens::spawn_retries(tiers.marks().into_iter().map(Arc::downgrade).collect());
+        Tiers::spawn_pending_retries(&tiers);
+        // Before anything is served: keys are built under the shared epoch from the start.
+        let publisher = backend.publisher.clone();
+        let epoch = crate::epoch::SharedEpoch::start(
+            &keyspace,
+            &codec,
+            &l2,
+            publisher,
+            &tiers,
+            backend.shared,
+        )
+        .await;
         #[cfg(feature = "redis")]
         let subscriber = match &backend.bus {
             Some(bus) => {
-                let tiers = Arc::clone(&tiers);
-                let on_event = move |event| tiers.on_bus_event(event);
+                let (tiers, epoch) = (Arc::clone(&tiers), Arc::clone(&epoch));
+                let on_event = move |event: authcache_core::BusEvent| {
+                    epoch.on_bus_event(&event);
+                    tiers.on_bus_event(event);
+                };
                 Some(crate::redis_backend::subscribe(bus, &keyspace, on_event).await?)
             }
             None => None,
@@ -409,15 +432,42 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             l2,
             revocation_check: self.revocation_check,
             max_token_lifetime: self.max_token_lifetime,
+            marks_evictable,
             counters: Counters::default(),
             #[cfg(feature = "redis")]
             subscriber,
             watcher,
+            epoch,
         });
         if let Some(start) = watcher_start {
             start.start(&service);
         }
         Ok(service)
+    }
+
+    /// Whether the shared cache may evict revocation marks and tombstones (its
+    /// `maxmemory-policy` is not `noeviction`): logged loudly and shown in
+    /// [`Stats::marks_evictable`](crate::Stats::marks_evictable), and a configuration
+    /// error under [`RevocationCheck::FailClosed`], which promises never to serve a token
+    /// whose revocation could not be checked — an evicted mark is one.
+    fn check_eviction(&self, backend: &Backend) -> Result<bool> {
+        let Some(policy) = backend.evicting_policy() else {
+            return Ok(false);
+        };
+        if self.revocation_check == RevocationCheck::FailClosed {
+            return Err(AuthError::Config(format!(
+                "redis maxmemory-policy is `{policy}`: it may evict revocation marks and \
+                 tombstones, un-revoking tokens, which RevocationCheck::FailClosed forbids; \
+                 set `maxmemory-policy noeviction` (and size maxmemory for the working set)"
+            )));
+        }
+        tracing::error!(
+            policy,
+            "redis maxmemory-policy may evict revocation marks and tombstones: a logged-out \
+             token may be accepted again, and an invalidation undone, when Redis runs out of \
+             memory; set `maxmemory-policy noeviction`"
+        );
+        Ok(true)
     }
 
     /// Out-of-range settings are a configuration error here, never a panic later.
@@ -439,6 +489,12 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             return Err(AuthError::Config(
                 "breaker timeout must be above zero".into(),
             ));
+        }
+        if let Some(leeway) = self.leeway.filter(|leeway| *leeway > MAX_LEEWAY) {
+            return Err(AuthError::Config(format!(
+                "leeway is {leeway:?}; the most accepted is {MAX_LEEWAY:?} (a leeway is \
+                 clock skew, and every second of it keeps an expired token valid)"
+            )));
         }
         if self.max_token_lifetime > authcache_core::ttl::MAX_TTL {
             return Err(AuthError::Config(format!(
@@ -555,6 +611,7 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             warm: Warm::new(self.l1_capacity),
             revocations: marks(KeyKind::Revoked),
             cutoffs: marks(KeyKind::Cutoff),
+            issuer_cutoffs: marks(KeyKind::IssuerCutoff),
         }
     }
 }
@@ -587,9 +644,16 @@ fn reload_role<U: UserRecord>(
     repository: &Arc<dyn UserRepository<U>>,
 ) -> impl Fn(&str) -> ReloadFuture<Vec<String>> + Send + Sync + 'static {
     let repository = Arc::clone(repository);
-    move |role| {
-        let (repository, roles) = (Arc::clone(&repository), [role.to_owned()]);
-        Box::pin(async move { Ok(Some(repository.permissions_for_roles(&roles).await?)) })
+    move |id| {
+        let repository = Arc::clone(&repository);
+        let role = name_of(id).map(Cow::into_owned);
+        Box::pin(async move {
+            let Some(role) = role else {
+                // The id of a name too long to encode: left to the next foreground load.
+                return Err("a hashed role id names no role to reload".into());
+            };
+            Ok(Some(repository.permissions_for_roles(&[role]).await?))
+        })
     }
 }
 

@@ -19,7 +19,7 @@
 //!
 //! [ttls]
 //! userTTL = 300                   # or user_ttl; seconds
-//! roles_ttl = 900
+//! permissions_ttl = 900
 //! ```
 //!
 //! The same settings as environment variables: `AUTHCACHE_PREFIX=myapp`,
@@ -191,14 +191,6 @@ pub struct TtlSettings {
     /// User records (default 300 s).
     #[serde(alias = "userTTL", alias = "userTtl", alias = "userttl")]
     pub user_ttl: Option<u64>,
-    /// Roles of a user (default 900 s).
-    #[serde(
-        alias = "rolesTTL",
-        alias = "rolesTtl",
-        alias = "rolesttl",
-        alias = "role_ttl"
-    )]
-    pub roles_ttl: Option<u64>,
     /// Permissions of a user (default 900 s).
     #[serde(
         alias = "permissionsTTL",
@@ -240,7 +232,6 @@ impl TtlSettings {
             |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
         Ttls {
             user: secs(self.user_ttl, ttls.user),
-            roles: secs(self.roles_ttl, ttls.roles),
             perms: secs(self.permissions_ttl, ttls.perms),
             token: secs(self.token_ttl, ttls.token),
             negative: secs(self.negative_ttl, ttls.negative),
@@ -414,7 +405,6 @@ mod tests {
             db = "app"
             [ttls]
             user_ttl = 60
-            rolesTTL = 120
             perms_ttl = 180
             jitter = 0.0
             "#,
@@ -433,9 +423,23 @@ mod tests {
             RepositoryConfig::mongodb("mongodb://127.0.0.1:27017", "app")
         );
         assert_eq!(config.ttls.user_ttl, Some(60));
-        assert_eq!(config.ttls.roles_ttl, Some(120));
         assert_eq!(config.ttls.permissions_ttl, Some(180));
         assert_eq!(config.ttls.jitter, Some(0.0));
+    }
+
+    #[test]
+    fn a_removed_or_misspelt_setting_is_refused_by_name() {
+        // `roles_ttl` was read by nothing (a user's roles are those of the user record):
+        // accepting it silently would let an operator believe it does something.
+        for field in ["roles_ttl", "rolesTTL", "user_tll"] {
+            let error = AuthConfig::from_toml(&format!("[ttls]\n{field} = 42\n")).unwrap_err();
+            assert!(
+                matches!(&error, AuthError::Config(message) if message.contains(field)),
+                "{field}: {error}"
+            );
+        }
+        let error = AuthConfig::from_env_vars([("AUTHCACHE_TTLS__ROLES_TTL", "42")]).unwrap_err();
+        assert!(error.to_string().contains("roles_ttl"), "{error}");
     }
 
     #[test]
@@ -454,7 +458,7 @@ mod tests {
         let ttls = settings.apply(Ttls::default());
         assert_eq!(ttls.user, Duration::from_secs(60));
         assert_eq!(ttls.jitter, 0.0);
-        assert_eq!(ttls.roles, Ttls::default().roles);
+        assert_eq!(ttls.perms, Ttls::default().perms);
         assert_eq!(ttls.negative, Ttls::default().negative);
     }
 

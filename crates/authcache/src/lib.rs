@@ -93,7 +93,9 @@
 pub mod axum;
 mod backend;
 mod builder;
+mod cache_id;
 mod config;
+mod epoch;
 mod error;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -103,6 +105,7 @@ mod principal;
 mod redis_backend;
 mod service;
 mod stats;
+mod sticky;
 #[cfg(test)]
 mod test_support;
 mod tokens;

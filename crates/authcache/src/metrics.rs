@@ -26,7 +26,7 @@
 //! ```
 //!
 //! # Metrics
-//! `kind` is `users`, `roles`, `permissions`, `revocations`, `cutoffs` or `principals`
+//! `kind` is `users`, `roles`, `permissions`, `revocations`, `cutoffs`, `issuer_cutoffs` or `principals`
 //! (whole answers per bearer string, the warm path); `tier` is `l1` or `l2`.
 //!
 //! | name | type | labels |
@@ -45,6 +45,9 @@
 //! | `authcache_authentications_total` | counter | `outcome` = `authenticated` / `rejected_token` / `rejected_user` / `unavailable` |
 //! | `authcache_breaker_state` | gauge | — (0 closed, 1 half-open, 2 open) |
 //! | `authcache_watcher_up` | gauge | — (1 following changes, 0 down; absent without a watcher) |
+//! | `authcache_marks_evictable` | gauge | — (1 when Redis may evict revocation marks: alert on it) |
+//! | `authcache_pending_invalidations` | gauge | `kind` (changes Redis refused, in force here, retried) |
+//! | `authcache_keyspace_epoch` | gauge | — (raised by `clear_everywhere` and the watcher's full clears) |
 //! | `authcache_watcher_events_total`, `…_invalidations_total`, `…_coalesced_total`, `…_full_clears_total` | counter | — |
 //! | `authcache_breaker_opened_total` | counter | — |
 //! | `authcache_breaker_failures_total` | counter | — |
@@ -76,6 +79,7 @@ pub fn record(stats: &Stats) {
         ("permissions", &stats.permissions),
         ("revocations", &stats.revocations),
         ("cutoffs", &stats.cutoffs),
+        ("issuer_cutoffs", &stats.issuer_cutoffs),
         ("principals", &stats.principals),
     ];
     for (kind, tier) in tiers {
@@ -97,6 +101,9 @@ pub fn record(stats: &Stats) {
     for (outcome, value) in outcomes {
         counter!("authcache_authentications_total", "outcome" => outcome).absolute(value);
     }
+    gauge!("authcache_marks_evictable").set(if stats.marks_evictable { 1.0 } else { 0.0 });
+    #[allow(clippy::cast_precision_loss)] // An epoch counts raises: far below 2^53.
+    gauge!("authcache_keyspace_epoch").set(stats.keyspace_epoch as f64);
     if let Some(breaker) = &stats.breaker {
         record_breaker(breaker);
     }
@@ -138,6 +145,9 @@ fn record_tier(kind: &'static str, tier: &TierStatsSnapshot) {
     for (name, value) in per_kind {
         counter!(name, "kind" => kind).absolute(value);
     }
+    #[allow(clippy::cast_precision_loss)] // Ids pending at once: far below 2^53.
+    gauge!("authcache_pending_invalidations", "kind" => kind)
+        .set(tier.pending_invalidations as f64);
 }
 
 fn record_breaker(breaker: &BreakerStats) {
@@ -248,6 +258,18 @@ pub fn describe() {
     describe_gauge!(
         "authcache_breaker_state",
         "L2 circuit breaker: 0 closed, 1 half-open, 2 open."
+    );
+    describe_gauge!(
+        "authcache_pending_invalidations",
+        "Invalidations the shared cache refused: in force here, retried until accepted."
+    );
+    describe_gauge!(
+        "authcache_keyspace_epoch",
+        "The keyspace epoch: raised to clear every instance's caches at once."
+    );
+    describe_gauge!(
+        "authcache_marks_evictable",
+        "1 when the shared cache's maxmemory-policy may evict revocation marks."
     );
     describe_gauge!(
         "authcache_watcher_up",

@@ -34,11 +34,17 @@ pub(crate) async fn standalone(
     keyspace: &Keyspace,
 ) -> Result<Backend> {
     let config = with_timeout(RedisConfig::from_url(url).map_err(config_error)?, timeout);
-    let cache = match RedisCache::connect(&config).await {
-        Ok(cache) => cache,
+    let (cache, eviction_policy) = match RedisCache::connect(&config).await {
+        Ok(cache) => {
+            let policy = known_policy(cache.eviction_policy().await);
+            (cache, policy)
+        }
         Err(error) => {
             tracing::warn!(%error, "redis not reachable at start-up; continuing without it until it is");
-            RedisCache::connect_lazy(&config).map_err(config_error)?
+            (
+                RedisCache::connect_lazy(&config).map_err(config_error)?,
+                None,
+            )
         }
     };
     let publisher = RedisPublisher::new(&cache, keyspace);
@@ -47,6 +53,7 @@ pub(crate) async fn standalone(
         publisher: Some(Arc::new(publisher)),
         shared: true,
         timeout,
+        eviction_policy,
         bus: Some(config),
     })
 }
@@ -66,14 +73,28 @@ pub(crate) async fn cluster(
     let cache = authcache_redis::RedisClusterCache::connect(&config)
         .await
         .map_err(AuthError::unavailable)?;
+    let eviction_policy = known_policy(cache.eviction_policy().await);
     let publisher = RedisPublisher::for_cluster(&cache, keyspace);
     Ok(Backend {
         l2: Arc::new(cache),
         publisher: Some(Arc::new(publisher)),
         shared: true,
         timeout,
+        eviction_policy,
         bus: Some(config),
     })
+}
+
+/// The policy read, or `None` (logged) when the server would not say: a managed Redis
+/// may rename or refuse `CONFIG`.
+fn known_policy(read: authcache_core::Result<Option<String>>) -> Option<String> {
+    match read {
+        Ok(policy) => policy,
+        Err(error) => {
+            tracing::warn!(%error, "redis maxmemory-policy could not be read; make sure it is noeviction");
+            None
+        }
+    }
 }
 
 /// Subscribes to other instances' invalidations; waits (boundedly) for the subscription.

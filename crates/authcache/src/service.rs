@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authcache_core::{
     BusEvent, CacheError, GuardedCache, KeyKind, Keyspace, L1Cache, L1Entry, LoadError,
@@ -11,11 +11,13 @@ use authcache_core::{
 use authcache_jwt::{EXP_SKEW, JwtVerifier, unix_now, validation_ttl};
 use authcache_memory::MemoryL1;
 use authcache_users::{RepositoryError, User, UserRecord, UserRepository};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::builder::AuthServiceBuilder;
+use crate::cache_id::cache_id;
 use crate::stats::{Counters, Stats, ValidationStats};
-use crate::tokens::{Lookup, Marks, Validated, Validations};
+use crate::tokens::{Lookup, Marks, RETRY_INTERVAL, Validated, Validations};
 use crate::warm::{Stamp, Warm};
 use crate::{AuthError, Principal, Result, RevocationCheck};
 
@@ -60,6 +62,8 @@ pub(crate) struct Derived<U> {
     pub(crate) user: Arc<U>,
     pub(crate) roles: Arc<Vec<String>>,
     pub(crate) permissions: Arc<Vec<String>>,
+    /// Until when the permission entries they were computed from may be served.
+    pub(crate) until: Instant,
 }
 
 /// The caches of one service, shared with the invalidation-bus callback.
@@ -77,6 +81,9 @@ pub(crate) struct Tiers<U> {
     pub(crate) warm: Warm<U>,
     pub(crate) revocations: Arc<Marks>,
     pub(crate) cutoffs: Arc<Marks>,
+    /// Per-issuer "revoke everything issued before" cutoffs, keyed by the issuer's
+    /// [`cache_id`].
+    pub(crate) issuer_cutoffs: Arc<Marks>,
 }
 
 /// The in-process memo of [`Derived`] parts, with its counters. An entry is served only for
@@ -120,9 +127,11 @@ impl<U: UserRecord> DerivedMemo<U> {
     }
 
     /// Remembers `parts`, computed from permissions read after the epoch read `epoch`.
+    /// Never beyond the life of the permission entries they were computed from.
     fn insert(&self, parts: &Arc<Derived<U>>, epoch: Version) {
+        let ttl = self.ttl.min(remaining(parts.until));
         let entry = L1Entry::present(Arc::clone(parts)).at(epoch);
-        self.l1.insert(parts.user.id(), entry, self.ttl);
+        self.l1.insert(parts.user.id(), entry, ttl);
     }
 
     fn stats(&self) -> TierStatsSnapshot {
@@ -131,6 +140,33 @@ impl<U: UserRecord> DerivedMemo<U> {
             misses: Counters::read(&self.misses),
             ..TierStatsSnapshot::default()
         }
+    }
+}
+
+impl<U: UserRecord> Tiers<U> {
+    /// Retries, every [`RETRY_INTERVAL`], the invalidations and write-throughs the shared
+    /// cache refused (in force on this instance meanwhile: see
+    /// [`Tiered::retry_pending`]), until the tiers are dropped.
+    pub(crate) fn spawn_pending_retries(tiers: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let tiers = Arc::downgrade(tiers);
+        runtime.spawn(async move {
+            let mut interval = tokio::time::interval(RETRY_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(tiers) = tiers.upgrade() else { break };
+                tiers.users.retry_pending().await;
+                tiers.perms.retry_pending().await;
+            }
+        });
+    }
+
+    /// Every kind of mark: revocations, user cutoffs, issuer cutoffs.
+    pub(crate) fn marks(&self) -> [&Arc<Marks>; 3] {
+        [&self.revocations, &self.cutoffs, &self.issuer_cutoffs]
     }
 }
 
@@ -144,22 +180,33 @@ impl<U: UserRecord> Tiers<U> {
             BusEvent::Resubscribed => {
                 self.users.clear_local();
                 self.perms.clear_local();
-                self.revocations.clear_memo();
-                self.cutoffs.clear_memo();
-                self.revocations.reassert();
-                self.cutoffs.reassert();
+                for marks in self.marks() {
+                    marks.clear_memo();
+                    marks.reassert();
+                }
+            }
+            // Everything held here was read under keys of an older epoch (see
+            // `crate::epoch`); marks live outside epochs and stay.
+            BusEvent::EpochRaised => {
+                self.users.clear_local();
+                self.perms.clear_local();
             }
             _ => {}
         }
     }
 
     fn evict(&self, key: &str) {
-        match self.keyspace.parse(key) {
+        // At any epoch: an invalidation names an id that changed, and while an instance
+        // has yet to adopt a raise (its own, or the sender's) dropping the id here too
+        // costs one reload and can only help.
+        let parsed = self.keyspace.parse_any_epoch(key);
+        match parsed.map(|(kind, id, _)| (kind, id)) {
             Some((KeyKind::User, id)) => self.users.evict_local(id),
             Some((KeyKind::Perms, role)) => self.perms.evict_local(role),
             Some((KeyKind::Token, id)) => self.validations.remove(id),
             Some((KeyKind::Revoked, id)) => self.revocations.evict_memo(id),
             Some((KeyKind::Cutoff, id)) => self.cutoffs.evict_memo(id),
+            Some((KeyKind::IssuerCutoff, id)) => self.issuer_cutoffs.evict_memo(id),
             // Another prefix, another schema version, an older build's kind, or noise.
             _ => tracing::trace!(key, "ignoring invalidation outside this keyspace"),
         }
@@ -176,12 +223,16 @@ pub(crate) struct Inner<U: UserRecord> {
     pub(crate) l2: Arc<GuardedCache>,
     pub(crate) revocation_check: RevocationCheck,
     pub(crate) max_token_lifetime: Duration,
+    /// The shared cache may evict marks and tombstones (see `Stats::marks_evictable`).
+    pub(crate) marks_evictable: bool,
     pub(crate) counters: Counters,
     /// Kept alive for as long as the service: dropping it stops the subscriber task.
     #[cfg(feature = "redis")]
     pub(crate) subscriber: Option<authcache_redis::InvalidationSubscriber>,
     /// The repository watcher, when this instance runs one: dropping it stops the task.
     pub(crate) watcher: Option<crate::watcher::WatcherLink>,
+    /// The shared keyspace epoch, followed and raised (`crate::epoch`).
+    pub(crate) epoch: Arc<crate::epoch::SharedEpoch>,
 }
 
 impl<U: UserRecord> AuthService<U> {
@@ -282,7 +333,7 @@ impl<U: UserRecord> AuthService<U> {
         let tiers = &self.inner.tiers;
         let written = with_l2_budget(tiers.users.set(user.id(), Arc::new(user.clone()))).await;
         tiers.derived.l1.remove(user.id());
-        written.map_err(cache_error)
+        written.map_err(|error| invalidation_error("user", user.id(), error))
     }
 
     /// Drops the user (and so their roles and permissions) from every tier of every
@@ -302,8 +353,8 @@ impl<U: UserRecord> AuthService<U> {
     /// # Errors
     /// As [`AuthService::invalidate_user`].
     pub async fn invalidate_role(&self, role: &str) -> Result<()> {
-        let result = with_l2_budget(self.inner.tiers.perms.delete(role)).await;
-        result.map_err(cache_error)
+        let result = with_l2_budget(self.inner.tiers.perms.delete(&cache_id(role))).await;
+        result.map_err(|error| invalidation_error("role", role, error))
     }
 
     /// Logs a token out: every instance rejects it with [`AuthError::Revoked`] from now
@@ -342,9 +393,51 @@ impl<U: UserRecord> AuthService<U> {
         with_l2_budget(self.inner.logout_all(user_id)).await
     }
 
+    /// Revokes every token of `issuer` (its `iss`; `""` for tokens without one) issued
+    /// before `before` — the answer to a leaked signing key. Pass the time the key may
+    /// have leaked, or [`SystemTime::now`]. `iat` has a resolution of one second, so
+    /// `before` is rounded up to the next whole second: a token issued in the same second
+    /// is refused too. A token without `iat` counts as issued at the beginning of time.
+    /// Refused with [`AuthError::Revoked`] on every instance within the bus delay, for as
+    /// long as a token issued before `before` can live (`before` plus
+    /// [`AuthServiceBuilder::max_token_lifetime`], which the verifier enforces, plus the
+    /// leeway). A later call for the same issuer can only move the cutoff later. Costs no
+    /// Redis round trip on the warm path.
+    ///
+    /// # Errors
+    /// [`AuthError::Unavailable`] when the shared cache could not record the cutoff yet
+    /// (it is in force here, and retried in the background).
+    ///
+    /// [`AuthServiceBuilder::max_token_lifetime`]: crate::AuthServiceBuilder::max_token_lifetime
+    pub async fn revoke_issued_before(&self, issuer: &str, before: SystemTime) -> Result<()> {
+        with_l2_budget(self.inner.revoke_issued_before(issuer, before)).await
+    }
+
     /// Counters of every tier, the breaker and the requests so far.
     pub fn stats(&self) -> Stats {
         self.inner.stats()
+    }
+
+    /// Drops every user, role, permission and token entry cached anywhere — the
+    /// in-process tiers of every instance and the shared tier — by raising the keyspace
+    /// epoch that every key is built under ([`Keyspace`](authcache_core::Keyspace)),
+    /// which every instance follows: the operator's big red button, for when the repository changed in ways nobody announced (a restore
+    /// from backup, a bulk import). No scan and no delete: the old entries are never read
+    /// again and expire with their TTLs. Revocations and logout cutoffs are kept. The
+    /// repository watcher does the same when the feed's history is lost or a collection
+    /// is dropped or renamed.
+    ///
+    /// Once it returns, this instance serves nothing cached before the call; the others
+    /// stop within the bus delay (within 5 s should they miss the announcement). Returns
+    /// the new epoch ([`Stats::keyspace_epoch`](crate::Stats::keyspace_epoch)).
+    ///
+    /// # Errors
+    /// [`AuthError::Unavailable`] when the shared cache could not record the new epoch:
+    /// the other instances and the shared tier are unchanged (call again); this
+    /// instance's own tiers are cleared regardless.
+    pub async fn clear_everywhere(&self) -> Result<u64> {
+        let raised = with_l2_budget(self.inner.epoch.raise()).await;
+        raised.map_err(AuthError::unavailable)
     }
 }
 
@@ -363,7 +456,10 @@ impl<U: UserRecord> Inner<U> {
         self.verifier.check_size(bearer)?;
         let span = tracing::Span::current();
         if self.validation_cache
-            && let Some(principal) = self.tiers.warm.get(&self.tiers, bearer)
+            && let Some(principal) =
+                self.tiers
+                    .warm
+                    .get(&self.tiers, bearer, self.verifier.key_set_version())
         {
             Counters::bump(&self.counters.validation_hits);
             span.record("tier", "warm");
@@ -375,13 +471,14 @@ impl<U: UserRecord> Inner<U> {
         let token = self.verified(bearer, &fingerprint).await?;
         span.record("user", token.claims.sub.as_str());
         // Read before any lookup: a change during them makes this answer a warm miss.
-        let stamp = Stamp::now(&self.tiers, &token.claims.sub);
+        let stamp = Stamp::now(&self.tiers, &token.claims.sub, token.key_set);
         let definitive = self.ensure_not_revoked(&token).await?;
-        let user = self.user(&token.claims.sub, Trust::Token).await?;
+        let (user, user_until) = self.fetch_user(&token.claims.sub, Trust::Token).await?;
         if user.disabled() {
             return Err(AuthError::Disabled);
         }
         let derived = self.derived(&user).await?;
+        let until = user_until.min(derived.until);
         let principal = Principal::new(
             user,
             Arc::clone(&derived.roles),
@@ -389,18 +486,22 @@ impl<U: UserRecord> Inner<U> {
             Arc::clone(&token.claims),
         );
         if definitive {
-            self.remember(bearer, &principal, stamp);
+            self.remember(bearer, &principal, stamp, until);
         }
         Ok(principal)
     }
 
     /// Keeps a definitive answer for the warm path: never beyond the token's validation
-    /// TTL, half the L1 cap, or the user TTL (see [`crate::warm`]).
-    fn remember(&self, bearer: &str, principal: &Principal<U>, stamp: Stamp) {
+    /// TTL, half the L1 cap, the user TTL, or `until` — the remaining life of the user
+    /// entry and permission entries it was built from (a value served stale lives
+    /// `STALE_RETRY`; see [`crate::warm`]).
+    fn remember(&self, bearer: &str, principal: &Principal<U>, stamp: Stamp, until: Instant) {
         if !self.validation_cache {
             return;
         }
-        let cap = (self.ttls.l1_cap / 2).min(self.ttls.user);
+        let cap = (self.ttls.l1_cap / 2)
+            .min(self.ttls.user)
+            .min(remaining(until));
         if let Some(ttl) =
             validation_ttl(principal.claims.exp, unix_now(), self.ttls.token.min(cap))
         {
@@ -415,8 +516,12 @@ impl<U: UserRecord> Inner<U> {
     /// rate-limited refresh of the set (see `authcache_jwt::RemoteJwks`); with fixed keys it
     /// never waits.
     async fn verified(&self, bearer: &str, fingerprint: &str) -> Result<Arc<Validated>> {
+        // Read before verifying: a key dropped from the set after it makes this
+        // validation (and the answers built on it) verify again.
+        let key_set = self.verifier.key_set_version();
         if self.validation_cache
             && let Some(validated) = self.tiers.validations.get(fingerprint)
+            && validated.key_set == key_set
         {
             Counters::bump(&self.counters.validation_hits);
             tracing::Span::current().record("token", "remembered");
@@ -429,6 +534,7 @@ impl<U: UserRecord> Inner<U> {
         let validated = Arc::new(Validated {
             revocation_id: authcache_jwt::revocation_id(bearer, &claims),
             claims: Arc::new(claims),
+            key_set,
         });
         if self.validation_cache
             && let Some(ttl) = validation_ttl(validated.claims.exp, now, self.ttls.token)
@@ -440,18 +546,28 @@ impl<U: UserRecord> Inner<U> {
         Ok(validated)
     }
 
-    /// Refuses a logged-out token, or one issued up to its user's logout-all cutoff.
-    /// `Ok(false)`: let through although the shared cache could not answer (fail-open).
+    /// Refuses a logged-out token, or one issued up to its user's logout-all cutoff, or
+    /// before its issuer's cutoff. `Ok(false)`: let through although the shared cache
+    /// could not answer (fail-open).
     async fn ensure_not_revoked(&self, token: &Validated) -> Result<bool> {
+        let claims = &token.claims;
+        let issuer = cache_id(claims.iss.as_deref().unwrap_or_default());
         let revoked = self.tiers.revocations.lookup(&token.revocation_id).await;
-        let cutoff = self.tiers.cutoffs.lookup(&token.claims.sub).await;
-        let issued = token.claims.iat.unwrap_or(0);
-        match (revoked, cutoff) {
-            (Lookup::Mark(_), _) => Err(AuthError::Revoked),
-            (_, Lookup::Mark(cutoff)) if issued <= cutoff => Err(AuthError::Revoked),
-            (Lookup::Unknown, _) | (_, Lookup::Unknown) => self.unchecked().map(|()| false),
-            _ => Ok(true),
+        let cutoff = self.tiers.cutoffs.lookup(&claims.sub).await;
+        let issuer_cutoff = self.tiers.issuer_cutoffs.lookup(&issuer).await;
+        // No `iat`: issued at the beginning of time, so before every cutoff.
+        let issued = claims.iat.unwrap_or(0);
+        let lookups = [revoked, cutoff, issuer_cutoff];
+        let refused = matches!(revoked, Lookup::Mark(_))
+            || matches!(cutoff, Lookup::Mark(up_to) if issued <= up_to)
+            || matches!(issuer_cutoff, Lookup::Mark(before) if issued < before);
+        if refused {
+            return Err(AuthError::Revoked);
         }
+        if lookups.contains(&Lookup::Unknown) {
+            return self.unchecked().map(|()| false);
+        }
+        Ok(true)
     }
 
     /// The L2 could not say whether the token is revoked.
@@ -466,13 +582,20 @@ impl<U: UserRecord> Inner<U> {
     }
 
     async fn user(&self, id: &str, trust: Trust) -> Result<Arc<U>> {
+        self.fetch_user(id, trust).await.map(|(user, _)| user)
+    }
+
+    /// The user record, and until when it may be served.
+    async fn fetch_user(&self, id: &str, trust: Trust) -> Result<(Arc<U>, Instant)> {
         let users = &self.tiers.users;
         let load = || self.repository.find_by_id(id);
         let found = match trust {
-            Trust::Token => users.get_or_load(id, load).await,
-            Trust::Caller => users.get_or_load_untrusted(id, load).await,
+            Trust::Token => users.get_or_load_fetched(id, load).await,
+            Trust::Caller => users.get_or_load_untrusted_fetched(id, load).await,
         };
-        found.map_err(load_error)?.ok_or(AuthError::UnknownUser)
+        let fetched = found.map_err(load_error)?;
+        let user = fetched.value.ok_or(AuthError::UnknownUser)?;
+        Ok((user, fetched.until))
     }
 
     async fn derived_of_id(&self, id: &str) -> Result<Arc<Derived<U>>> {
@@ -492,53 +615,56 @@ impl<U: UserRecord> Inner<U> {
             return Ok(derived);
         }
         let roles = Arc::new(user.roles().to_vec());
-        let permissions = Arc::new(self.permissions_of_roles(&roles).await?);
+        let (permissions, until) = self.permissions_of_roles(&roles).await?;
         let derived = Arc::new(Derived {
             user: Arc::clone(user),
             roles,
-            permissions,
+            permissions: Arc::new(permissions),
+            until,
         });
         memo.insert(&derived, epoch);
         Ok(derived)
     }
 
     /// The union of the roles' permissions, sorted (`Principal::has_permission`
-    /// binary-searches) and without duplicates.
-    async fn permissions_of_roles(&self, roles: &[String]) -> Result<Vec<String>> {
+    /// binary-searches) and without duplicates; and until when every entry it was built
+    /// from may be served.
+    async fn permissions_of_roles(&self, roles: &[String]) -> Result<(Vec<String>, Instant)> {
         let mut permissions = Vec::new();
+        // With no role, nothing to expire: the user entry bounds the answer.
+        let mut until = Instant::now() + self.ttls.l1_cap;
         for role in roles {
-            permissions.extend(self.permissions_of_role(role).await?.iter().cloned());
+            let (found, role_until) = self.permissions_of_role(role).await?;
+            permissions.extend(found.iter().cloned());
+            until = until.min(role_until);
         }
         permissions.sort_unstable();
         permissions.dedup();
-        Ok(permissions)
+        Ok((permissions, until))
     }
 
-    /// One role's permissions: one cache entry per role, one repository load per role
-    /// however many users share it.
-    async fn permissions_of_role(&self, role: &str) -> Result<Arc<Vec<String>>> {
+    /// One role's permissions: one cache entry per role (under its [`cache_id`], so every
+    /// name the repository may hold has one), one repository load per role however many
+    /// users share it.
+    async fn permissions_of_role(&self, role: &str) -> Result<(Arc<Vec<String>>, Instant)> {
         let roles = [role.to_owned()];
         let load = || async {
             let permissions = self.repository.permissions_for_roles(&roles).await?;
             Ok::<_, RepositoryError>(Some(permissions))
         };
-        match self.tiers.perms.get_or_load(role, load).await {
-            Ok(permissions) => Ok(permissions.unwrap_or_default()),
-            // A role name that cannot be a cache key is still a role: ask the repository.
-            Err(LoadError::InvalidId(_)) => self
-                .repository
-                .permissions_for_roles(&roles)
-                .await
-                .map(Arc::new)
-                .map_err(AuthError::unavailable),
-            Err(error) => Err(load_error(error)),
-        }
+        let found = self
+            .tiers
+            .perms
+            .get_or_load_fetched(&cache_id(role), load)
+            .await;
+        let fetched = found.map_err(load_error)?;
+        Ok((fetched.value.unwrap_or_default(), fetched.until))
     }
 
     async fn invalidate_user(&self, id: &str) -> Result<()> {
         let invalidated = self.tiers.users.delete(id).await;
         self.tiers.derived.l1.remove(id);
-        invalidated.map_err(cache_error)
+        invalidated.map_err(|error| invalidation_error("user", id, error))
     }
 
     async fn logout(&self, bearer: &str) -> Result<()> {
@@ -550,11 +676,13 @@ impl<U: UserRecord> Inner<U> {
             other => other?,
         };
         let revocations = &self.tiers.revocations;
-        if matches!(
-            revocations.lookup(&token.revocation_id).await,
-            Lookup::Mark(_)
-        ) {
-            // Already revoked: a replayed logout changes nothing anywhere.
+        // Already revoked for at least as long as this token lives: a replayed logout
+        // changes nothing anywhere. A mark for a shorter-lived token of the same
+        // revocation id (a reissued `iss`+`jti`) is raised to this one's `exp` below:
+        // a mark only ever rises, in value and in lifetime.
+        if let Lookup::Mark(until) = revocations.lookup(&token.revocation_id).await
+            && until >= token.claims.exp
+        {
             return Ok(());
         }
         self.tiers.validations.remove(&fingerprint);
@@ -568,8 +696,28 @@ impl<U: UserRecord> Inner<U> {
         revoked.and(invalidated)
     }
 
+    async fn revoke_issued_before(&self, issuer: &str, before: SystemTime) -> Result<()> {
+        let since_epoch = before.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let before = since_epoch.as_secs() + u64::from(since_epoch.subsec_nanos() > 0);
+        // Tokens issued before `before` live until `before + max_token_lifetime` at most.
+        let ttl = Duration::from_secs(before.saturating_sub(unix_now()))
+            .saturating_add(self.cutoff_ttl());
+        let cutoffs = &self.tiers.issuer_cutoffs;
+        let result = cutoffs.put(&cache_id(issuer), before, ttl).await;
+        // Validations and warm answers of that issuer's tokens are stamped with the
+        // cutoffs' epoch, which the put moved: the next request checks again.
+        result.map_err(cache_error)
+    }
+
+    /// How long a cutoff made now must be kept: as long as a token issued before it lives.
+    fn cutoff_ttl(&self) -> Duration {
+        self.max_token_lifetime
+            .saturating_add(self.verifier.clock_leeway())
+            .saturating_add(EXP_SKEW)
+    }
+
     async fn logout_all(&self, user_id: &str) -> Result<()> {
-        let ttl = self.max_token_lifetime + self.verifier.clock_leeway() + EXP_SKEW;
+        let ttl = self.cutoff_ttl();
         let cutoff = self.tiers.cutoffs.put(user_id, unix_now(), ttl).await;
         let invalidated = self.invalidate_user(user_id).await;
         cutoff.map_err(cache_error).and(invalidated)
@@ -579,8 +727,8 @@ impl<U: UserRecord> Inner<U> {
     /// skew allowed between instances.
     fn revocation_ttl(&self, exp: u64) -> Duration {
         Duration::from_secs(exp.saturating_sub(unix_now()))
-            + self.verifier.clock_leeway()
-            + EXP_SKEW
+            .saturating_add(self.verifier.clock_leeway())
+            .saturating_add(EXP_SKEW)
     }
 
     /// Whether the invalidation bus is subscribed right now; `None` without a bus.
@@ -616,6 +764,7 @@ impl<U: UserRecord> Inner<U> {
             revocations: self.tiers.revocations.stats(),
             principals: self.tiers.warm.stats(),
             cutoffs: self.tiers.cutoffs.stats(),
+            issuer_cutoffs: self.tiers.issuer_cutoffs.stats(),
             validations: ValidationStats {
                 hits: Counters::read(&c.validation_hits),
                 verified: Counters::read(&c.verified),
@@ -625,13 +774,16 @@ impl<U: UserRecord> Inner<U> {
             rejected_users: Counters::read(&c.rejected_users),
             unavailable: Counters::read(&c.unavailable),
             unchecked: Counters::read(&c.unchecked),
-            pending_revocations: self.tiers.revocations.pending() + self.tiers.cutoffs.pending(),
+            pending_revocations: self.tiers.marks().iter().map(|marks| marks.pending()).sum(),
+            held_marks: self.tiers.marks().iter().map(|marks| marks.held()).sum(),
             bus_subscribed: self.bus_subscribed(),
+            marks_evictable: self.marks_evictable,
             breaker: Some(self.l2.stats()),
             watcher: self
                 .watcher
                 .as_ref()
                 .map(crate::watcher::WatcherLink::stats),
+            keyspace_epoch: self.epoch.current(),
         }
     }
 }
@@ -643,6 +795,24 @@ fn load_error(error: LoadError) -> AuthError {
         LoadError::InvalidId(_) => AuthError::UnknownUser,
         other => AuthError::unavailable(other),
     }
+}
+
+/// A change the shared cache did not record: what did and did not happen.
+fn invalidation_error(kind: &str, id: &str, error: CacheError) -> AuthError {
+    match error {
+        CacheError::InvalidKey(_) => AuthError::UnknownUser,
+        error => AuthError::unavailable(format!(
+            "the shared cache did not record the change of {kind} {id:?} ({error}): it is in \
+             force on this instance, which serves nothing from before it, and is retried \
+             (tombstone and announcement) until the shared cache accepts it; other instances \
+             follow then"
+        )),
+    }
+}
+
+/// What is left of the time until `until` (zero once it passed).
+fn remaining(until: Instant) -> Duration {
+    until.saturating_duration_since(Instant::now())
 }
 
 fn cache_error(error: CacheError) -> AuthError {

@@ -226,6 +226,203 @@ async fn logout_revokes_the_token_but_not_the_user() {
 }
 
 #[tokio::test]
+async fn a_logout_of_a_reissued_token_raises_the_mark_to_its_lifetime() {
+    // Two tokens asserting the same `iss`+`jti` (a session id used as `jti`), the second
+    // living longer: logging both out must keep the revocation until the second expires.
+    let auth = service(repository()).await;
+    let now = authcache_jwt::unix_now();
+    let token = |exp: u64| {
+        let mut claims = authcache_jwt::Claims::new("ada", exp);
+        claims.iat = Some(now);
+        claims.jti = Some("session-7".into());
+        issuer().sign(&claims).unwrap()
+    };
+    let (first, second) = (token(now + 60), token(now + 3600));
+    auth.logout(&first).await.unwrap();
+    auth.logout(&second).await.unwrap();
+    let revocations = &auth.inner.tiers.revocations;
+    let id = authcache_jwt::revocation_id(&second, &auth.inner.verifier.verify(&second).unwrap());
+    assert_eq!(
+        revocations.lookup(&id).await,
+        crate::tokens::Lookup::Mark(now + 3600),
+        "the mark rose to the later token's exp"
+    );
+    assert!(matches!(
+        auth.authenticate(&second).await,
+        Err(AuthError::Revoked)
+    ));
+}
+
+#[tokio::test]
+async fn revoking_an_issuer_refuses_its_earlier_tokens_everywhere_at_once() {
+    let auth = service(repository()).await;
+    let now = authcache_jwt::unix_now();
+    let token = |iss: Option<&str>, iat: u64| {
+        let mut claims = authcache_jwt::Claims::new("ada", now + 600);
+        claims.iat = Some(iat);
+        claims.iss = iss.map(str::to_owned);
+        issuer().sign(&claims).unwrap()
+    };
+    let leaked = "https://login.example/leaked key";
+    let (old, fresh) = (token(Some(leaked), now - 20), token(Some(leaked), now - 5));
+    let other = token(Some("https://login.example/other"), now - 20);
+    let anonymous = token(None, now - 20);
+    for bearer in [&old, &fresh, &other, &anonymous] {
+        // Warm: the revocation must reach answers this instance already holds.
+        auth.authenticate(bearer).await.unwrap();
+        auth.authenticate(bearer).await.unwrap();
+    }
+    let cutoff = std::time::UNIX_EPOCH + Duration::from_secs(now - 10);
+    auth.revoke_issued_before(leaked, cutoff).await.unwrap();
+    assert_eq!(
+        auth.authenticate(&old).await.unwrap_err(),
+        AuthError::Revoked
+    );
+    assert_eq!(auth.authenticate(&fresh).await.unwrap().id(), "ada");
+    assert_eq!(auth.authenticate(&other).await.unwrap().id(), "ada");
+    assert_eq!(auth.authenticate(&anonymous).await.unwrap().id(), "ada");
+    // A cutoff only moves later; `""` names the tokens without an issuer.
+    auth.revoke_issued_before(leaked, std::time::UNIX_EPOCH)
+        .await
+        .unwrap();
+    assert_eq!(
+        auth.authenticate(&old).await.unwrap_err(),
+        AuthError::Revoked
+    );
+    auth.revoke_issued_before("", cutoff).await.unwrap();
+    assert_eq!(
+        auth.authenticate(&anonymous).await.unwrap_err(),
+        AuthError::Revoked
+    );
+    // A fraction of a second rounds up: the same second is refused too.
+    auth.revoke_issued_before(
+        leaked,
+        cutoff + Duration::from_secs(5) + Duration::from_millis(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        auth.authenticate(&fresh).await.unwrap_err(),
+        AuthError::Revoked
+    );
+    let checks = auth.stats().issuer_cutoffs;
+    assert!(checks.misses + checks.l1_hits > 0, "{checks:?}");
+}
+
+/// Users and roles in plain maps: any role name, as MongoDB would hold it.
+#[derive(Clone, Default)]
+struct AnyRoleNames {
+    users: Arc<std::sync::Mutex<Vec<User>>>,
+    roles: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
+}
+
+#[async_trait]
+impl UserRepository for AnyRoleNames {
+    async fn find_by_id(&self, id: &str) -> Result<Option<User>, RepositoryError> {
+        let users = self.users.lock().unwrap();
+        Ok(users.iter().find(|user| user.id == id).cloned())
+    }
+    async fn find_many(&self, ids: &[String]) -> Result<Vec<User>, RepositoryError> {
+        let users = self.users.lock().unwrap();
+        Ok(users
+            .iter()
+            .filter(|u| ids.contains(&u.id))
+            .cloned()
+            .collect())
+    }
+    async fn permissions_for_roles(
+        &self,
+        roles: &[String],
+    ) -> Result<Vec<String>, RepositoryError> {
+        let map = self.roles.lock().unwrap();
+        Ok(roles
+            .iter()
+            .flat_map(|r| map.get(r).cloned().unwrap_or_default())
+            .collect())
+    }
+    async fn upsert(&self, user: &User) -> Result<(), RepositoryError> {
+        self.users.lock().unwrap().push(user.clone());
+        Ok(())
+    }
+    async fn delete(&self, _: &str) -> Result<bool, RepositoryError> {
+        Ok(false)
+    }
+}
+
+#[tokio::test]
+async fn role_names_that_are_not_ids_take_the_same_path_as_the_rest() {
+    // A space, a `%`, nothing at all, and a name past the id limit: every one is cached
+    // once, shared by the users that hold it, and invalidated like any other role.
+    let long = "r".repeat(300);
+    let roles = ["team lead", "50%", "", long.as_str()];
+    // MongoDB holds such names; the in-memory repository refuses them, so a plain map.
+    let repo = AnyRoleNames::default();
+    let set_roles = |prefix: &str| {
+        let mut map = repo.roles.lock().unwrap();
+        for (i, role) in roles.iter().enumerate() {
+            map.insert((*role).to_owned(), vec![format!("{prefix}{i}")]);
+        }
+    };
+    set_roles("p");
+    let auth = service(repo.clone()).await;
+    for id in ["ada", "bob"] {
+        repo.users
+            .lock()
+            .unwrap()
+            .push(User::new(id, "x@example.com", id).with_roles(roles));
+        let who = auth.authenticate(&bearer(id)).await.unwrap();
+        assert_eq!(*who.permissions, ["p0", "p1", "p2", "p3"]);
+    }
+    assert_eq!(
+        auth.stats().permissions.loads,
+        4,
+        "one load per role, shared"
+    );
+    set_roles("q");
+    for role in roles {
+        auth.invalidate_role(role).await.unwrap();
+    }
+    let who = auth.authenticate(&bearer("ada")).await.unwrap();
+    assert_eq!(*who.permissions, ["q0", "q1", "q2", "q3"]);
+}
+
+#[tokio::test]
+async fn tokens_a_logout_all_could_not_outlive_are_refused() {
+    // The cutoff is kept for the longest token lifetime: a token living longer, or with
+    // no `iat` to compare with it, would be valid again once the cutoff is forgotten.
+    let auth = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET))
+        .repository(repository())
+        .max_token_lifetime(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    let now = authcache_jwt::unix_now();
+    let token = |iat: Option<u64>, exp: u64| {
+        let mut claims = authcache_jwt::Claims::new("ada", exp);
+        claims.iat = iat;
+        issuer().sign(&claims).unwrap()
+    };
+    let thirty_days = token(Some(now), now + 30 * 86_400);
+    assert!(matches!(
+        auth.authenticate(&thirty_days).await,
+        Err(AuthError::Token(TokenError::LifetimeTooLong { .. }))
+    ));
+    let no_iat = token(None, now + 600);
+    assert!(matches!(
+        auth.authenticate(&no_iat).await,
+        Err(AuthError::Token(TokenError::MissingClaim("iat")))
+    ));
+    let within = token(Some(now), now + 3600);
+    assert_eq!(auth.authenticate(&within).await.unwrap().id(), "ada");
+    auth.logout_all("ada").await.unwrap();
+    assert_eq!(
+        auth.authenticate(&within).await.unwrap_err(),
+        AuthError::Revoked
+    );
+}
+
+#[tokio::test]
 async fn logout_needs_a_verified_token_and_accepts_an_expired_one() {
     let auth = service(repository()).await;
     let forged = TokenIssuer::hs256(b"not-the-secret-not-the-secret-xx")
@@ -592,6 +789,8 @@ async fn out_of_range_configuration_is_a_config_error_not_a_panic() {
         base().ttls(ttls),
         base().max_token_lifetime(huge),
         base().repository_timeout(huge),
+        base().leeway(Duration::MAX),
+        base().leeway(authcache_jwt::MAX_LEEWAY + Duration::from_secs(1)),
     ];
     builders.extend(breakers.into_iter().map(|b| base().breaker(b)));
     for builder in builders {
@@ -827,6 +1026,26 @@ async fn an_expired_user_is_served_stale_while_the_repository_is_down_but_never_
     let error = auth.authenticate(&bearer("ada")).await.unwrap_err();
     assert!(error.is_unavailable(), "{error}");
     assert_eq!(auth.stats().users.stale_served, 1);
+}
+
+#[tokio::test]
+async fn a_warm_answer_never_outlives_the_stale_value_it_was_built_from() {
+    // A value served stale is kept `STALE_RETRY` (1 s); the warm answer built on it must
+    // not stay longer (without the bound it lives the user TTL, 2 s here).
+    let repository = Counting::new(repository());
+    let auth = service_with_ttls(repository.clone(), Duration::from_secs(2), 0.0).await;
+    let token = bearer("ada");
+    auth.authenticate(&token).await.unwrap();
+    // Real time: the entry's expiry is wall-clock time, shared with other instances.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    repository.down.store(true, Ordering::SeqCst);
+    assert!(auth.authenticate(&token).await.unwrap().has_role("admin"));
+    assert_eq!(auth.stats().users.stale_served, 1);
+    // Past the stale value's life the answer is asked of the tier again (which serves it
+    // stale again, counted), not replayed from the warm path.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(auth.authenticate(&token).await.unwrap().has_role("admin"));
+    assert_eq!(auth.stats().users.stale_served, 2);
 }
 
 #[tokio::test]

@@ -20,6 +20,9 @@ pub struct Stats {
     pub revocations: TierStatsSnapshot,
     /// Per-user "log out everywhere" cutoffs, checked on every authentication.
     pub cutoffs: TierStatsSnapshot,
+    /// Per-issuer "revoke everything issued before" cutoffs, checked on every
+    /// authentication ([`AuthService::revoke_issued_before`](crate::AuthService::revoke_issued_before)).
+    pub issuer_cutoffs: TierStatsSnapshot,
     /// Token validations (in-process only, keyed by fingerprint).
     pub validations: ValidationStats,
     /// Whole answers remembered per bearer string (the warm path: one lookup per request;
@@ -40,15 +43,28 @@ pub struct Stats {
     /// Logouts and cutoffs this instance holds that the shared cache has not accepted yet
     /// (in force here; retried in the background).
     pub pending_revocations: u64,
+    /// Marks (logouts and cutoffs) this instance holds in force until they expire: its
+    /// memory grows with the marks it wrote within the longest token lifetime.
+    pub held_marks: u64,
     /// Whether the invalidation bus is subscribed now (`None`: no bus, single instance).
     /// While it is not, other instances' invalidations may be missed; the L1 is cleared
     /// when it comes back.
     pub bus_subscribed: Option<bool>,
+    /// The shared cache may evict revocation marks and tombstones: its `maxmemory-policy`
+    /// read at start-up was not `noeviction`, so under memory pressure a logged-out token
+    /// may be accepted again and an invalidation undone. Alert on it (a health check
+    /// should); the build refuses it under `RevocationCheck::FailClosed`.
+    pub marks_evictable: bool,
     /// The shared L2's circuit breaker, when there is an L2.
     pub breaker: Option<BreakerStats>,
     /// The repository watcher, when this instance runs one
     /// ([`AuthServiceBuilder::watch`](crate::AuthServiceBuilder::watch)).
     pub watcher: Option<WatcherStats>,
+    /// The keyspace epoch this instance builds its keys under: 0 until the first
+    /// [`AuthService::clear_everywhere`](crate::AuthService::clear_everywhere) or
+    /// watcher clear anywhere, then raised by each. Every instance that has heard of the
+    /// last raise shows the same number.
+    pub keyspace_epoch: u64,
 }
 
 impl Stats {
@@ -82,6 +98,7 @@ impl Stats {
         self.data_tiers().iter().map(|t| t.l2_errors).sum::<u64>()
             + self.revocations.l2_errors
             + self.cutoffs.l2_errors
+            + self.issuer_cutoffs.l2_errors
     }
 
     /// Share of data-tier lookups answered by L1, in `0.0..=1.0` (0 before any lookup).
@@ -127,11 +144,9 @@ pub struct WatcherStats {
     pub max_pending: u64,
     /// Streams reopened from a saved resume point (after a disconnect or a restart).
     pub resumes: u64,
-    /// Times the history was lost (or unknown) and every user and role the repository
-    /// holds was invalidated, with this instance's whole L1.
+    /// Times the history was lost (or unknown), or whole collections changed, and the
+    /// keyspace epoch was raised: every instance's tiers and the shared tier cleared.
     pub full_clears: u64,
-    /// Users and roles invalidated by those full clears.
-    pub cleared: u64,
     /// Resume points saved to the shared cache (at most one a second).
     pub checkpoints: u64,
     /// Failures so far: the feed unreachable or broken, a lost history, the shared cache

@@ -13,10 +13,17 @@
 //!   one. A schema bump, a rolling deploy or a signing-key rotation un-revokes nothing.
 //!   A mark is only ever raised: writes are compare-and-set against what L2 holds, so an
 //!   earlier cutoff from another instance landing late never lowers a later one.
-//! - **Sticky locally.** Every mark this instance wrote is kept in a local table until it
-//!   expires — not cleared when the bus reconnects, not evicted by capacity — so a logout
-//!   made while Redis was down stays in force here; a background task retries the L2
-//!   write (and then publishes) until Redis accepts it.
+//! - **Sticky locally.** Every mark this instance wrote is kept in a local table
+//!   ([`crate::sticky`]) until it expires — not cleared when the bus reconnects, not
+//!   evicted by capacity — so a logout made while Redis was down stays in force here; a
+//!   background task retries the L2 write (and then publishes) until Redis accepts it.
+//!   The table is bounded by time, not size: it holds the marks written here in the last
+//!   max token lifetime (plus leeway and skew), about 250 bytes per logout.
+//! - **Pending until its own write lands.** A put raises the sticky mark and takes a
+//!   ticket for it, writes the value in force to L2, and settles the mark with that
+//!   ticket. A later put (or a reassert after a reconnect) takes a new ticket, so an
+//!   earlier put whose write lands after the later one failed settles nothing: the later,
+//!   larger value stays pending and is retried.
 //! - **Cheap on the warm path.** Lookups are remembered ("no mark", or the mark) in a memo
 //!   for at most the L1 cap; the bus drops a memo entry when another instance marks it,
 //!   and a reconnect clears the memo (never the sticky table). A lookup that raced with
@@ -27,9 +34,8 @@
 //!
 //! [`revocation_id`]: authcache_jwt::revocation_id
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use authcache_core::{
@@ -39,12 +45,17 @@ use authcache_core::{
 use authcache_jwt::Claims;
 use authcache_memory::MemoryL1;
 
+use crate::sticky::{self, StickyMarks, Ticket};
+
 /// What the validation cache remembers of a token it verified.
 #[derive(Debug)]
 pub(crate) struct Validated {
     pub(crate) claims: Arc<Claims>,
     /// [`authcache_jwt::revocation_id`] of the token, computed once.
     pub(crate) revocation_id: String,
+    /// [`authcache_jwt::JwtVerifier::key_set_version`] read before the token was verified:
+    /// once the key set has lost a key since, the token is verified again.
+    pub(crate) key_set: u64,
 }
 
 /// Verified tokens by fingerprint, in this process only.
@@ -90,15 +101,6 @@ pub(crate) enum Lookup {
     Unknown,
 }
 
-/// A mark this instance wrote, kept until it expires.
-#[derive(Debug, Clone, Copy)]
-struct Sticky {
-    value: u64,
-    until: Instant,
-    /// Not yet accepted by the L2 (and so not yet published).
-    pending: bool,
-}
-
 /// Counters of the marks, for [`crate::Stats`].
 #[derive(Debug, Default)]
 struct MarkCounters {
@@ -123,9 +125,8 @@ pub(crate) struct Marks {
     /// so an answer looked up before either is never served after it.
     memo: VersionedL1<u64>,
     memo_ttl: Duration,
-    sticky: Mutex<HashMap<String, Sticky>>,
-    /// `sticky.len()`, readable without the lock: the warm path skips an empty table.
-    sticky_len: AtomicUsize,
+    /// The marks written here, in force until they expire; pending until L2 accepts them.
+    sticky: StickyMarks,
     counters: MarkCounters,
 }
 
@@ -153,15 +154,9 @@ impl Marks {
             publisher,
             memo: VersionedL1::new(Some(Arc::new(MemoryL1::new(max_entries)))),
             memo_ttl,
-            sticky: Mutex::default(),
-            sticky_len: AtomicUsize::new(0),
+            sticky: StickyMarks::default(),
             counters: MarkCounters::default(),
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Sticky>> {
-        // Plain inserts and removals: a panic cannot leave the table half-updated.
-        self.sticky.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The mark of `id`, if any: the memo, else the larger of this instance's own (sticky)
@@ -222,55 +217,44 @@ impl Marks {
     }
 
     fn sticky_value(&self, id: &str) -> Option<u64> {
-        if self.sticky_len.load(Ordering::Acquire) == 0 {
+        if self.sticky.is_empty() {
             return None;
         }
-        let now = Instant::now();
-        self.lock()
-            .get(id)
-            .filter(|sticky| sticky.until > now)
-            .map(|sticky| sticky.value)
+        self.sticky.get(id, Instant::now())
     }
 
     /// Marks `id` with `value` for `ttl`: at once in this instance (sticky until `ttl`),
-    /// then in L2 and on the bus. A larger value already marked here wins.
+    /// then in L2 and on the bus. A larger value or a later deadline already marked here
+    /// wins, and is what L2 is given.
     ///
     /// # Errors
     /// The L2's error: the mark is then pending, retried in the background until the L2
     /// accepts it, and in force here meanwhile.
     pub(crate) async fn put(&self, id: &str, value: u64, ttl: Duration) -> Result<(), CacheError> {
         let key = self.keyspace.key(self.kind, id)?;
-        let value = self.remember(id, value, ttl);
-        let stored = self.store(&key, value, ttl).await;
+        let ticket = self.remember(id, value, ttl);
+        let ttl = ticket.ttl(Instant::now()).max(ttl);
+        let stored = self.store(&key, ticket.value, ttl).await;
         if stored.is_ok() {
-            self.settle(id);
+            // Settles only if no later put or reassert came since: theirs is still to write.
+            self.sticky.settle(id, &ticket);
         }
         stored
     }
 
-    /// Records the mark in the sticky table and the memo; returns the value in force.
-    fn remember(&self, id: &str, value: u64, ttl: Duration) -> u64 {
+    /// Records the mark in the sticky table and the memo; returns the ticket of the value
+    /// in force.
+    fn remember(&self, id: &str, value: u64, ttl: Duration) -> Ticket {
         let now = Instant::now();
-        let until = now.checked_add(ttl).unwrap_or(now);
-        let mut sticky = self.lock();
-        sticky.retain(|_, mark| mark.until > now);
-        let mark = sticky.entry(id.to_owned()).or_insert(Sticky {
-            value,
-            until,
-            pending: true,
-        });
-        mark.value = mark.value.max(value);
-        mark.until = mark.until.max(until);
-        mark.pending = true;
-        let value = mark.value;
-        self.sticky_len.store(sticky.len(), Ordering::Release);
-        drop(sticky);
+        let ticket = self
+            .sticky
+            .raise(id, value, sticky::deadline(now, ttl), now);
         // After the sticky table: a lookup that reads the moved version sees the mark there.
         self.memo.forget(id);
         let since = self.memo.version(id);
         self.memo
-            .insert(id, Some(Arc::new(value)), self.memo_ttl, since);
-        value
+            .insert(id, Some(Arc::new(ticket.value)), self.memo_ttl, since);
+        ticket
     }
 
     /// Writes the mark to L2 (never lowering one already there) and announces it.
@@ -313,36 +297,35 @@ impl Marks {
         ))
     }
 
-    fn settle(&self, id: &str) {
-        if let Some(mark) = self.lock().get_mut(id) {
-            mark.pending = false;
-        }
-    }
-
-    /// Marks written here that the L2 has not accepted yet.
+    /// Marks written here that the L2 has not accepted yet (a counter: no lock).
     pub(crate) fn pending(&self) -> u64 {
-        self.lock().values().filter(|mark| mark.pending).count() as u64
+        self.sticky.pending_len() as u64
     }
 
-    /// Tries every pending, unexpired mark once more.
+    /// Marks written here and held in force (expired ones not yet dropped included; a
+    /// counter: no lock). Bounded by time: those of the last max token lifetime.
+    pub(crate) fn held(&self) -> u64 {
+        self.sticky.len() as u64
+    }
+
+    /// Drops expired sticky marks, then tries every pending one once more. Visits the
+    /// expired and the pending marks only, never the whole table.
     async fn retry_pending(&self) {
         let now = Instant::now();
-        let pending: Vec<(String, Sticky)> = self
-            .lock()
-            .iter()
-            .filter(|(_, mark)| mark.pending && mark.until > now)
-            .map(|(id, mark)| (id.clone(), *mark))
-            .collect();
-        for (id, mark) in pending {
+        self.sticky.sweep(now);
+        let pending = self.sticky.pending(now);
+        for (id, ticket) in pending {
             let Ok(key) = self.keyspace.key(self.kind, &id) else {
                 continue;
             };
-            let ttl = mark.until.saturating_duration_since(Instant::now());
+            let ttl = ticket.ttl(Instant::now());
             if ttl.is_zero() {
                 continue;
             }
-            match authcache_core::with_l2_budget(self.store(&key, mark.value, ttl)).await {
-                Ok(()) => self.settle(&id),
+            match authcache_core::with_l2_budget(self.store(&key, ticket.value, ttl)).await {
+                Ok(()) => {
+                    self.sticky.settle(&id, &ticket);
+                }
                 Err(_) => return, // Still down: try again next round.
             }
         }
@@ -368,11 +351,11 @@ impl Marks {
     /// written here is pending again, so the retry loop writes it back (raise-only, so a
     /// mark Redis kept is unchanged) and announces it — other instances then see the
     /// logouts made here even if Redis lost them.
+    ///
+    /// The one walk over the whole table (shard by shard, never under one lock): a
+    /// reconnect is rare. A write in flight meanwhile no longer settles its mark.
     pub(crate) fn reassert(&self) {
-        let now = Instant::now();
-        for mark in self.lock().values_mut().filter(|mark| mark.until > now) {
-            mark.pending = true;
-        }
+        self.sticky.reassert(Instant::now());
     }
 
     /// Counters as a tier snapshot: memo and sticky hits as L1, L2 reads that found a mark
@@ -406,7 +389,7 @@ pub(crate) fn spawn_retries(marks: Vec<Weak<Marks>>) {
                 return;
             }
             for marks in alive {
-                if marks.sticky_len.load(Ordering::Acquire) > 0 {
+                if !marks.sticky.is_empty() {
                     marks.retry_pending().await;
                 }
             }
@@ -416,10 +399,88 @@ pub(crate) fn spawn_retries(marks: Vec<Weak<Marks>>) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
     use authcache_core::{BreakerConfig, SigningKey};
     use authcache_memory::MemoryCache;
+    use bytes::Bytes;
+    use tokio::sync::oneshot;
 
     use super::*;
+
+    /// What the next compare-and-set write of a [`ScriptedWrites`] does.
+    #[derive(Debug)]
+    enum Write {
+        /// Says it has begun, waits to be let go, then writes.
+        Hold {
+            begun: oneshot::Sender<()>,
+            go: oneshot::Receiver<()>,
+        },
+        /// Fails as a Redis that went away would.
+        Fail,
+    }
+
+    /// An in-process L2 whose compare-and-set writes follow a script, one step per write
+    /// (writes beyond it go through). Hand-written, as a `MockCache` answer cannot wait.
+    #[derive(Debug)]
+    struct ScriptedWrites {
+        inner: MemoryCache,
+        script: Mutex<VecDeque<Write>>,
+    }
+
+    impl ScriptedWrites {
+        fn new(script: impl IntoIterator<Item = Write>) -> Self {
+            Self {
+                inner: MemoryCache::default(),
+                script: Mutex::new(script.into_iter().collect()),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Cache for ScriptedWrites {
+        async fn get(&self, key: &Key) -> authcache_core::Result<Option<Bytes>> {
+            self.inner.get(key).await
+        }
+
+        async fn set(&self, key: &Key, value: Bytes, ttl: Duration) -> authcache_core::Result<()> {
+            self.inner.set(key, value, ttl).await
+        }
+
+        async fn delete(&self, key: &Key) -> authcache_core::Result<bool> {
+            self.inner.delete(key).await
+        }
+
+        async fn set_if_unchanged(
+            &self,
+            key: &Key,
+            expected: Option<Bytes>,
+            value: Bytes,
+            ttl: Duration,
+        ) -> authcache_core::Result<bool> {
+            let step = self.script.lock().unwrap().pop_front();
+            match step {
+                Some(Write::Hold { begun, go }) => {
+                    begun.send(()).unwrap();
+                    go.await.unwrap();
+                }
+                Some(Write::Fail) => return Err(CacheError::unavailable("scripted failure")),
+                None => {}
+            }
+            self.inner.set_if_unchanged(key, expected, value, ttl).await
+        }
+    }
+
+    /// A breaker whose timeout never fires while a test holds a write.
+    fn patient(cache: Arc<dyn Cache>) -> Arc<GuardedCache> {
+        let config = BreakerConfig {
+            timeout: Duration::from_secs(3_600),
+            ..BreakerConfig::default()
+        };
+        Arc::new(GuardedCache::new(cache, config))
+    }
 
     fn marks(l2: &Arc<GuardedCache>) -> Marks {
         let codec = EnvelopeCodec::new().with_signing_key(SigningKey::new([3; 32]).unwrap());
@@ -453,5 +514,35 @@ mod tests {
         first.put("ada", 300, ttl).await.unwrap();
         reader.clear_memo();
         assert_eq!(reader.lookup("ada").await, Lookup::Mark(300));
+    }
+
+    /// Issue item 5. Two cutoffs of one user: the earlier put's write is held in flight
+    /// while the later, larger one is remembered and its write fails; then the earlier
+    /// write lands. It must not settle the larger cutoff, which L2 never got: that stays
+    /// pending, and the next retry writes it.
+    #[tokio::test]
+    async fn an_earlier_write_landing_late_never_settles_a_later_failed_one() {
+        let (begun_tx, begun) = oneshot::channel();
+        let (go, go_rx) = oneshot::channel();
+        let held = Write::Hold {
+            begun: begun_tx,
+            go: go_rx,
+        };
+        let l2 = patient(Arc::new(ScriptedWrites::new([held, Write::Fail])));
+        let writer = Arc::new(marks(&l2));
+        let ttl = Duration::from_secs(60);
+        let earlier = tokio::spawn({
+            let writer = Arc::clone(&writer);
+            async move { writer.put("ada", 100, ttl).await }
+        });
+        begun.await.unwrap(); // 100 is remembered, its write in flight.
+        assert!(writer.put("ada", 200, ttl).await.is_err());
+        go.send(()).unwrap();
+        earlier.await.unwrap().unwrap(); // 100 is in L2.
+        assert_eq!(writer.pending(), 1, "the cutoff 200 is not in L2 yet");
+        assert_eq!(marks(&l2).lookup("ada").await, Lookup::Mark(100));
+        writer.retry_pending().await;
+        assert_eq!(writer.pending(), 0);
+        assert_eq!(marks(&l2).lookup("ada").await, Lookup::Mark(200));
     }
 }

@@ -4,7 +4,8 @@
 //! bearer string itself (so no hash of it is computed: the map compares the full string),
 //! with a [`Stamp`] of everything the answer was built from: the user tier's version of the
 //! user id, the permissions tier's epoch (role changes), and the epochs of the revocation
-//! and cutoff memos. A hit whose stamp differs from the current one is a miss,
+//! and cutoff memos (per user and per issuer), and the verifier's key-set version (a key
+//! dropped from a remote set ends what was verified with it). A hit whose stamp differs from the current one is a miss,
 //! so every invalidation that reaches this instance — a local write, a bus message, a bus
 //! reconnect, a logout, a `logout_all`, a role change — takes effect on the very next
 //! request, as it does without this cache.
@@ -35,17 +36,22 @@ pub(crate) struct Stamp {
     permissions: Version,
     revocations: Version,
     cutoffs: Version,
+    issuer_cutoffs: Version,
+    /// The verifier's key-set version the token was verified under.
+    keys: u64,
 }
 
 impl Stamp {
     /// The stamp of `user_id`'s answers now. Read it before looking anything up: a change
     /// after the reading makes the entry built from those lookups a miss.
-    pub(crate) fn now<U: UserRecord>(tiers: &Tiers<U>, user_id: &str) -> Self {
+    pub(crate) fn now<U: UserRecord>(tiers: &Tiers<U>, user_id: &str, keys: u64) -> Self {
         Self {
             user: tiers.users.version(user_id),
             permissions: tiers.perms.epoch(),
             revocations: tiers.revocations.epoch(),
             cutoffs: tiers.cutoffs.epoch(),
+            issuer_cutoffs: tiers.issuer_cutoffs.epoch(),
+            keys,
         }
     }
 }
@@ -74,13 +80,14 @@ impl<U: UserRecord> Warm<U> {
         }
     }
 
-    /// The principal `bearer` authenticated as, if nothing it was built from changed since.
-    pub(crate) fn get(&self, tiers: &Tiers<U>, bearer: &str) -> Option<Principal<U>> {
+    /// The principal `bearer` authenticated as, if nothing it was built from changed since
+    /// (`keys`: the verifier's key-set version now).
+    pub(crate) fn get(&self, tiers: &Tiers<U>, bearer: &str, keys: u64) -> Option<Principal<U>> {
         let found = self
             .l1
             .get(bearer)
             .and_then(L1Entry::into_value)
-            .filter(|answer| answer.stamp == Stamp::now(tiers, answer.principal.id()))
+            .filter(|answer| answer.stamp == Stamp::now(tiers, answer.principal.id(), keys))
             .map(|answer| answer.principal.clone());
         let counter = if found.is_some() {
             &self.hits

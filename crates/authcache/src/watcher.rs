@@ -17,15 +17,29 @@
 //!    so a restarted watcher — on this instance or another — resumes where this one was.
 //! 4. **Lost history.** When the feed cannot resume (history pruned, server restarted, no or
 //!    an unreadable checkpoint with a shared cache that may hold older entries), the watcher
-//!    opens a fresh stream *first*, then clears: this instance's whole L1, and every user and
-//!    role the repository holds, invalidated on every instance. Only then is the new point
-//!    saved, so a clear cut short is redone. Counted in `full_clears`, logged at `warn`.
+//!    opens a fresh stream *first*, then clears everything: it raises the keyspace epoch
+//!    ([`AuthService::clear_everywhere`], retried with backoff until the shared cache
+//!    accepts it). A change of whole collections ([`Change::Everything`]: a collection
+//!    dropped or renamed, the database dropped) is cleared the same way, after the ids read
+//!    before it are invalidated. Only then is the new point saved, so a clear cut short is
+//!    redone. Counted in `full_clears`, logged at `warn`.
 //!
 //! The watcher holds the service weakly and is aborted when the service is dropped.
 //!
-//! Until `authcache-core` can drop a whole keyspace of the shared tier at once (a keyspace
-//! epoch), a clear invalidates what the repository holds *now*: a user deleted while the
-//! history was lost keeps its shared entry until the user TTL (300 s) runs out.
+//! # Clearing everything
+//! The epoch protocol (`crate::epoch`) is what makes a clear whole. Raising the epoch
+//! moves every instance to keys nobody has written yet: once it is raised this instance
+//! serves nothing cached before it, and every other instance stops within the bus delay
+//! (one announcement on the bus, then one read of the epoch; should the announcement be
+//! lost, the re-check every 5 s). What the shared tier held is never read again — users the
+//! repository no longer has included (a dropped collection, a user deleted while the
+//! history was lost): nothing has to be listed or tombstoned, so a clear costs the same for
+//! ten users as for ten million. Revocations and cutoffs live outside epochs and stay.
+//! Without a shared cache (memory mode) the raise clears this one instance's tiers, which
+//! is all there is.
+//!
+//! The resume point is kept outside epochs too (at the keys of epoch 0): a raise must not
+//! hide from the next watcher the very point saved after it.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
@@ -36,12 +50,8 @@ use std::sync::{Arc, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use authcache_core::{
-    BusEvent, Cache, CacheError, EnvelopeCodec, GuardedCache, Key, KeyKind, Keyspace,
-};
-use authcache_users::{
-    Change, ChangeFeed, ChangeStream, DocumentKind, FeedError, ResumePoint, UserRecord,
-};
+use authcache_core::{Cache, CacheError, EnvelopeCodec, GuardedCache, Key, KeyKind, Keyspace};
+use authcache_users::{Change, ChangeFeed, ChangeStream, FeedError, ResumePoint, UserRecord};
 use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinSet};
 
@@ -55,8 +65,6 @@ pub(crate) const PENDING_CAPACITY: usize = 4096;
 /// 32 invalidations in flight at once: enough to hide the round trips to Redis without
 /// crowding out the requests that share its connection.
 pub(crate) const DRAIN_CONCURRENCY: usize = 32;
-/// Ids per page when a clear lists what the repository holds.
-const CLEAR_PAGE: usize = 1000;
 /// 1 s: a restarted watcher re-invalidates at most about a second of changes (harmless:
 /// invalidations are idempotent), and Redis gets at most one checkpoint write a second.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
@@ -177,7 +185,9 @@ pub(crate) struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// The checkpoint of `keyspace`, in `l2`, encoded by `codec`.
+    /// The checkpoint of `keyspace`, in `l2`, encoded by `codec`. Its key is that of
+    /// epoch 0 whatever the keyspace's epoch, now or later: the point saved after a
+    /// clear must be found by the next watcher, which reads the raised epoch.
     ///
     /// # Errors
     /// [`AuthError::Config`] if the key cannot be built (it always can).
@@ -186,8 +196,9 @@ impl Checkpoints {
         codec: &EnvelopeCodec,
         l2: &Arc<GuardedCache>,
     ) -> Result<Self> {
-        let key = keyspace
-            .key(KeyKind::Roles, CHECKPOINT_ID)
+        // A keyspace of its own, with the same prefix, never raised.
+        let key = Keyspace::new(keyspace.prefix())
+            .and_then(|outside_epochs| outside_epochs.key(KeyKind::Roles, CHECKPOINT_ID))
             .map_err(|e| AuthError::Config(format!("watcher checkpoint key: {e}")))?;
         Ok(Self {
             key,
@@ -232,7 +243,6 @@ struct Status {
     max_pending: AtomicU64,
     resumes: AtomicU64,
     full_clears: AtomicU64,
-    cleared: AtomicU64,
     checkpoints: AtomicU64,
     errors: AtomicU64,
 }
@@ -254,7 +264,6 @@ impl Status {
             max_pending: read(&self.max_pending),
             resumes: read(&self.resumes),
             full_clears: read(&self.full_clears),
-            cleared: read(&self.cleared),
             checkpoints: read(&self.checkpoints),
             errors: read(&self.errors),
             last_error: match self.last_error.load(Ordering::Relaxed) {
@@ -571,49 +580,35 @@ impl<U: UserRecord> Watcher<U> {
         Ok(())
     }
 
-    /// The history is lost: this instance's whole L1, then every user and role the
-    /// repository holds now, on every instance.
+    /// Changes may have been missed, or whole collections changed: raises the keyspace
+    /// epoch — every instance's tiers and the shared tier cleared, see the module docs —
+    /// retrying until the shared cache accepts it.
     async fn clear_everything(&self) -> std::result::Result<(), Stopped> {
         tracing::warn!(
-            "repository watcher: changes may have been missed; invalidating every user and role"
+            "repository watcher: changes may have been missed; clearing every cached user and role everywhere"
         );
-        self.inner()?.tiers.on_bus_event(BusEvent::Resubscribed);
-        let before = self.status.cleared.load(Ordering::Relaxed);
-        for kind in [DocumentKind::User, DocumentKind::Role] {
-            let mut after: Option<String> = None;
-            loop {
-                let ids = self.ids_after(kind, after.as_deref()).await?;
-                let Some(last) = ids.last().cloned() else {
-                    break;
-                };
-                let changes = ids.into_iter().map(|id| change_of(kind, id)).collect();
-                self.invalidate(changes, &self.status.cleared).await?;
-                after = Some(last);
-            }
-        }
-        bump(&self.status.full_clears, 1);
-        let cleared = self.status.cleared.load(Ordering::Relaxed) - before;
-        tracing::warn!(
-            cleared,
-            "repository watcher: every user and role invalidated"
-        );
-        Ok(())
-    }
-
-    async fn ids_after(
-        &self,
-        kind: DocumentKind,
-        after: Option<&str>,
-    ) -> std::result::Result<Vec<String>, Stopped> {
         let mut backoff = Backoff::new();
+        let mut refused = false;
         loop {
-            match self.feed.ids_after(kind, after, CLEAR_PAGE).await {
-                Ok(ids) => return Ok(ids),
-                Err(error) => self.status.fault(WatcherFault::Feed, &error),
+            let service = self.service()?;
+            let raised = service.clear_everywhere().await;
+            drop(service);
+            match raised {
+                Ok(_) => break,
+                Err(error) => {
+                    // Not doing its job until the shared cache takes the raise.
+                    refused = true;
+                    self.status.set_state(WatcherState::Down);
+                    self.status.fault(WatcherFault::Cache, &error);
+                }
             }
-            self.alive()?;
             backoff.sleep().await;
         }
+        if refused {
+            self.status.set_state(WatcherState::Running);
+        }
+        bump(&self.status.full_clears, 1);
+        Ok(())
     }
 
     /// Remembers `point` as reached and saves it if `now`, or if a checkpoint is due.
@@ -662,19 +657,8 @@ impl<U: UserRecord> Watcher<U> {
         }
     }
 
-    fn inner(&self) -> std::result::Result<Arc<Inner<U>>, Stopped> {
-        self.service.upgrade().ok_or(Stopped)
-    }
-
     fn service(&self) -> std::result::Result<AuthService<U>, Stopped> {
         AuthService::upgrade(&self.service).ok_or(Stopped)
-    }
-}
-
-fn change_of(kind: DocumentKind, id: String) -> Change {
-    match kind {
-        DocumentKind::Role => Change::Role(id),
-        _ => Change::User(id),
     }
 }
 
@@ -748,7 +732,7 @@ mod tests {
 
     use async_trait::async_trait;
     use authcache_memory::MemoryCache;
-    use authcache_users::{FeedResult, MemoryUserRepository, User, UserRepository};
+    use authcache_users::{DocumentKind, FeedResult, MemoryUserRepository, User, UserRepository};
     use tokio::sync::mpsc;
 
     use super::*;
@@ -937,7 +921,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_lost_history_invalidates_everything_the_repository_holds() {
+    async fn a_lost_history_clears_everything() {
         let repository = repository();
         let (feed, changes) = fake_feed(&["ada", "bob", "eve"]);
         let auth = watched(&repository, &feed, None).await;
@@ -953,8 +937,8 @@ mod tests {
         })
         .await;
         assert_eq!(*auth.roles("ada").await.unwrap(), ["viewer"]);
+        assert_eq!(auth.stats().keyspace_epoch, 1, "the epoch was raised");
         let stats = auth.stats().watcher.unwrap();
-        assert_eq!(stats.cleared, 5, "three users and two roles");
         assert_eq!(stats.last_error, Some(WatcherFault::HistoryLost));
         let opened = feed.opened_from.lock().unwrap().clone();
         assert_eq!(
@@ -962,6 +946,29 @@ mod tests {
             [None, Some(0), None],
             "resume refused, then a fresh stream"
         );
+    }
+
+    /// A dropped `users` collection: the repository lists no user any more, yet none of
+    /// them may be served from any tier.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_collection_clears_users_the_repository_no_longer_lists() {
+        let repository = repository();
+        let l2 = Arc::new(MemoryCache::new(1 << 20));
+        let key = b"watcher-test-signing-key-0123456".as_slice();
+        let (feed, changes) = fake_feed(&[]);
+        let auth = watched(&repository, &feed, Some((&l2, key))).await;
+        let clears = auth.stats().watcher.unwrap().full_clears;
+        assert_eq!(auth.user("ada").await.unwrap().id, "ada");
+        assert!(repository.delete("ada").await.unwrap());
+
+        changes.send(Ok(Change::Everything)).unwrap();
+        eventually("a full clear", || {
+            auth.stats().watcher.unwrap().full_clears == clears + 1
+        })
+        .await;
+        assert_eq!(auth.user("ada").await.unwrap_err(), AuthError::UnknownUser);
+        let stats = auth.stats().watcher.unwrap();
+        assert_eq!((stats.events, stats.everything), (1, 1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,4 +26,10 @@ pub enum BusEvent {
     /// The subscription dropped and was re-established: messages may have been missed,
     /// so the owner must clear its whole L1.
     Resubscribed,
+    /// The owner's [`Keyspace`](crate::Keyspace) moved to a higher epoch (raised here, or
+    /// adopted from the shared cache): every entry held in process was read under keys
+    /// nobody reads any more, so the owner must clear its whole L1. Marks, which live
+    /// outside epochs, stay. Never sent by a subscriber: the owner's epoch follower hands
+    /// it over once the new epoch is in the keyspace.
+    EpochRaised,
 }

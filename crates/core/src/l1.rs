@@ -9,14 +9,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::versioned::Version;
 
 /// What the L1 holds for an id: a value, or the knowledge that there is none, tagged with
 /// the [`Version`] of its source it was filled under (see [`crate::versioned`]; caches
-/// that serve by no version leave it at the default).
+/// that serve by no version leave it at the default) and, when known, the deadline it
+/// was stored until ([`crate::VersionedL1::insert`] records it), so that a hit can say
+/// how long its value may still be served by reading a field.
 pub struct L1Entry<T> {
     value: Option<Arc<T>>,
     version: Version,
+    expires_at: Option<Instant>,
 }
 
 impl<T> L1Entry<T> {
@@ -36,9 +41,24 @@ impl<T> L1Entry<T> {
         Self { version, ..self }
     }
 
+    /// The same entry, stored until `deadline`.
+    #[must_use]
+    pub fn expiring_at(self, deadline: Instant) -> Self {
+        Self {
+            expires_at: Some(deadline),
+            ..self
+        }
+    }
+
     /// The version the entry was filled under.
     pub fn version(&self) -> Version {
         self.version
+    }
+
+    /// When the entry ends (tokio's clock), if whoever stored it said so; `None` for an
+    /// entry built without [`L1Entry::expiring_at`].
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.expires_at
     }
 
     /// The value, `None` for a negative entry.
@@ -62,6 +82,7 @@ impl<T> From<Option<Arc<T>>> for L1Entry<T> {
         Self {
             value,
             version: Version::default(),
+            expires_at: None,
         }
     }
 }
@@ -73,6 +94,7 @@ impl<T> Clone for L1Entry<T> {
         Self {
             value: self.value.clone(),
             version: self.version,
+            expires_at: self.expires_at,
         }
     }
 }
@@ -121,5 +143,15 @@ mod tests {
         assert!(absent.clone().into_value().is_none());
         assert_eq!(format!("{absent:?}"), "Absent");
         assert_eq!(format!("{entry:?}"), "Present(\"v\")");
+    }
+
+    #[test]
+    fn an_entry_keeps_its_deadline_through_clones_and_tags() {
+        let deadline = Instant::now() + Duration::from_secs(7);
+        let entry = L1Entry::present(Arc::new(1_u8)).expiring_at(deadline);
+        assert_eq!(entry.expires_at(), Some(deadline));
+        let tagged = entry.clone().at(Version::default());
+        assert_eq!(tagged.expires_at(), Some(deadline));
+        assert_eq!(L1Entry::<u8>::absent().expires_at(), None);
     }
 }

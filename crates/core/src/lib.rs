@@ -65,6 +65,7 @@ pub mod key;
 pub mod l1;
 #[cfg(all(test, authcache_loom))]
 mod model;
+mod pending;
 mod sync;
 #[cfg(any(test, feature = "test-support"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-support")))]
@@ -90,7 +91,7 @@ pub use error::{CacheError, KeyError, Result};
 pub use key::{Fingerprint, Key, KeyKind, Keyspace, validate_id};
 pub use l1::{L1Cache, L1Entry};
 pub use tiered::{
-    LoadError, ReloadFuture, Reloader, TierStats, TierStatsSnapshot, Tiered, TieredBuilder,
+    Fetched, LoadError, ReloadFuture, Reloader, TierStats, TierStatsSnapshot, Tiered, TieredBuilder,
 };
 pub use ttl::Ttls;
 pub use versioned::{Generations, Version, VersionedL1};

@@ -11,9 +11,9 @@
 //! shared tier and the repository are loom atomics; the steps around them are those of
 //! `Tiered` (a fill: version, then L2, then the loader, then the insert; an invalidation:
 //! bump, tombstone, bump) and of the facade's derived memo, warm answers and revocation
-//! memo, in the same order as the code. The property, in every interleaving: once the
-//! invalidation (or the mark) has returned, no read on that instance is served a value
-//! read before it.
+//! memo, in the same order as the code, and an invalidation whose tombstone the shared tier
+//! refused (the pending set). The property, in every interleaving: once the invalidation
+//! (or the mark) has returned, no read on that instance is served a value read before it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -144,6 +144,102 @@ fn user_records_a_fill_never_outlives_an_invalidation() {
         filler.join().unwrap();
         assert_eq!(users.read(), NEW, "a read after the fill landed");
     });
+}
+
+/// A kind whose shared tier refused the invalidation's tombstone (`crate::pending`): the
+/// L2 keeps `OLD`, and the id is pending on this instance from before the writer's second
+/// bump. A reader reads the version, then whether the id is pending; while it is, it
+/// passes L2 by for the repository.
+struct Refused {
+    kind: Kind,
+    pending: AtomicU64,
+}
+
+impl Refused {
+    fn warm() -> Self {
+        Self {
+            kind: Kind::warm(),
+            pending: AtomicU64::new(0),
+        }
+    }
+
+    /// `Tiered::get_or_load` with the pending check; `version_first: false` is the order
+    /// the protocol forbids.
+    fn read(&self, version_first: bool) -> u64 {
+        let kind = &self.kind;
+        if let Some(value) = kind.l1.get(ID).and_then(L1Entry::into_value) {
+            return *value;
+        }
+        let (since, barred) = if version_first {
+            let since = kind.l1.version(ID);
+            (since, self.pending.load(Ordering::Acquire) != 0)
+        } else {
+            let barred = self.pending.load(Ordering::Acquire) != 0;
+            (kind.l1.version(ID), barred)
+        };
+        let value = if barred {
+            kind.repository.load(Ordering::Acquire)
+        } else {
+            match kind.l2.load(Ordering::Acquire) {
+                TOMBSTONE => kind.repository.load(Ordering::Acquire),
+                hit => hit,
+            }
+        };
+        kind.l1.insert(ID, Some(Arc::new(value)), TTL, since);
+        value
+    }
+
+    /// The application's change, then `Tiered::delete` with the tombstone refused: bump,
+    /// (the write fails), record the debt, bump.
+    fn change(&self) {
+        self.kind.repository.store(NEW, Ordering::Release);
+        self.kind.l1.forget(ID);
+        self.pending.store(1, Ordering::Release);
+        self.kind.l1.forget(ID);
+    }
+
+    /// One fill against one refused invalidation; whether the read after it was stale.
+    fn race(version_first: bool) -> bool {
+        let refused = Arc::new(Self::warm());
+        refused.kind.l1.forget(ID); // a cold L1: the filler reads L2 or the repository
+        let filler = loom::thread::spawn({
+            let refused = Arc::clone(&refused);
+            move || refused.read(version_first)
+        });
+        refused.change();
+        let next = refused.read(version_first);
+        filler.join().unwrap();
+        let after = refused.read(version_first);
+        next != NEW || after != NEW
+    }
+}
+
+#[test]
+fn a_failed_invalidation_is_in_force_at_once() {
+    explore("refused invalidation, pending", || {
+        assert!(
+            !Refused::race(true),
+            "a read after the refused invalidation"
+        );
+    });
+}
+
+/// The pending check has to come after the version read: the other order is caught.
+#[test]
+fn reading_pending_before_the_version_is_caught() {
+    let stale = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&stale);
+    loom::model(move || {
+        if Refused::race(false) {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let stale = stale.load(Ordering::Relaxed);
+    println!("model pending checked first: {stale} interleavings served a stale value");
+    assert!(
+        stale > 0,
+        "loom found no stale read with the pending check first"
+    );
 }
 
 /// The derived memo (a user's permissions, from their roles'): tagged with the

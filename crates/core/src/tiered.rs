@@ -13,9 +13,12 @@
 //! A value's envelope carries its soft expiry (the kind's TTL); L2 keeps it
 //! [`Ttls::stale_grace`] longer. A read past the soft expiry loads as on a miss, but when
 //! the loader fails or times out the last value is served instead (`stale_served`), and for
-//! [`FAILURE_MEMORY`] after a failure such values are served at once while one background
-//! reload per id retries. Invalidations tombstone the key, so a value anyone invalidated is
-//! never served stale; negative entries and per-entry TTLs (tokens) get no grace.
+//! [`FAILURE_MEMORY`] after a failure *of that id* its expired value is served at once
+//! while one background reload retries. Failures are remembered per id (at most
+//! [`FAILURE_MEMORY_CAP`] of them), so one record that fails to load never makes another
+//! id's expired value be served stale while the loader answers for it. Invalidations
+//! tombstone the key, so a value anyone invalidated is never served stale; negative entries
+//! and per-entry TTLs (tokens) get no grace.
 //!
 //! With a [`TieredBuilder::reloader`], a value read in the last [`Ttls::refresh_ahead`]
 //! part of its TTL is reloaded in the background by one task while readers keep getting
@@ -41,13 +44,36 @@
 //!   eviction of another instance's change move; a fill tags its entry with the version it
 //!   read before its L2 read, and a reader serves the entry only while that version is
 //!   current. On the calling instance the bound is zero; elsewhere it is the bus delay.
+//!
+//! # Invalidations the shared tier refused
+//!
+//! When the L2 refuses an invalidation's tombstone or a write-through's value (a Redis
+//! that serves reads but refuses writes: `OOM` under `noeviction`, `MISCONF`, `READONLY`,
+//! an ACL without `@write`), [`Tiered::delete`] and [`Tiered::set`] still return the L2's
+//! error, but the change is **in force on this instance at once**: the id is *pending*
+//! (`core/src/pending.rs` states the protocol), and while it is, its L2 entry is neither read
+//! nor filled here — reads go to the loader and keep its answer in L1 only — so nothing
+//! from before the change is served here from either tier (a failed write-through's own
+//! value is served from L1 meanwhile). An invalidation whose announcement alone failed is
+//! pending too. [`Tiered::retry_pending`] writes the owed tombstones and then publishes;
+//! each id leaves the set when its retry lands (`pending_invalidations` counts them). Other
+//! instances see the change once the retry lands (within the L1 cap for what is in their
+//! L1s, since the bus is how they drop it).
+//!
+//! # How long a value may be served
+//!
+//! [`Tiered::get_or_load_fetched`] answers a [`Fetched`]: the value and until when it may
+//! be served — the deadline of the L1 entry it came from, or what a fresh L1 entry of it
+//! would get (an L2 hit's soft expiry capped by the L1 cap, a load's L1 TTL,
+//! [`STALE_RETRY`] for a stale value, none for a load that raced a change). Anything
+//! remembered from the value (the facade's warm answers) must not outlive it.
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,9 +83,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::breaker::{BreakerStats, GuardedCache};
+use crate::breaker::{BreakerStats, GuardedCache, with_l2_budget};
 use crate::codec::{EnvelopeCodec, is_tombstone, tombstone};
 use crate::l1::{L1Cache, L1Entry};
+use crate::pending::{Debt, Pending, Ticket};
 use crate::ttl::Ttls;
 use crate::versioned::{Version, VersionedL1};
 use crate::{Cache, CacheError, InvalidationPublisher, Key, KeyError, KeyKind, Keyspace};
@@ -81,10 +108,16 @@ pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// request looks again: the failing loader is asked about once a second per hot id.
 pub const STALE_RETRY: Duration = Duration::from_secs(1);
 
-/// 10 s: after a loader failure, expired values within their grace are served at once
-/// (and reloaded in the background) for this long, instead of each request waiting for
-/// the loader to fail again. Every failed reload renews it; a success ends it.
+/// 10 s: after the loader failed for an id, that id's expired value within its grace is
+/// served at once (and reloaded in the background) for this long, instead of each request
+/// waiting for the loader to fail again. Every failed reload renews it; a success ends it.
 pub const FAILURE_MEMORY: Duration = Duration::from_secs(10);
+
+/// 10,000 ids: how many loader failures a tier remembers (see [`FAILURE_MEMORY`]). Past
+/// it, failures older than [`FAILURE_MEMORY`] are forgotten first, then the oldest: that
+/// id's next read waits for its loader once more, as its first one did. Ten thousand ids
+/// failing at once is a repository that is down, not one bad record.
+pub const FAILURE_MEMORY_CAP: usize = 10_000;
 
 /// Why [`Tiered::get_or_load`] could not produce an answer. Cheap to clone: every waiter of
 /// a coalesced load receives the same error.
@@ -163,13 +196,17 @@ pub struct TierStatsSnapshot {
     pub refreshes: u64,
     /// Loads in flight right now (a gauge; zero when idle — nothing leaks).
     pub in_flight: u64,
+    /// Ids whose invalidation or write-through has not fully landed (its tombstone or its
+    /// announcement failed): in force on this instance, waiting for
+    /// [`Tiered::retry_pending`] (a gauge; zero when everything landed).
+    pub pending_invalidations: u64,
     /// The L2 breaker, when there is an L2.
     pub breaker: Option<BreakerStats>,
 }
 
 impl TierStats {
-    /// The counters now (`breaker` is `None` and `in_flight` zero; [`Tiered::stats`]
-    /// fills them in).
+    /// The counters now (`breaker` is `None`, `in_flight` and `pending_invalidations`
+    /// zero; [`Tiered::stats`] fills them in).
     pub fn snapshot(&self) -> TierStatsSnapshot {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         TierStatsSnapshot {
@@ -187,6 +224,7 @@ impl TierStats {
             stale_served: get(&self.stale_served),
             refreshes: get(&self.refreshes),
             in_flight: 0,
+            pending_invalidations: 0,
             breaker: None,
         }
     }
@@ -196,7 +234,45 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-type Outcome<T> = Result<Option<Arc<T>>, LoadError>;
+/// A value served by [`Tiered::get_or_load_fetched`], and until when it may be served.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Fetched<T> {
+    /// The value; `None` when it is known absent.
+    pub value: Option<Arc<T>>,
+    /// Until when (tokio's clock) the value may be served without asking the tier again:
+    /// for an L1 hit, the deadline of the entry; for an L2 hit, its soft expiry capped by
+    /// the L1 cap (and by the start of its refresh-ahead window); for a load, the L1 TTL
+    /// it was kept with; for a value served stale, [`STALE_RETRY`] from now; for a load
+    /// that raced a change of the id (or was not cached), now: served once, never kept.
+    pub until: Instant,
+}
+
+impl<T> Fetched<T> {
+    fn new(value: Option<Arc<T>>, until: Instant) -> Self {
+        Self { value, until }
+    }
+
+    /// From an L1 hit: until the entry's deadline (now, for an entry without one).
+    fn from_entry(entry: L1Entry<T>) -> Self {
+        let until = entry.expires_at().unwrap_or_else(Instant::now);
+        Self::new(entry.into_value(), until)
+    }
+
+    /// How long the value may still be served: zero once [`Fetched::until`] has passed.
+    pub fn remaining(&self) -> Duration {
+        self.until.saturating_duration_since(Instant::now())
+    }
+}
+
+// Manual: deriving would require `T: Clone`, but only the `Arc` is cloned.
+impl<T> Clone for Fetched<T> {
+    fn clone(&self) -> Self {
+        Self::new(self.value.clone(), self.until)
+    }
+}
+
+type Outcome<T> = Result<Fetched<T>, LoadError>;
 
 /// One in-flight load of one id; every caller that finds it waits on the same cell.
 type Flight<T> = OnceCell<Outcome<T>>;
@@ -315,7 +391,8 @@ impl<T> TieredBuilder<T> {
             reloader: self.reloader,
             flights: Mutex::default(),
             refreshing: Mutex::default(),
-            last_failure_ms: AtomicU64::new(0),
+            failures: Failures::default(),
+            pending: Pending::default(),
             stats: TierStats::default(),
         };
         Tiered {
@@ -355,10 +432,88 @@ struct Core<T> {
     flights: Mutex<HashMap<Arc<str>, Arc<Flight<T>>>>,
     /// Ids being reloaded in the background: one reload per id at a time.
     refreshing: Mutex<HashSet<Arc<str>>>,
-    /// When the loader last failed (unix ms; 0: never): for [`STALE_RETRY`] after it,
-    /// expired values within their grace are served at once and reloaded in the background.
-    last_failure_ms: AtomicU64,
+    /// When the loader last failed, per id (see [`FAILURE_MEMORY`]).
+    failures: Failures,
+    /// Ids whose invalidation did not land in L2 or on the bus (see [`crate::pending`]).
+    pending: Pending,
     stats: TierStats,
+}
+
+/// When the loader last failed, per id: for [`FAILURE_MEMORY`] after it, that id's expired
+/// value within its grace is served at once and reloaded behind. Per id, so that a record
+/// that fails to load (a document that no longer decodes) never makes another id's expired
+/// value be served stale while the loader answers for it. At most [`FAILURE_MEMORY_CAP`]
+/// ids.
+#[derive(Debug, Default)]
+struct Failures {
+    log: Mutex<FailureLog>,
+    /// `log.at.len()`, readable without the lock: a load skips an empty log.
+    count: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct FailureLog {
+    at: HashMap<Arc<str>, Instant>,
+    /// When a failing loader was last logged at `warn`: once per [`FAILURE_MEMORY`].
+    warned: Option<Instant>,
+}
+
+impl Failures {
+    fn lock(&self) -> MutexGuard<'_, FailureLog> {
+        // Plain inserts, removes and assignments: a panic cannot leave it half-updated.
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the loader failed for `id` within the last [`FAILURE_MEMORY`].
+    fn recent(&self, id: &str) -> bool {
+        self.count.load(Ordering::Acquire) > 0
+            && self
+                .lock()
+                .at
+                .get(id)
+                .is_some_and(|at| at.elapsed() < FAILURE_MEMORY)
+    }
+
+    /// Remembers that the loader failed for `id` now; `true` when no failure was logged
+    /// within the last [`FAILURE_MEMORY`] (log this one).
+    fn record(&self, id: &str) -> bool {
+        let now = Instant::now();
+        let mut log = self.lock();
+        if let Some(at) = log.at.get_mut(id) {
+            *at = now;
+        } else {
+            if log.at.len() >= FAILURE_MEMORY_CAP {
+                log.at
+                    .retain(|_, at| now.duration_since(*at) < FAILURE_MEMORY);
+            }
+            if log.at.len() >= FAILURE_MEMORY_CAP {
+                let oldest = log.at.iter().min_by_key(|(_, at)| **at);
+                if let Some(oldest) = oldest.map(|(id, _)| Arc::clone(id)) {
+                    log.at.remove(&oldest);
+                }
+            }
+            log.at.insert(Arc::from(id), now);
+        }
+        self.count.store(log.at.len(), Ordering::Release);
+        let warn = log
+            .warned
+            .is_none_or(|warned| now.duration_since(warned) >= FAILURE_MEMORY);
+        if warn {
+            log.warned = Some(now);
+        }
+        warn
+    }
+
+    /// The loader answered for `id`: its failure is over. `true` when one was remembered.
+    fn forget(&self, id: &str) -> bool {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let mut log = self.lock();
+        let remembered = log.at.remove(id).is_some();
+        self.count.store(log.at.len(), Ordering::Release);
+        remembered
+    }
 }
 
 impl<T> fmt::Debug for Tiered<T> {
@@ -404,6 +559,9 @@ enum L2Read<T> {
     Miss(Option<Bytes>),
     /// The backend failed, timed out or was skipped.
     Failed,
+    /// Not read: the entry may predate a change made here that L2 refused
+    /// ([`crate::pending`]). Nothing is filled either.
+    Barred,
 }
 
 /// A decoded L2 entry, with the bytes it was decoded from.
@@ -483,6 +641,7 @@ where
         TierStatsSnapshot {
             breaker: self.core.l2.as_ref().map(|l2| l2.stats()),
             in_flight: self.core.lock_flights().len() as u64,
+            pending_invalidations: self.core.pending.len() as u64,
             ..self.core.stats.snapshot()
         }
     }
@@ -510,6 +669,25 @@ where
         Fut: Future<Output = Result<Option<T>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
+        let fetched = self.get_or_load_fetched(id, load).await?;
+        Ok(fetched.value)
+    }
+
+    /// As [`Tiered::get_or_load`], and says until when the value may be served
+    /// ([`Fetched::until`]): what is remembered from it must not outlive it.
+    ///
+    /// # Errors
+    /// As [`Tiered::get_or_load`].
+    pub async fn get_or_load_fetched<F, Fut, E>(
+        &self,
+        id: &str,
+        load: F,
+    ) -> Result<Fetched<T>, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: Into<Box<dyn Error + Send + Sync>>,
+    {
         self.core.load_plain(id, Trust::Verified, load).await
     }
 
@@ -524,6 +702,25 @@ where
         id: &str,
         load: F,
     ) -> Result<Option<Arc<T>>, LoadError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let fetched = self.get_or_load_untrusted_fetched(id, load).await?;
+        Ok(fetched.value)
+    }
+
+    /// As [`Tiered::get_or_load_untrusted`], and says until when the value may be served
+    /// ([`Fetched::until`]).
+    ///
+    /// # Errors
+    /// As [`Tiered::get_or_load`].
+    pub async fn get_or_load_untrusted_fetched<F, Fut, E>(
+        &self,
+        id: &str,
+        load: F,
+    ) -> Result<Fetched<T>, LoadError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
@@ -548,13 +745,15 @@ where
         Fut: Future<Output = Result<Option<(T, Duration)>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        self.core
+        let fetched = self
+            .core
             .load_through(id, Trust::Verified, move || async move {
                 load()
                     .await
                     .map(|found| found.map(|(value, ttl)| (value, Some(ttl))))
             })
-            .await
+            .await?;
+        Ok(fetched.value)
     }
 
     /// The value of `id` if either tier has it, without loading; `None` for absent,
@@ -569,16 +768,23 @@ where
     /// Writes `value` for `id` to both tiers with the kind's TTL ([`Ttls::jittered_for`])
     /// and publishes the key. Unconditional: a write-through is newer than any fill.
     ///
+    /// When the L2 refuses the value (or it cannot be encoded), the write is still in force
+    /// on this instance: L1 serves `value`, and the id is pending (its L2 entry is neither
+    /// read nor filled here) until [`Tiered::retry_pending`] has tombstoned the key and
+    /// published it. When only the publish fails, the announcement is pending.
+    ///
     /// # Errors
-    /// [`CacheError::InvalidKey`] for a bad id, [`CacheError::Codec`] when the value cannot
-    /// be encoded, or the L2's error; the L1 never keeps a value the L2 refused.
+    /// [`CacheError::InvalidKey`] for a bad id (nothing happened), [`CacheError::Codec`]
+    /// when the value cannot be encoded, or the L2's error: then, as above, the write is in
+    /// force here and retried by [`Tiered::retry_pending`].
     pub async fn set(&self, id: &str, value: impl Into<Arc<T>>) -> Result<(), CacheError> {
         let ttl = self.core.ttls.jittered_for(self.core.kind);
         self.core.write(id, Some(value.into()), ttl, true).await
     }
 
     /// Writes `value` for `id` for exactly `ttl` in L2 (and at most the L1 cap in L1), and
-    /// publishes the key. A zero `ttl` invalidates instead.
+    /// publishes the key. A zero `ttl` invalidates instead. A refused write is in force
+    /// here and retried, as for [`Tiered::set`].
     ///
     /// # Errors
     /// As [`Tiered::set`].
@@ -596,11 +802,30 @@ where
     /// [`TOMBSTONE_TTL`]: loads that began before this call cannot fill it afterwards, and
     /// no stale value of it is served any more.
     ///
+    /// When the L2 refuses the tombstone, the invalidation is still in force on this
+    /// instance at once: the id is pending, and until [`Tiered::retry_pending`] has written
+    /// the tombstone and published the key, its L2 entry is neither read nor filled here
+    /// (reads go to the loader and keep its answer in L1 only). When only the publish
+    /// fails, the announcement is pending and retried the same way.
+    ///
     /// # Errors
-    /// [`CacheError::InvalidKey`] for a bad id, or the L2's error (the L1 entry is gone
-    /// regardless and the key is published regardless).
+    /// [`CacheError::InvalidKey`] for a bad id (nothing happened), or the L2's error: the
+    /// invalidation is then in force on this instance, published if the bus took it, and
+    /// retried by [`Tiered::retry_pending`] until it lands.
     pub async fn delete(&self, id: &str) -> Result<(), CacheError> {
         self.core.delete(id).await
+    }
+
+    /// Retries every invalidation and write-through of this tier that did not fully land
+    /// (see [`Tiered::delete`]): writes the owed tombstone, then publishes the key. An id
+    /// leaves the pending set when both land, unless a newer failure of the same id was
+    /// recorded meanwhile. Stops at the first failure (the L2 or the bus is still
+    /// refusing; each id's calls get one L2 budget), leaving the rest for the next call.
+    /// Call it periodically while [`TierStatsSnapshot::pending_invalidations`] is not zero.
+    ///
+    /// Returns how many ids are still pending afterwards: zero once everything landed.
+    pub async fn retry_pending(&self) -> usize {
+        self.core.retry_pending().await
     }
 
     /// Drops `id` from this instance's L1 only (another instance changed it).
@@ -640,15 +865,17 @@ where
         if let Some(entry) = self.l1_get(id) {
             return Ok(entry.into_value());
         }
-        let key = self.key(id)?;
+        // The version before the key: a keyspace epoch adopted in between moves the
+        // version, so an entry read under the old epoch's key is never served.
         let since = self.l1.version(id);
-        match self.l2_read(&key, id).await {
+        let key = self.key(id)?;
+        match self.l2_read_unless_pending(&key, id).await {
             L2Read::Hit(hit) => {
                 self.l1_insert(id, hit.value.clone(), hit.remaining, since);
                 self.refresh_if_due(id, &key, &hit, since);
                 Ok(hit.value)
             }
-            L2Read::Expired(..) | L2Read::Miss(_) | L2Read::Failed => {
+            L2Read::Expired(..) | L2Read::Miss(_) | L2Read::Failed | L2Read::Barred => {
                 bump(&self.stats.misses);
                 Ok(None)
             }
@@ -657,19 +884,89 @@ where
 
     async fn delete(&self, id: &str) -> Result<(), CacheError> {
         let key = self.key(id)?;
+        let owed = self.pending.ticket(id);
         self.invalidate_local(id);
         let result = match &self.l2 {
-            Some(l2) => l2.set(&key, tombstone(), TOMBSTONE_TTL).await,
+            Some(l2) => l2
+                .set(&key, tombstone(), TOMBSTONE_TTL)
+                .await
+                .inspect_err(|error| self.note_l2_error(&key, error)),
             None => Ok(()),
         };
-        if let Err(error) = &result {
-            self.note_l2_error(&key, error);
-        }
+        self.owe_if_refused(id, &key, &result);
         // Again: a read on this instance that ran while the tombstone was on its way may
         // have filled L1 from the old L2 entry.
         self.invalidate_local(id);
-        self.publish(&key).await;
+        self.announce(id, &key, owed, result.is_ok()).await;
         result
+    }
+
+    /// After a refused L2 write of `id`: the tombstone is owed. Recorded before the
+    /// writer's second version bump, so that every read that begins after the bump
+    /// passes L2 by (see [`crate::pending`]).
+    fn owe_if_refused(&self, id: &str, key: &Key, result: &Result<(), CacheError>) {
+        if let Err(error) = result {
+            self.pending.owe(id, Debt::Tombstone, None);
+            tracing::warn!(key = %key, %error, "change not stored in L2: in force on this instance, L2 bypassed for it until a retry lands");
+        }
+    }
+
+    /// Publishes the change of `id` made by a writer that began when `owed` was owed, and
+    /// settles what its write replaced, or records what is still owed.
+    async fn announce(&self, id: &str, key: &Key, owed: Option<Ticket>, stored: bool) {
+        let announced = self.publish(key).await.is_ok();
+        match (stored, announced) {
+            (true, true) => {
+                self.pending.settle(id, owed);
+            }
+            (true, false) => self.pending.owe(id, Debt::Announcement, owed),
+            // The tombstone is owed; its retry announces after it.
+            (false, _) => {}
+        }
+    }
+
+    async fn retry_pending(&self) -> usize {
+        for (id, debt, ticket) in self.pending.owed() {
+            let Ok(key) = self.key(&id) else {
+                // Only ids that made keys are ever owed.
+                self.pending.settle(&id, Some(ticket));
+                continue;
+            };
+            if with_l2_budget(self.repay(&id, &key, debt, ticket))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        self.pending.len()
+    }
+
+    /// Writes the tombstone `id` owes (unconditionally: over anything filled meanwhile),
+    /// then announces it; settles the debt under `ticket` when both landed.
+    async fn repay(
+        &self,
+        id: &str,
+        key: &Key,
+        debt: Debt,
+        ticket: Ticket,
+    ) -> Result<(), CacheError> {
+        if let (Debt::Tombstone, Some(l2)) = (debt, &self.l2) {
+            l2.set(key, tombstone(), TOMBSTONE_TTL)
+                .await
+                .inspect_err(|error| self.note_l2_error(key, error))?;
+        }
+        match self.publish(key).await {
+            Ok(()) => {
+                self.pending.settle(id, Some(ticket));
+                tracing::info!(key = %key, "pending invalidation landed");
+                Ok(())
+            }
+            Err(error) => {
+                self.pending.owe(id, Debt::Announcement, Some(ticket));
+                Err(error)
+            }
+        }
     }
 
     fn invalidate_local(&self, id: &str) {
@@ -697,12 +994,14 @@ where
         E: Into<Box<dyn Error + Send + Sync>>,
     {
         if let Some(entry) = self.l1_get(id) {
-            return Ok(entry.into_value());
+            return Ok(Fetched::from_entry(entry));
         }
+        // The version before the key (see `get`).
+        let since = self.l1.version(id);
         let key = self.key(id)?;
         let (membership, cell) = self.join_flight(id);
         let outcome = cell
-            .get_or_init(|| self.fetch(id, &key, trust, load))
+            .get_or_init(|| self.fetch(id, &key, since, trust, load))
             .await
             .clone();
         // Our working reference goes first, so the membership sees an exact count.
@@ -716,6 +1015,7 @@ where
         self: &Arc<Self>,
         id: &str,
         key: &Key,
+        since: Version,
         trust: Trust,
         load: F,
     ) -> Outcome<T>
@@ -724,65 +1024,66 @@ where
         Fut: Future<Output = Result<Option<(T, Option<Duration>)>, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        let since = self.l1.version(id);
-        let (expected, stale) = match self.l2_read(key, id).await {
+        let (expected, stale) = match self.l2_read_unless_pending(key, id).await {
             L2Read::Hit(hit) => {
-                self.l1_insert(id, hit.value.clone(), hit.remaining, since);
+                let until = self.l1_insert(id, hit.value.clone(), hit.remaining, since);
                 self.refresh_if_due(id, key, &hit, since);
-                return Ok(hit.value);
+                return Ok(Fetched::new(hit.value, until));
             }
-            // The loader failed moments ago: serve the last value at once rather than
-            // make every caller wait for it to fail again, and retry behind it.
-            L2Read::Expired(bytes, stale) if self.failing_recently() && self.reloader.is_some() => {
+            // The loader failed for this id moments ago: serve its last value at once
+            // rather than make every caller wait for it to fail again, and retry behind it.
+            L2Read::Expired(bytes, stale)
+                if self.failures.recent(id) && self.reloader.is_some() =>
+            {
                 self.spawn_refresh(id, key, bytes, since);
-                return Ok(Some(self.serve_stale(id, stale, since)));
+                return Ok(self.serve_stale(id, stale, since));
             }
             L2Read::Expired(bytes, stale) => (Some(Some(bytes)), Some(stale)),
             L2Read::Miss(seen) => (Some(seen), None),
             // A backend that just failed (or hung) is not written to in the same call:
-            // a request pays for at most one L2 timeout.
-            L2Read::Failed => (None, None),
+            // a request pays for at most one L2 timeout. An entry that may predate a
+            // change made here is not written to either: L1 only.
+            L2Read::Failed | L2Read::Barred => (None, None),
         };
         bump(&self.stats.misses);
         self.answered_by("repository");
         let started = Instant::now();
-        let loaded = match (self.run_loader(load).await, stale) {
+        let loaded = match (self.run_loader(id, load).await, stale) {
             (Ok(loaded), _) => loaded,
-            (Err(_), Some(stale)) => return Ok(Some(self.serve_stale(id, stale, since))),
+            (Err(_), Some(stale)) => return Ok(self.serve_stale(id, stale, since)),
             (Err(error), None) => return Err(error),
         };
         if self.l1.version(id) != since {
             // Changed here (or announced by another instance) while loading: the answer
             // is good for this caller, but may predate the change.
             bump(&self.stats.stale_fills);
-            return Ok(loaded.value);
+            return Ok(Fetched::new(loaded.value, Instant::now()));
         }
         let shared = trust == Trust::Verified || loaded.value.is_some();
-        match expected {
+        let until = match expected {
             Some(seen) if shared && self.l2.is_some() => {
                 if started.elapsed() < FILL_WINDOW {
-                    self.fill(key, id, seen, &loaded, since).await;
+                    self.fill(key, id, seen, &loaded, since).await
+                } else {
+                    None
                 }
             }
-            _ => self.l1_insert(id, loaded.value.clone(), loaded.ttl, since),
-        }
-        Ok(loaded.value)
+            _ => Some(self.l1_insert(id, loaded.value.clone(), loaded.ttl, since)),
+        };
+        Ok(Fetched::new(
+            loaded.value,
+            until.unwrap_or_else(Instant::now),
+        ))
     }
 
     /// Serves a value past its expiry, within its grace, because the loader failed; keeps
     /// it in L1 for [`STALE_RETRY`] so the failing loader is not asked on every request.
-    fn serve_stale(&self, id: &str, stale: Arc<T>, since: Version) -> Arc<T> {
+    fn serve_stale(&self, id: &str, stale: Arc<T>, since: Version) -> Fetched<T> {
         bump(&self.stats.stale_served);
         self.answered_by("stale");
         tracing::debug!(kind = %self.kind, "loader failing: serving the last value within its grace");
-        self.l1_insert(id, Some(Arc::clone(&stale)), STALE_RETRY, since);
-        stale
-    }
-
-    /// Whether the loader failed within the last [`FAILURE_MEMORY`].
-    fn failing_recently(&self) -> bool {
-        let failed = self.last_failure_ms.load(Ordering::Relaxed);
-        failed != 0 && unix_ms().saturating_sub(failed) < millis(FAILURE_MEMORY)
+        let until = self.l1_insert(id, Some(Arc::clone(&stale)), STALE_RETRY, since);
+        Fetched::new(Some(stale), until)
     }
 
     /// The part at the end of a value's TTL in which a read reloads it in the background;
@@ -840,7 +1141,7 @@ where
                 .await
                 .map(|found| found.map(|value| (value, None)))
         };
-        let Ok(loaded) = self.run_loader(load).await else {
+        let Ok(loaded) = self.run_loader(id, load).await else {
             tracing::debug!(kind = %self.kind, "background refresh failed; the current value stays");
             return;
         };
@@ -851,8 +1152,9 @@ where
         self.fill(key, id, Some(seen), &loaded, since).await;
     }
 
-    /// Calls the loader under the load timeout; counts loads and their failures.
-    async fn run_loader<F, Fut, E>(&self, load: F) -> Result<Loaded<T>, LoadError>
+    /// Calls the loader of `id` under the load timeout; counts loads and their failures,
+    /// and remembers the failures per id (see [`FAILURE_MEMORY`]).
+    async fn run_loader<F, Fut, E>(&self, id: &str, load: F) -> Result<Loaded<T>, LoadError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<(T, Option<Duration>)>, E>>,
@@ -866,8 +1168,8 @@ where
         };
         let failure = match result {
             Ok(Ok(found)) => {
-                if self.last_failure_ms.swap(0, Ordering::Relaxed) != 0 {
-                    tracing::info!(kind = %self.kind, "loader answers again");
+                if self.failures.forget(id) {
+                    tracing::debug!(kind = %self.kind, "loader answers again for an id that failed");
                 }
                 return Ok(self.loaded(found));
             }
@@ -875,12 +1177,8 @@ where
             Err(_) => LoadError::Timeout(self.load_timeout),
         };
         bump(&self.stats.load_errors);
-        // Logged when it starts failing, not on every failure.
-        if self
-            .last_failure_ms
-            .swap(unix_ms().max(1), Ordering::Relaxed)
-            == 0
-        {
+        // At most once per FAILURE_MEMORY, not on every failure of every id.
+        if self.failures.record(id) {
             tracing::warn!(kind = %self.kind, error = %failure, "loader failing");
         }
         Err(failure)
@@ -913,7 +1211,8 @@ where
 
     /// Stores a loaded value in L2 only if the key still holds what the load's read saw,
     /// then in L1 if nothing changed locally either. Best effort: the answer is good
-    /// whether or not it was cached.
+    /// whether or not it was cached. Returns the L1 deadline it was kept with, `None` when
+    /// the key changed since the load began (the answer may predate that change).
     async fn fill(
         &self,
         key: &Key,
@@ -921,17 +1220,21 @@ where
         seen: Option<Bytes>,
         loaded: &Loaded<T>,
         since: Version,
-    ) {
-        let Some(l2) = &self.l2 else { return };
+    ) -> Option<Instant> {
+        let keep = || self.l1_insert(id, loaded.value.clone(), loaded.ttl, since);
+        let Some(l2) = &self.l2 else {
+            return Some(keep());
+        };
         let Ok(entry) = self.encode(key, loaded.value.as_ref(), loaded.ttl) else {
-            return self.l1_insert(id, loaded.value.clone(), loaded.ttl, since);
+            return Some(keep());
         };
         let l2_ttl = self.l2_ttl(loaded.ttl, loaded.graced && loaded.value.is_some());
         match l2.set_if_unchanged(key, seen, entry, l2_ttl).await {
-            Ok(true) => self.l1_insert(id, loaded.value.clone(), loaded.ttl, since),
+            Ok(true) => Some(keep()),
             Ok(false) => {
                 bump(&self.stats.stale_fills);
                 tracing::debug!(key = %key, "fill dropped: the key changed since the load began");
+                None
             }
             // L2 refused or died after the read: the answer is still good, and without it
             // in L1 every request would reach the loader until L2 is back. The L1 cap
@@ -940,9 +1243,18 @@ where
                 if !matches!(error, CacheError::Unsupported(_)) {
                     self.note_l2_error(key, &error);
                 }
-                self.l1_insert(id, loaded.value.clone(), loaded.ttl, since);
+                Some(keep())
             }
         }
+    }
+
+    /// [`Core::l2_read`], unless the id's L2 entry may predate a change made here that L2
+    /// refused ([`crate::pending`]): then [`L2Read::Barred`]. Read the version first.
+    async fn l2_read_unless_pending(&self, key: &Key, id: &str) -> L2Read<T> {
+        if self.pending.bars_l2(id) {
+            return L2Read::Barred;
+        }
+        self.l2_read(key, id).await
     }
 
     /// Reads and decodes the L2 entry; every failure is a miss. Nothing is deleted: a
@@ -1024,8 +1336,15 @@ where
     /// version read before the value was: if anything changed the id since, the entry is
     /// never served (see [`crate::versioned`]). A value leaves L1 when its refresh-ahead
     /// window begins, so the reads in that window reach L2 and one of them starts the
-    /// reload.
-    fn l1_insert(&self, id: &str, value: Option<Arc<T>>, remaining: Duration, since: Version) {
+    /// reload. Returns the entry's deadline (what it would be, when it is not kept): until
+    /// then the value may be served.
+    fn l1_insert(
+        &self,
+        id: &str,
+        value: Option<Arc<T>>,
+        remaining: Duration,
+        since: Version,
+    ) -> Instant {
         let window = if value.is_some() {
             self.refresh_window()
         } else {
@@ -1034,6 +1353,8 @@ where
         let until_refresh = remaining.checked_sub(window).filter(|left| !left.is_zero());
         let ttl = self.ttls.l1_ttl(until_refresh.unwrap_or(remaining));
         self.l1.insert(id, value, ttl, since);
+        let now = Instant::now();
+        now.checked_add(ttl).unwrap_or(now)
     }
 
     async fn write(
@@ -1047,16 +1368,17 @@ where
             return self.delete(id).await;
         }
         let key = self.key(id)?;
+        let owed = self.pending.ticket(id);
         self.invalidate_local(id);
         let result = self.store(&key, value.as_ref(), ttl, graced).await;
+        self.owe_if_refused(id, &key, &result);
         // Again after the L2 write: a read on this instance that ran while it was on its way
-        // may have filled L1 from the old entry; only then may the new value go in.
+        // may have filled L1 from the old entry; only then may the new value go in. It goes
+        // in even when L2 refused it: it is this instance's answer, and the id is pending.
         self.invalidate_local(id);
-        if result.is_ok() {
-            let since = self.l1.version(id);
-            self.l1_insert(id, value, ttl, since);
-        }
-        self.publish(&key).await;
+        let since = self.l1.version(id);
+        self.l1_insert(id, value, ttl, since);
+        self.announce(id, &key, owed, result.is_ok()).await;
         result
     }
 
@@ -1078,18 +1400,18 @@ where
 
     /// Announces `key` on the bus, through the L2's breaker and the request's budget: a
     /// dead Redis costs a logout no timeout beyond the one its write already paid.
-    async fn publish(&self, key: &Key) {
+    async fn publish(&self, key: &Key) -> Result<(), CacheError> {
         let Some(publisher) = &self.publisher else {
-            return;
+            return Ok(());
         };
         let result = match &self.l2 {
             Some(l2) => l2.run(publisher.publish(key)).await,
             None => publisher.publish(key).await,
         };
-        if let Err(error) = result {
+        result.inspect_err(|error| {
             bump(&self.stats.publish_errors);
-            tracing::warn!(key = %key, %error, "invalidation not published");
-        }
+            tracing::warn!(key = %key, %error, "invalidation not published; retried");
+        })
     }
 
     /// Counted, and logged at `debug` only: the breaker logs its transitions at `warn`, so
@@ -1620,14 +1942,18 @@ mod tests {
             .build();
         tier.set("42", String::from("ada")).await.unwrap();
         assert_eq!(tier.stats().publish_errors, 1);
+        assert_eq!(tier.stats().pending_invalidations, 1, "the announcement");
         rig.l2.set_mode(Mode::Failing);
         assert!(tier.set("42", String::from("new")).await.is_err());
-        assert!(
-            rig.l1.get("42").is_none(),
-            "L1 does not keep what L2 refused"
+        assert_eq!(
+            value(&tier.get("42").await.unwrap()),
+            Some("new"),
+            "a write-through L2 refused is in force here"
         );
         assert!(tier.delete("42").await.unwrap_err().is_unavailable());
-        assert_eq!(tier.stats().publish_errors, 3);
+        assert_eq!(tier.get("42").await.unwrap(), None);
+        let stats = tier.stats();
+        assert_eq!((stats.publish_errors, stats.pending_invalidations), (3, 1));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1744,6 +2070,9 @@ mod tests {
         assert_send(tier.get("1"));
         assert_send(tier.set("1", String::new()));
         assert_send(tier.delete("1"));
+        assert_send(tier.retry_pending());
+        assert_send(tier.get_or_load_fetched("1", || async { Ok::<_, io::Error>(None) }));
+        assert_send(tier.get_or_load_untrusted_fetched("1", || async { Ok::<_, io::Error>(None) }));
     }
 
     /// Instance A's load reads the old value; instance B (same L2, no bus) invalidates
@@ -2244,8 +2573,356 @@ mod tests {
         let stats = tier.stats();
         assert_eq!((stats.stale_served, stats.refreshes), (2, 1));
         assert!(
-            !tier.core.failing_recently(),
+            !tier.core.failures.recent("42"),
             "a successful reload ends the failure"
         );
+    }
+
+    /// A shared tier that serves reads but refuses writes on command, as Redis does under
+    /// `noeviction` at its memory limit, on `MISCONF`, as a `READONLY` replica or for an
+    /// ACL without `@write`; and that can hold the next conditional fill before it lands.
+    #[derive(Debug, Default)]
+    struct WriteRefusing {
+        inner: FlakyCache,
+        refusing: std::sync::atomic::AtomicBool,
+        hold_fill: std::sync::atomic::AtomicBool,
+        fill_reached: tokio::sync::Notify,
+        fill_released: tokio::sync::Notify,
+    }
+
+    impl WriteRefusing {
+        fn refuse_writes(&self, refusing: bool) {
+            self.refusing.store(refusing, Ordering::SeqCst);
+        }
+
+        fn gate(&self) -> crate::Result<()> {
+            if self.refusing.load(Ordering::SeqCst) {
+                return Err(CacheError::unavailable(
+                    "OOM command not allowed when used memory > 'maxmemory'",
+                ));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Cache for WriteRefusing {
+        async fn get(&self, key: &Key) -> crate::Result<Option<Bytes>> {
+            self.inner.get(key).await
+        }
+
+        async fn set(&self, key: &Key, value: Bytes, ttl: Duration) -> crate::Result<()> {
+            self.gate()?;
+            self.inner.set(key, value, ttl).await
+        }
+
+        async fn delete(&self, key: &Key) -> crate::Result<bool> {
+            self.gate()?;
+            self.inner.delete(key).await
+        }
+
+        async fn set_if_unchanged(
+            &self,
+            key: &Key,
+            expected: Option<Bytes>,
+            value: Bytes,
+            ttl: Duration,
+        ) -> crate::Result<bool> {
+            if self.hold_fill.swap(false, Ordering::SeqCst) {
+                self.fill_reached.notify_one();
+                self.fill_released.notified().await;
+            }
+            self.gate()?;
+            self.inner.set_if_unchanged(key, expected, value, ttl).await
+        }
+    }
+
+    /// A bus that records what it carried, and refuses on command.
+    #[derive(Debug, Default)]
+    struct RecordingBus {
+        carried: std::sync::Mutex<Vec<String>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl RecordingBus {
+        fn carried(&self) -> Vec<String> {
+            self.carried.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl InvalidationPublisher for RecordingBus {
+        async fn publish(&self, key: &Key) -> crate::Result<()> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(CacheError::unavailable("bus down"));
+            }
+            self.carried.lock().unwrap().push(key.as_str().to_owned());
+            Ok(())
+        }
+    }
+
+    /// One instance on a shared tier that may refuse writes, with a recording bus.
+    struct RefusingRig {
+        tier: Arc<Tiered<String>>,
+        l2: Arc<WriteRefusing>,
+        bus: Arc<RecordingBus>,
+    }
+
+    fn refusing_rig() -> RefusingRig {
+        let (l2, bus) = (Arc::new(WriteRefusing::default()), Arc::default());
+        let tier = Tiered::builder(KeyKind::User)
+            .l1(Arc::new(RecordingL1::default()))
+            .l2(guarded(l2.clone()))
+            .publisher(Arc::clone(&bus) as Arc<dyn InvalidationPublisher>)
+            .build();
+        RefusingRig {
+            tier: Arc::new(tier),
+            l2,
+            bus,
+        }
+    }
+
+    const KEY_42: &str = "authcache:v1:user:42";
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_invalidation_is_in_force_here_at_once_and_retried() {
+        let rig = refusing_rig();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let load = |answer| loader(&calls, Duration::ZERO, Some(answer));
+        rig.tier.get_or_load("42", load("old")).await.unwrap();
+        rig.l2.refuse_writes(true);
+        // As the facade calls it: one L2 budget for the request, spent by the refusal.
+        let refused = with_l2_budget(rig.tier.delete("42")).await.unwrap_err();
+        assert!(refused.is_unavailable());
+        assert!(rig.bus.carried().is_empty(), "the publish was skipped");
+        assert_eq!(rig.tier.stats().pending_invalidations, 1);
+        assert_eq!(raw_value(&rig.l2.inner, "42").as_deref(), Some("old"));
+        // The next read here must not read the old entry back from L2.
+        let next = rig.tier.get_or_load("42", load("new")).await.unwrap();
+        assert_eq!(value(&next), Some("new"));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        rig.tier.evict_local("42");
+        assert_eq!(
+            rig.tier.get("42").await.unwrap(),
+            None,
+            "L2 is not read while the invalidation is pending"
+        );
+        assert_eq!(rig.tier.retry_pending().await, 1, "still refused");
+        rig.l2.refuse_writes(false);
+        assert_eq!(rig.tier.retry_pending().await, 0);
+        assert!(
+            rig.l2
+                .inner
+                .raw_get(&key("42"))
+                .is_some_and(|e| is_tombstone(&e))
+        );
+        assert_eq!(rig.bus.carried(), [KEY_42]);
+        assert_eq!(rig.tier.stats().pending_invalidations, 0);
+        // Landed: L2 is read and filled again.
+        let after = rig.tier.get_or_load("42", load("newer")).await.unwrap();
+        assert_eq!(value(&after), Some("newer"));
+        assert_eq!(raw_value(&rig.l2.inner, "42").as_deref(), Some("newer"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_write_through_is_served_here_and_its_l2_entry_is_never_read_back() {
+        let rig = refusing_rig();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let load = |answer| loader(&calls, Duration::ZERO, Some(answer));
+        rig.tier.get_or_load("42", load("old")).await.unwrap();
+        rig.l2.refuse_writes(true);
+        let write = rig.tier.set("42", String::from("new"));
+        assert!(with_l2_budget(write).await.is_err());
+        let next = rig
+            .tier
+            .get_or_load("42", load("repository"))
+            .await
+            .unwrap();
+        assert_eq!(value(&next), Some("new"), "the write-through, from L1");
+        tokio::time::advance(Ttls::default().l1_cap).await;
+        let later = rig
+            .tier
+            .get_or_load("42", load("repository"))
+            .await
+            .unwrap();
+        assert_eq!(value(&later), Some("repository"), "not the old L2 entry");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        rig.l2.refuse_writes(false);
+        assert_eq!(rig.tier.retry_pending().await, 0);
+        assert!(
+            rig.l2
+                .inner
+                .raw_get(&key("42"))
+                .is_some_and(|e| is_tombstone(&e))
+        );
+        assert_eq!(rig.bus.carried(), [KEY_42]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_announcement_alone_is_retried_without_barring_l2() {
+        let rig = refusing_rig();
+        rig.bus.down.store(true, Ordering::SeqCst);
+        rig.tier.delete("42").await.unwrap();
+        assert_eq!(rig.tier.stats().pending_invalidations, 1);
+        // The tombstone landed, so L2 is still read here (another instance's fill).
+        rig.l2.inner.raw_set(
+            &key("42"),
+            entry_expiring("42", "v2", 60_000),
+            TOMBSTONE_TTL,
+        );
+        assert_eq!(value(&rig.tier.get("42").await.unwrap()), Some("v2"));
+        assert_eq!(rig.tier.retry_pending().await, 1, "the bus is still down");
+        rig.bus.down.store(false, Ordering::SeqCst);
+        assert_eq!(rig.tier.retry_pending().await, 0);
+        assert_eq!(rig.bus.carried(), [KEY_42]);
+        assert_eq!(
+            raw_value(&rig.l2.inner, "42").as_deref(),
+            Some("v2"),
+            "only the announcement was owed"
+        );
+    }
+
+    /// A fill that passed its version check, then an invalidation whose tombstone L2
+    /// refused, then the fill's conditional write landing (L2 took writes again): L2 now
+    /// holds a value read before the invalidation, and no read here may serve it.
+    #[tokio::test(start_paused = true)]
+    async fn a_fill_racing_a_failed_invalidation_never_lands() {
+        let rig = refusing_rig();
+        rig.l2.hold_fill.store(true, Ordering::SeqCst);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let slow = tokio::spawn({
+            let tier = Arc::clone(&rig.tier);
+            let load = loader(&calls, Duration::ZERO, Some("old"));
+            async move { tier.get_or_load("42", load).await }
+        });
+        rig.l2.fill_reached.notified().await;
+        rig.l2.refuse_writes(true);
+        assert!(rig.tier.delete("42").await.is_err());
+        rig.l2.refuse_writes(false);
+        rig.l2.fill_released.notify_one();
+        assert_eq!(value(&slow.await.unwrap().unwrap()), Some("old"));
+        assert_eq!(raw_value(&rig.l2.inner, "42").as_deref(), Some("old"));
+        let next = rig
+            .tier
+            .get_or_load("42", loader(&calls, Duration::ZERO, Some("new")))
+            .await
+            .unwrap();
+        assert_eq!(value(&next), Some("new"));
+        assert_eq!(rig.tier.retry_pending().await, 0);
+        assert!(
+            rig.l2
+                .inner
+                .raw_get(&key("42"))
+                .is_some_and(|e| is_tombstone(&e)),
+            "the retry's tombstone replaces the fill"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_failing_id_never_makes_another_id_be_served_stale() {
+        let l2 = Arc::new(FlakyCache::default());
+        let reloads = Arc::new(Reloads::default());
+        let l1 = Some(Arc::new(RecordingL1::default()));
+        let tier = reloading_tier(&l2, l1, &reloads, &Ttls::default());
+        for id in ["a", "b"] {
+            let expired = entry_expiring(id, &format!("old-{id}"), -1_000);
+            l2.raw_set(&key(id), expired, Duration::from_secs(60));
+        }
+        let a = tier.get_or_load("a", failing()).await.unwrap();
+        assert_eq!(value(&a), Some("old-a"), "a's loader failed: stale");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let load = loader(&calls, Duration::ZERO, Some("new-b"));
+        let b = tier.get_or_load("b", load).await.unwrap();
+        assert_eq!(value(&b), Some("new-b"), "b's loader answers: fresh");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(tier.stats().stale_served, 1);
+        assert!(tier.core.failures.recent("a") && !tier.core.failures.recent("b"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failure_memory_is_bounded_and_forgets_the_oldest_first() {
+        let failures = Failures::default();
+        failures.record("first");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        for n in 1..FAILURE_MEMORY_CAP {
+            failures.record(&n.to_string());
+        }
+        tokio::time::advance(Duration::from_millis(1)).await;
+        failures.record("extra");
+        assert_eq!(failures.lock().at.len(), FAILURE_MEMORY_CAP);
+        assert!(!failures.recent("first") && failures.recent("extra"));
+        tokio::time::advance(FAILURE_MEMORY).await;
+        failures.record("later");
+        assert_eq!(failures.lock().at.len(), 1, "expired failures go first");
+        assert!(failures.forget("later") && !failures.forget("later"));
+        assert_eq!(failures.count.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fetched_values_say_until_when_they_may_be_served() {
+        let ttls = Ttls {
+            jitter: 0.0,
+            ..Ttls::default()
+        };
+        let rig = rig_with(Arc::default(), &ttls);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let load = |answer| loader(&calls, Duration::ZERO, Some(answer));
+        // A load: the L1 TTL it was kept with.
+        let loaded_at = Instant::now();
+        let fresh = rig
+            .tier
+            .get_or_load_fetched("a", load("ada"))
+            .await
+            .unwrap();
+        assert_eq!(fresh.until, loaded_at + ttls.l1_cap);
+        // An L1 hit: the deadline its entry was inserted with.
+        rig.tier
+            .get_or_load_with_ttl("t", || async {
+                Ok::<_, io::Error>(Some((String::from("x"), Duration::from_secs(5))))
+            })
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let hit = rig.tier.get_or_load_fetched("t", load("-")).await.unwrap();
+        assert_eq!(hit.until, loaded_at + Duration::from_secs(5));
+        assert_eq!(hit.remaining(), Duration::from_secs(3));
+        let hit = rig.tier.get_or_load_fetched("a", load("-")).await.unwrap();
+        assert_eq!(hit.until, fresh.until);
+        assert_eq!(rig.tier.stats().l1_hits, 2);
+        // An L2 hit: at most its soft expiry.
+        rig.l2.raw_set(
+            &key("l2"),
+            entry_expiring("l2", "y", 8_000),
+            Duration::from_secs(60),
+        );
+        let from_l2 = rig.tier.get_or_load_fetched("l2", load("-")).await.unwrap();
+        assert_eq!(value(&from_l2.value), Some("y"));
+        assert!(from_l2.until <= Instant::now() + Duration::from_secs(8));
+        // A stale value: STALE_RETRY at most.
+        rig.l2.raw_set(
+            &key("s"),
+            entry_expiring("s", "old", -1_000),
+            Duration::from_secs(60),
+        );
+        let stale = rig.tier.get_or_load_fetched("s", failing()).await.unwrap();
+        assert_eq!(value(&stale.value), Some("old"));
+        assert!(stale.until <= Instant::now() + STALE_RETRY);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_load_that_raced_a_change_is_served_once_and_never_kept() {
+        let rig = rig();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let slow = tokio::spawn({
+            let tier = Arc::clone(&rig.tier);
+            let load = loader(&calls, Duration::from_secs(1), Some("old"));
+            async move { tier.get_or_load_fetched("42", load).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        rig.tier.delete("42").await.unwrap();
+        let raced = slow.await.unwrap().unwrap();
+        assert_eq!(value(&raced.value), Some("old"));
+        assert_eq!(raced.remaining(), Duration::ZERO);
     }
 }

@@ -9,9 +9,6 @@ use crate::KeyKind;
 /// write-through/invalidation anyway; this is what the replaced systems used.
 pub const DEFAULT_USER_TTL: Duration = Duration::from_secs(300);
 
-/// 900 s: role assignments change less often than profiles (replaced systems: 15 min).
-pub const DEFAULT_ROLES_TTL: Duration = Duration::from_secs(900);
-
 /// 900 s: permissions follow roles, so they share their lifetime.
 pub const DEFAULT_PERMS_TTL: Duration = Duration::from_secs(900);
 
@@ -52,8 +49,6 @@ pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 pub struct Ttls {
     /// User records.
     pub user: Duration,
-    /// Roles of a user.
-    pub roles: Duration,
     /// Permissions of a user.
     pub perms: Duration,
     /// Upper bound for token validation results (and the default for revocations, which
@@ -79,7 +74,6 @@ impl Default for Ttls {
     fn default() -> Self {
         Self {
             user: DEFAULT_USER_TTL,
-            roles: DEFAULT_ROLES_TTL,
             perms: DEFAULT_PERMS_TTL,
             token: DEFAULT_TOKEN_TTL,
             negative: DEFAULT_NEGATIVE_TTL,
@@ -95,10 +89,12 @@ impl Ttls {
     /// The L2 TTL of a kind, before jitter.
     pub fn for_kind(&self, kind: KeyKind) -> Duration {
         match kind {
-            KeyKind::User => self.user,
-            KeyKind::Roles => self.roles,
+            // A user's roles are those of the user record: they live as long as it does.
+            KeyKind::User | KeyKind::Roles => self.user,
             KeyKind::Perms => self.perms,
-            KeyKind::Token | KeyKind::Revoked | KeyKind::Cutoff => self.token,
+            KeyKind::Token | KeyKind::Revoked | KeyKind::Cutoff | KeyKind::IssuerCutoff => {
+                self.token
+            }
         }
     }
 
@@ -106,7 +102,9 @@ impl Ttls {
     /// [`KeyKind::Revoked`] the configured value is a cap, so jitter only shortens it.
     pub fn jittered_for(&self, kind: KeyKind) -> Duration {
         match kind {
-            KeyKind::Token | KeyKind::Revoked | KeyKind::Cutoff => self.jittered_below(self.token),
+            KeyKind::Token | KeyKind::Revoked | KeyKind::Cutoff | KeyKind::IssuerCutoff => {
+                self.jittered_below(self.token)
+            }
             _ => self.jittered(self.for_kind(kind)),
         }
     }
@@ -130,7 +128,6 @@ impl Ttls {
     pub fn validate(&self) -> Result<(), String> {
         let fields = [
             ("user", self.user),
-            ("roles", self.roles),
             ("perms", self.perms),
             ("token", self.token),
             ("negative", self.negative),
@@ -233,7 +230,6 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let t = Ttls::default();
         assert_eq!(t.user, Duration::from_secs(300));
-        assert_eq!(t.roles, Duration::from_secs(900));
         assert_eq!(t.perms, Duration::from_secs(900));
         assert_eq!(t.token, Duration::from_secs(120));
         assert_eq!(t.negative, Duration::from_secs(30));
@@ -242,7 +238,7 @@ mod tests {
         assert_eq!(t.stale_grace, Duration::from_secs(300));
         assert!((t.refresh_ahead - 0.10).abs() < f64::EPSILON);
         assert_eq!(t.refresh_window(t.user), Duration::from_secs(30));
-        assert_eq!(t.for_kind(KeyKind::Roles), t.roles);
+        assert_eq!(t.for_kind(KeyKind::Roles), t.user);
         assert_eq!(t.for_kind(KeyKind::Token), t.token);
     }
 

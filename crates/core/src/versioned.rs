@@ -32,6 +32,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::l1::{L1Cache, L1Entry};
 use crate::sync::AtomicU64;
 
@@ -146,13 +148,19 @@ impl<T> VersionedL1<T> {
     }
 
     /// Keeps `value` for `id` for `ttl`, tagged with `since`, the version read before the
-    /// value was. A tag already behind is not stored at all (it could never be served).
+    /// value was, and with its deadline (now + `ttl`, see [`L1Entry::expires_at`]). A tag
+    /// already behind is not stored at all (it could never be served).
     pub fn insert(&self, id: &str, value: Option<Arc<T>>, ttl: Duration, since: Version) {
         let Some(l1) = &self.l1 else { return };
         if ttl.is_zero() || self.version(id) != since {
             return;
         }
-        l1.insert(id, L1Entry::from(value).at(since), ttl);
+        let entry = L1Entry::from(value).at(since);
+        let entry = match Instant::now().checked_add(ttl) {
+            Some(deadline) => entry.expiring_at(deadline),
+            None => entry,
+        };
+        l1.insert(id, entry, ttl);
     }
 
     /// Moves the version of `id`, then drops its entry.
@@ -220,6 +228,17 @@ mod tests {
         assert_ne!(tier.epoch(), epoch);
         assert_ne!(tier.version("b"), b);
         assert_eq!(served(&tier, "b"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_served_entry_carries_the_deadline_it_was_inserted_with() {
+        let tier = tier();
+        let ttl = Duration::from_secs(12);
+        let inserted = Instant::now();
+        tier.insert("a", Some(Arc::new("v".into())), ttl, tier.version("a"));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let entry = tier.get("a").unwrap();
+        assert_eq!(entry.expires_at(), Some(inserted + ttl));
     }
 
     #[tokio::test]

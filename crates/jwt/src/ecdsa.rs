@@ -75,6 +75,8 @@ pub(crate) fn normalize_s(alg: Algorithm, signature: &mut [u8]) {
 
 /// Rewrites an ES256/ES384 signature (decoded `r || s`, the curve told by its length) as its
 /// twin `(r, n − s)`, which plain ECDSA accepts just as well. `false` for any other length.
+/// Only the test fixtures forge twins (feature `test-keys`).
+#[cfg(feature = "test-keys")]
 pub(crate) fn twin(signature: &mut [u8]) -> bool {
     match signature.len() {
         64 => twin_on(signature, &P256_ORDER),
@@ -83,6 +85,7 @@ pub(crate) fn twin(signature: &mut [u8]) -> bool {
     }
 }
 
+#[cfg(feature = "test-keys")]
 fn twin_on<T: ScalarInt>(signature: &mut [u8], order: &T) -> bool {
     let Some(s) = s_of::<T>(signature) else {
         return false;

@@ -1,5 +1,7 @@
 //! The one error type of this crate.
 
+use std::time::Duration;
+
 use jsonwebtoken::Algorithm;
 
 /// Result of this crate's fallible functions.
@@ -46,6 +48,20 @@ pub enum TokenError {
     /// `nbf` is in the future, beyond the leeway.
     #[error("token not yet valid")]
     NotYetValid,
+    /// The token lives longer (`exp − iat`) than the verifier's maximum lifetime
+    /// ([`JwtVerifier::max_lifetime`](crate::JwtVerifier::max_lifetime)). Such a token would
+    /// outlive every record kept to revoke it (a "log out everywhere" cutoff is kept for the
+    /// maximum lifetime only), so it is refused however far from `exp` it is.
+    #[error(
+        "token lifetime (exp - iat) of {lifetime:?} is over the maximum of {max:?}: \
+         have the identity provider issue shorter-lived tokens, or raise the verifier's max_lifetime"
+    )]
+    LifetimeTooLong {
+        /// The token's `exp − iat`.
+        lifetime: Duration,
+        /// The verifier's maximum.
+        max: Duration,
+    },
     /// `iss` is not one of the accepted issuers.
     #[error("wrong issuer")]
     WrongIssuer,
@@ -72,6 +88,22 @@ pub enum TokenError {
     /// token whose key could not be fetched is [`TokenError::UnknownKeyId`].
     #[error("key set unavailable: {0}")]
     KeySetUnavailable(String),
+    /// The key server (feature `jwks`) redirected to a URL the key-set URL rule refuses: from
+    /// `https` to anything but `https`, to plain `http` on a host that is neither loopback nor
+    /// allowed by `RemoteJwks::allow_http`, to a URL with credentials, or past the redirect
+    /// limit. Nothing was fetched from `location`. Returned where
+    /// [`TokenError::KeySetUnavailable`] would be: building a remote verifier and forcing a
+    /// refresh.
+    #[error(
+        "key server redirect to {location} refused: {reason}; \
+         configure the key set's final https URL instead"
+    )]
+    RedirectRefused {
+        /// Where the redirect led (credentials removed; at most 256 bytes, escaped).
+        location: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
 }
 
 impl TokenError {
@@ -81,11 +113,14 @@ impl TokenError {
         matches!(self, Self::Expired)
     }
 
-    /// `true` for [`TokenError::InvalidKey`] and [`TokenError::KeySetUnavailable`]: the
-    /// server's keys are at fault (HTTP 500), every other variant is the client's token
-    /// (HTTP 401).
+    /// `true` for [`TokenError::InvalidKey`], [`TokenError::KeySetUnavailable`] and
+    /// [`TokenError::RedirectRefused`]: the server's keys are at fault (HTTP 500), every other
+    /// variant is the client's token (HTTP 401).
     pub fn is_configuration(&self) -> bool {
-        matches!(self, Self::InvalidKey(_) | Self::KeySetUnavailable(_))
+        matches!(
+            self,
+            Self::InvalidKey(_) | Self::KeySetUnavailable(_) | Self::RedirectRefused { .. }
+        )
     }
 
     /// Shortens and escapes attacker-controlled text before it is stored in an error.

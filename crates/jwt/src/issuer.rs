@@ -11,23 +11,23 @@ use serde_json::Value;
 use crate::claims::Claims;
 use crate::ecdsa::normalize_s;
 use crate::error::{Result, TokenError};
-use crate::test_keys;
 use crate::ttl::unix_now;
 use crate::verifier::{check_supported, ensure_crypto_provider};
 
 /// Signs tokens (HS256/384/512, RS256/384/512, PS256, ES256/384, EdDSA).
 ///
 /// Meant for tests, benches and the quickstart: a real deployment gets its tokens from an
-/// identity provider. The `test_*` constructors use the published [`test_keys`]; pair them
-/// with the matching `JwtVerifier::test_*`. ES256/ES384 signatures are always in the low-S
-/// form the verifier requires.
+/// identity provider. With feature `test-keys`, the `test_*` constructors sign with the
+/// published `test_keys`; pair them with the matching `JwtVerifier::test_*`. ES256/ES384
+/// signatures are always in the low-S form the verifier requires.
 ///
 /// ```
 /// use std::time::Duration;
 /// use authcache_jwt::{JwtVerifier, TokenIssuer};
 ///
-/// let token = TokenIssuer::test_rs256().audience("api").issue("user-42", Duration::from_secs(60))?;
-/// let claims = JwtVerifier::test_rs256().audience("api").verify(&token)?;
+/// let secret = b"a-long-random-secret-of-32-bytes!";
+/// let token = TokenIssuer::hs256(secret).audience("api").issue("user-42", Duration::from_secs(60))?;
+/// let claims = JwtVerifier::hs256(secret).audience("api").verify(&token)?;
 /// assert_eq!((claims.sub.as_str(), claims.aud.as_slice()), ("user-42", &["api".to_string()][..]));
 /// # Ok::<(), authcache_jwt::TokenError>(())
 /// ```
@@ -92,52 +92,7 @@ impl TokenIssuer {
         Ok(Self::new(alg, key))
     }
 
-    /// HS256 with [`test_keys::HS256_SECRET`]. Test key: never in production.
-    pub fn test_hs256() -> Self {
-        Self::hs256(test_keys::HS256_SECRET)
-    }
-
-    /// RS256 with RSA key "A" ([`test_keys::RSA_A_PRIVATE_PEM`]). Test key: never in production.
-    pub fn test_rs256() -> Self {
-        Self::new(
-            Algorithm::RS256,
-            EncodingKey::from_rsa_der(test_keys::RSA_A_PRIVATE_DER),
-        )
-    }
-
-    /// RS256 with RSA key "B": a well-formed signature that key "A" must reject. Test key.
-    pub fn test_rs256_other() -> Self {
-        Self::new(
-            Algorithm::RS256,
-            EncodingKey::from_rsa_der(test_keys::RSA_B_PRIVATE_DER),
-        )
-    }
-
-    /// ES256 with the P-256 test key. Test key: never in production.
-    pub fn test_es256() -> Self {
-        Self::new(
-            Algorithm::ES256,
-            EncodingKey::from_ec_der(test_keys::EC_P256_PRIVATE_DER),
-        )
-    }
-
-    /// ES384 with the P-384 test key. Test key: never in production.
-    pub fn test_es384() -> Self {
-        Self::new(
-            Algorithm::ES384,
-            EncodingKey::from_ec_der(test_keys::EC_P384_PRIVATE_DER),
-        )
-    }
-
-    /// EdDSA with the Ed25519 test key. Test key: never in production.
-    pub fn test_eddsa() -> Self {
-        Self::new(
-            Algorithm::EdDSA,
-            EncodingKey::from_ed_der(test_keys::ED25519_PRIVATE_DER),
-        )
-    }
-
-    fn new(alg: Algorithm, key: EncodingKey) -> Self {
+    pub(crate) fn new(alg: Algorithm, key: EncodingKey) -> Self {
         ensure_crypto_provider();
         Self {
             alg,

@@ -30,6 +30,24 @@ impl VerifyingKey {
     pub(crate) fn accepts(&self, alg: Algorithm) -> bool {
         self.key.family() == alg.family() && self.declared.is_none_or(|d| d == alg)
     }
+
+    /// The same key under the same `kid`, for the same algorithms: whatever one verified, the
+    /// other verifies too.
+    #[cfg(feature = "jwks")]
+    fn same_as(&self, other: &Self) -> bool {
+        let same_material = match (self.key.kind(), other.key.kind()) {
+            (DecodingKeyKind::SecretOrDer(a), DecodingKeyKind::SecretOrDer(b)) => a == b,
+            (
+                DecodingKeyKind::RsaModulusExponent { n, e },
+                DecodingKeyKind::RsaModulusExponent { n: n2, e: e2 },
+            ) => n == n2 && e == e2,
+            _ => false,
+        };
+        self.kid == other.kid
+            && self.declared == other.declared
+            && self.key.family() == other.key.family()
+            && same_material
+    }
 }
 
 /// Keys chosen by the token's `kid`; a token without `kid` is accepted only when the set holds
@@ -66,7 +84,6 @@ impl KeySet {
     /// a key set is no secret) is skipped, not fatal, so one odd key an identity provider adds
     /// does not stop a rotation. Returns the set and how many keys were skipped.
     #[cfg(feature = "jwks")]
-    #[cfg(feature = "jwks")]
     pub(crate) fn lenient<'a>(jwks: impl IntoIterator<Item = &'a Jwk>) -> (Self, usize) {
         let mut keys = Vec::new();
         let mut skipped = 0;
@@ -101,6 +118,16 @@ impl KeySet {
     #[cfg(feature = "jwks")]
     pub(crate) fn contains(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// `true` when every key of `older` is in this set unchanged: replacing `older` with
+    /// this set takes nothing away that verified a token before.
+    #[cfg(feature = "jwks")]
+    pub(crate) fn covers(&self, older: &Self) -> bool {
+        older
+            .keys
+            .iter()
+            .all(|old| self.keys.iter().any(|new| new.same_as(old)))
     }
 
     #[cfg(feature = "jwks")]

@@ -12,9 +12,20 @@
 //!    [`TokenError::UnknownKeyId`]);
 //! 4. **signature** (ES256/ES384 in low-S form only, so an ECDSA signature's twin
 //!    `(r, n − s)` is refused), then **claims** — `sub` and `exp` required, `sub` a valid
-//!    cache id, `exp`/`nbf` with a leeway (30 s), issuer and audience when configured.
+//!    cache id, `exp`/`nbf` with a leeway (30 s by default, never more than [`MAX_LEEWAY`],
+//!    1 h: a larger setting is capped), with a maximum lifetime when configured
+//!    ([`JwtVerifier::max_lifetime`]: `iat` required, not in the future beyond the leeway,
+//!    `exp − iat` within the maximum — [`TokenError::LifetimeTooLong`]), issuer and audience
+//!    when configured.
 //!
-//! Every failure is a typed [`TokenError`]; nothing panics on any input.
+//! Every failure is a typed [`TokenError`]; nothing panics on any input, and no time
+//! arithmetic overflows whatever the claims, the clock or the settings
+//! (`Duration::MAX` included).
+//!
+//! [`JwtVerifier::key_set_version`] rises whenever the verifier's key set loses a key (a
+//! remote set refetched without a `kid` it had, or with that `kid`'s key changed); it is
+//! constant for fixed keys. Whoever keeps verification results stamps them with it, read
+//! before verifying, and verifies again once it has moved.
 //!
 //! Helpers for the cache around it: [`fingerprint`] (the SHA-256 under which a token may be
 //! keyed — never the token itself), [`revocation_id`] (what a verified token asserts — its
@@ -22,7 +33,9 @@
 //! escapes a revocation), [`unverified_subject`] (cache keying only, **never an
 //! authorization decision**) and [`validation_ttl`] (how long a validation may be cached:
 //! never beyond `exp`). [`Claims`] round-trips through bincode 2's serde path so the facade
-//! can cache it. [`TokenIssuer`] and [`test_keys`] sign tokens for tests and the quickstart.
+//! can cache it. [`TokenIssuer`] signs tokens for tests and the quickstart; with feature
+//! `test-keys`, `test_keys` and the `test_*` constructors sign and verify them with published
+//! fixed keys.
 //!
 //! ```
 //! use std::time::Duration;
@@ -52,6 +65,13 @@
 //!   background and on an unknown `kid` (single-flight, rate-limited, never blocking
 //!   verification). Brings in tokio and reqwest (rustls on ring). Use
 //!   [`JwtVerifier::verify_async`] on the request path so a rotated-in key is fetched.
+//!   Key servers are reached over HTTPS (plain HTTP only for loopback hosts or by opt-in),
+//!   and a redirect is never followed from `https` to anything else
+//!   ([`TokenError::RedirectRefused`]).
+//! - `test-keys` — `test_keys` (key pairs whose **private halves are published** in this
+//!   crate's source), `JwtVerifier::test_hs256`/`test_rs256`/`test_es256`/`test_eddsa` and
+//!   `TokenIssuer::test_*` over them: for tests, benches and examples only. Off by default
+//!   and in no other feature; turn it on from `[dev-dependencies]`.
 //!
 //! # Crypto provider
 //!
@@ -69,6 +89,8 @@ mod issuer;
 #[cfg(feature = "jwks")]
 mod jwks;
 mod keys;
+#[cfg(feature = "test-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-keys")))]
 pub mod test_keys;
 mod token;
 mod ttl;
@@ -92,4 +114,4 @@ pub use token::{
     DEFAULT_MAX_TOKEN_SIZE, MAX_SUBJECT_LEN, fingerprint, revocation_id, unverified_subject,
 };
 pub use ttl::{EXP_SKEW, unix_now, validation_ttl};
-pub use verifier::{DEFAULT_LEEWAY, JwtVerifier, SUPPORTED_ALGORITHMS};
+pub use verifier::{DEFAULT_LEEWAY, JwtVerifier, MAX_LEEWAY, SUPPORTED_ALGORITHMS};

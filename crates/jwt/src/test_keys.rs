@@ -1,18 +1,22 @@
-//! Fixed key pairs for tests, benches and the quickstart. **Test keys: never use them in
-//! production** — the private halves are published in this crate's source.
+//! Fixed key pairs for tests and benches (feature `test-keys`). **Test keys: never use them
+//! in production** — the private halves are published in this crate's source.
 //!
 //! Generated once with `openssl genpkey` (RSA 2048, P-256, P-384, Ed25519) and checked in
 //! under `src/testkeys/` as PEM, plus the DER/raw forms the infallible test constructors use
 //! (RSA keys are never generated at run time: that is slow, unoptimised). The two RSA keys
 //! let tests present a token "signed by another key".
+//!
+//! The `JwtVerifier::test_*` and `TokenIssuer::test_*` constructors over these keys live in
+//! this module too, so that the one `test-keys` feature gate covers every published key.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 use crate::error::{Result, TokenError};
-use crate::verifier::ensure_crypto_provider;
+use crate::issuer::TokenIssuer;
+use crate::verifier::{JwtVerifier, ensure_crypto_provider};
 
 /// HMAC secret of [`TokenIssuer::test_hs256`](crate::TokenIssuer::test_hs256).
 pub const HS256_SECRET: &[u8] = b"authcache-test-secret-never-use-in-production";
@@ -47,14 +51,14 @@ pub const EC_P256_KID: &str = "test-ec-p256";
 /// `kid` of the Ed25519 key in [`jwks`].
 pub const ED25519_KID: &str = "test-ed25519";
 
-pub(crate) const RSA_A_PRIVATE_DER: &[u8] = include_bytes!("testkeys/rsa_a.key.der");
-pub(crate) const RSA_A_PUBLIC_DER: &[u8] = include_bytes!("testkeys/rsa_a.pub.der");
-pub(crate) const RSA_B_PRIVATE_DER: &[u8] = include_bytes!("testkeys/rsa_b.key.der");
-pub(crate) const EC_P256_PRIVATE_DER: &[u8] = include_bytes!("testkeys/ec_p256.key.der");
-pub(crate) const EC_P256_PUBLIC_RAW: &[u8] = include_bytes!("testkeys/ec_p256.pub.raw");
-pub(crate) const EC_P384_PRIVATE_DER: &[u8] = include_bytes!("testkeys/ec_p384.key.der");
-pub(crate) const ED25519_PRIVATE_DER: &[u8] = include_bytes!("testkeys/ed25519.key.der");
-pub(crate) const ED25519_PUBLIC_RAW: &[u8] = include_bytes!("testkeys/ed25519.pub.raw");
+const RSA_A_PRIVATE_DER: &[u8] = include_bytes!("testkeys/rsa_a.key.der");
+const RSA_A_PUBLIC_DER: &[u8] = include_bytes!("testkeys/rsa_a.pub.der");
+const RSA_B_PRIVATE_DER: &[u8] = include_bytes!("testkeys/rsa_b.key.der");
+const EC_P256_PRIVATE_DER: &[u8] = include_bytes!("testkeys/ec_p256.key.der");
+const EC_P256_PUBLIC_RAW: &[u8] = include_bytes!("testkeys/ec_p256.pub.raw");
+const EC_P384_PRIVATE_DER: &[u8] = include_bytes!("testkeys/ec_p384.key.der");
+const ED25519_PRIVATE_DER: &[u8] = include_bytes!("testkeys/ed25519.key.der");
+const ED25519_PUBLIC_RAW: &[u8] = include_bytes!("testkeys/ed25519.pub.raw");
 
 /// A JWK set of the public test keys (RSA "A" as RS256, RSA "B" as RS256, P-256 as ES256,
 /// Ed25519 as EdDSA), each with its `kid`: for key-rotation tests.
@@ -109,4 +113,87 @@ pub fn ecdsa_twin(token: &str) -> Option<String> {
     let mut signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
     crate::ecdsa::twin(&mut signature)
         .then(|| format!("{scheme}{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "test-keys")))]
+impl JwtVerifier {
+    /// Verifier for [`TokenIssuer::test_hs256`]. Test key: never in production.
+    pub fn test_hs256() -> Self {
+        Self::hs256(HS256_SECRET)
+    }
+
+    /// Verifier for [`TokenIssuer::test_rs256`]. Test key: never in production.
+    pub fn test_rs256() -> Self {
+        ensure_crypto_provider();
+        Self::single(
+            DecodingKey::from_rsa_der(RSA_A_PUBLIC_DER),
+            Algorithm::RS256,
+        )
+    }
+
+    /// Verifier for [`TokenIssuer::test_es256`]. Test key: never in production.
+    pub fn test_es256() -> Self {
+        ensure_crypto_provider();
+        Self::single(
+            DecodingKey::from_ec_der(EC_P256_PUBLIC_RAW),
+            Algorithm::ES256,
+        )
+    }
+
+    /// Verifier for [`TokenIssuer::test_eddsa`]. Test key: never in production.
+    pub fn test_eddsa() -> Self {
+        ensure_crypto_provider();
+        Self::single(
+            DecodingKey::from_ed_der(ED25519_PUBLIC_RAW),
+            Algorithm::EdDSA,
+        )
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "test-keys")))]
+impl TokenIssuer {
+    /// HS256 with [`HS256_SECRET`]. Test key: never in production.
+    pub fn test_hs256() -> Self {
+        Self::hs256(HS256_SECRET)
+    }
+
+    /// RS256 with RSA key "A" ([`RSA_A_PRIVATE_PEM`]). Test key: never in production.
+    pub fn test_rs256() -> Self {
+        Self::new(
+            Algorithm::RS256,
+            EncodingKey::from_rsa_der(RSA_A_PRIVATE_DER),
+        )
+    }
+
+    /// RS256 with RSA key "B": a well-formed signature that key "A" must reject. Test key.
+    pub fn test_rs256_other() -> Self {
+        Self::new(
+            Algorithm::RS256,
+            EncodingKey::from_rsa_der(RSA_B_PRIVATE_DER),
+        )
+    }
+
+    /// ES256 with the P-256 test key. Test key: never in production.
+    pub fn test_es256() -> Self {
+        Self::new(
+            Algorithm::ES256,
+            EncodingKey::from_ec_der(EC_P256_PRIVATE_DER),
+        )
+    }
+
+    /// ES384 with the P-384 test key. Test key: never in production.
+    pub fn test_es384() -> Self {
+        Self::new(
+            Algorithm::ES384,
+            EncodingKey::from_ec_der(EC_P384_PRIVATE_DER),
+        )
+    }
+
+    /// EdDSA with the Ed25519 test key. Test key: never in production.
+    pub fn test_eddsa() -> Self {
+        Self::new(
+            Algorithm::EdDSA,
+            EncodingKey::from_ed_der(ED25519_PRIVATE_DER),
+        )
+    }
 }

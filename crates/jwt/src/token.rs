@@ -176,8 +176,9 @@ const REVOCATION_DOMAIN: &[u8] = b"authcache-jwt/revocation-id/v1";
 /// use std::time::Duration;
 /// use authcache_jwt::{fingerprint, revocation_id, JwtVerifier, TokenIssuer};
 ///
-/// let token = TokenIssuer::test_es256().issue("user-42", Duration::from_secs(600))?;
-/// let claims = JwtVerifier::test_es256().verify(&token)?;
+/// let secret = b"a-long-random-secret-of-32-bytes!";
+/// let token = TokenIssuer::hs256(secret).issue("user-42", Duration::from_secs(600))?;
+/// let claims = JwtVerifier::hs256(secret).verify(&token)?;
 /// let id = revocation_id(&token, &claims);
 /// assert_eq!(id, revocation_id(&format!("Bearer {token}"), &claims));
 /// assert_ne!(id, fingerprint(&token));

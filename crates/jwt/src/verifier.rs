@@ -13,7 +13,6 @@ use crate::error::{Malformed, Result, TokenError};
 #[cfg(feature = "jwks")]
 use crate::jwks::RemoteKeys;
 use crate::keys::{KeySet, VerifyingKey, load_jwk, probe};
-use crate::test_keys;
 use crate::token::{
     DEFAULT_MAX_TOKEN_SIZE, Segments, check_subject, decode_segment, split, within_size,
 };
@@ -38,6 +37,12 @@ pub const SUPPORTED_ALGORITHMS: [Algorithm; 10] = [
 /// an expired token alive for long.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
+/// 1 h: the most leeway a verifier takes ([`JwtVerifier::leeway`] caps it here). Far beyond
+/// any real clock drift; more would keep expired tokens alive for hours, and every revocation
+/// must outlive `exp` by the leeway, so an unbounded one (`Duration::MAX` accepts every
+/// expired token) would also overflow the arithmetic of whoever keeps revocations.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(3600);
+
 /// Verifies bearer tokens: size, structure, algorithm, key, signature, then claims.
 ///
 /// Built once from a key (HMAC secret, PEM, JWK or JWK set — or, with feature `jwks`, a
@@ -49,7 +54,9 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 ///
 /// Checks, in order: size (before any decoding) → alphabet and three segments → header →
 /// algorithm allowed → key (by `kid` in a set) → signature → claims JSON → `sub` and `exp`
-/// present, `sub` a valid id → `exp`/`nbf` with leeway → `iss` → `aud`.
+/// present, `sub` a valid id → `exp`/`nbf` with leeway → with a maximum lifetime
+/// ([`JwtVerifier::max_lifetime`]): `iat` present, not in the future beyond the leeway, and
+/// `exp − iat` within the maximum → `iss` → `aud`.
 ///
 /// ES256 and ES384 signatures must be in low-S form (`s ≤ n/2`): each ECDSA signature has a
 /// twin `(r, n − s)` that anyone can compute and that plain ECDSA also accepts, so without
@@ -74,7 +81,10 @@ pub struct JwtVerifier {
     algorithms: Vec<Algorithm>,
     issuers: Vec<String>,
     audiences: Vec<String>,
+    /// Seconds; at most [`MAX_LEEWAY`], so no sum with it can come near `u64::MAX`.
     leeway: u64,
+    /// Seconds; `None`: `iat` is not required and `exp − iat` is not bounded.
+    max_lifetime: Option<u64>,
     max_token_size: usize,
 }
 
@@ -183,39 +193,7 @@ impl JwtVerifier {
         Self::from_jwks(&set)
     }
 
-    /// Verifier for [`TokenIssuer::test_hs256`](crate::TokenIssuer::test_hs256). Test key: never in production.
-    pub fn test_hs256() -> Self {
-        Self::hs256(test_keys::HS256_SECRET)
-    }
-
-    /// Verifier for [`TokenIssuer::test_rs256`](crate::TokenIssuer::test_rs256). Test key: never in production.
-    pub fn test_rs256() -> Self {
-        ensure_crypto_provider();
-        Self::single(
-            DecodingKey::from_rsa_der(test_keys::RSA_A_PUBLIC_DER),
-            Algorithm::RS256,
-        )
-    }
-
-    /// Verifier for [`TokenIssuer::test_es256`](crate::TokenIssuer::test_es256). Test key: never in production.
-    pub fn test_es256() -> Self {
-        ensure_crypto_provider();
-        Self::single(
-            DecodingKey::from_ec_der(test_keys::EC_P256_PUBLIC_RAW),
-            Algorithm::ES256,
-        )
-    }
-
-    /// Verifier for [`TokenIssuer::test_eddsa`](crate::TokenIssuer::test_eddsa). Test key: never in production.
-    pub fn test_eddsa() -> Self {
-        ensure_crypto_provider();
-        Self::single(
-            DecodingKey::from_ed_der(test_keys::ED25519_PUBLIC_RAW),
-            Algorithm::EdDSA,
-        )
-    }
-
-    fn single(key: DecodingKey, alg: Algorithm) -> Self {
+    pub(crate) fn single(key: DecodingKey, alg: Algorithm) -> Self {
         Self::new(KeyRing::Single(VerifyingKey::undeclared(key)), vec![alg])
     }
 
@@ -247,6 +225,7 @@ impl JwtVerifier {
             issuers: Vec::new(),
             audiences: Vec::new(),
             leeway: DEFAULT_LEEWAY.as_secs(),
+            max_lifetime: None,
             max_token_size: DEFAULT_MAX_TOKEN_SIZE,
         }
     }
@@ -268,10 +247,29 @@ impl JwtVerifier {
         self
     }
 
-    /// Tolerance for `exp` and `nbf` (default [`DEFAULT_LEEWAY`]); whole seconds.
+    /// Tolerance for `exp`, `nbf` and (with a maximum lifetime) `iat` (default
+    /// [`DEFAULT_LEEWAY`]); whole seconds, capped at [`MAX_LEEWAY`]: a larger value is taken
+    /// as `MAX_LEEWAY`, so no setting makes every expired token valid or overflows a sum with
+    /// [`JwtVerifier::clock_leeway`]. Callers that want a larger value refused rather than
+    /// capped compare it with `MAX_LEEWAY` first.
     #[must_use]
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway.as_secs();
+        self.leeway = leeway.min(MAX_LEEWAY).as_secs();
+        self
+    }
+
+    /// Refuses tokens that live longer than `lifetime` (`exp − iat`, whole seconds; no
+    /// leeway), and then requires `iat`, not later than now plus the leeway.
+    ///
+    /// Without it, `iat` is optional and unchecked. Set it wherever something about a token
+    /// is kept for a bounded time — a "log out everywhere" cutoff that refuses tokens by
+    /// `iat` for the longest token lifetime, say: a 30-day token, one without `iat`, or one
+    /// dated in the future would otherwise be valid again once the cutoff is forgotten.
+    /// Refusals are [`TokenError::LifetimeTooLong`], [`TokenError::MissingClaim`]`("iat")`
+    /// and [`TokenError::InvalidClaim`] for `iat`.
+    #[must_use]
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = Some(lifetime.as_secs());
         self
     }
 
@@ -328,8 +326,36 @@ impl JwtVerifier {
     }
 
     /// The clock skew tolerated on `exp` and `nbf`; a revocation must outlive `exp` by it.
+    /// Never over [`MAX_LEEWAY`].
     pub fn clock_leeway(&self) -> Duration {
         Duration::from_secs(self.leeway)
+    }
+
+    /// The longest token lifetime (`exp − iat`) accepted, set by
+    /// [`JwtVerifier::max_lifetime`]; `None` when unbounded (then `iat` is not required).
+    pub fn lifetime_limit(&self) -> Option<Duration> {
+        self.max_lifetime.map(Duration::from_secs)
+    }
+
+    /// A number that rises whenever this verifier's key set loses a key, so that whatever
+    /// was verified before can be recognised as possibly verified with a key that is gone.
+    ///
+    /// A remote key set (feature `jwks`) loses a key when a fetched set lacks a key of the
+    /// set it replaces — the `kid` is gone, or its key material or declared `alg` changed.
+    /// Keys added by a rotation, refreshes that change nothing and failed fetches leave the
+    /// number as it is. A verifier with fixed keys never changes its keys: always `0`.
+    ///
+    /// Read it **before** verifying and keep it with the result: the new set is in place
+    /// before the number rises, so a result kept with version `v` was checked against a set
+    /// at least as new as the one `v` stands for. A result whose version is no longer
+    /// current must be verified again. The number belongs to this verifier and its clones
+    /// only; another process's verifier counts for itself.
+    pub fn key_set_version(&self) -> u64 {
+        #[cfg(feature = "jwks")]
+        if let KeyRing::Remote(remote) = &self.keys {
+            return remote.key_set_version();
+        }
+        0
     }
 
     /// Verifies a token (bare, or as `Bearer <token>`) against the current time.
@@ -418,6 +444,7 @@ impl JwtVerifier {
         let claims = parse_claims(&decode_segment(segments.claims, Malformed::ClaimsEncoding)?)?;
         check_subject(&claims.sub)?;
         self.check_times(&claims, now)?;
+        self.check_lifetime(&claims, now)?;
         self.check_issuer(&claims)?;
         self.check_audience(&claims)?;
         Ok(claims)
@@ -444,6 +471,30 @@ impl JwtVerifier {
             Some(nbf) if nbf > now.saturating_add(self.leeway) => Err(TokenError::NotYetValid),
             _ => Ok(()),
         }
+    }
+
+    /// With a maximum lifetime: `iat` present, not after `now` + leeway (a future `iat` would
+    /// stretch the token's life past the maximum from now, and date it after any cutoff),
+    /// and `exp − iat` within the maximum.
+    fn check_lifetime(&self, claims: &Claims, now: u64) -> Result<()> {
+        let Some(max) = self.max_lifetime else {
+            return Ok(());
+        };
+        let iat = claims.iat.ok_or(TokenError::MissingClaim("iat"))?;
+        if iat > now.saturating_add(self.leeway) {
+            return Err(TokenError::InvalidClaim {
+                claim: "iat",
+                reason: "issued in the future, beyond the clock leeway",
+            });
+        }
+        let lifetime = claims.exp.saturating_sub(iat);
+        if lifetime > max {
+            return Err(TokenError::LifetimeTooLong {
+                lifetime: Duration::from_secs(lifetime),
+                max: Duration::from_secs(max),
+            });
+        }
+        Ok(())
     }
 
     fn check_issuer(&self, claims: &Claims) -> Result<()> {

@@ -425,9 +425,42 @@ async fn redirects_are_followed_only_where_the_url_rule_allows() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, TokenError::KeySetUnavailable(reason) if reason.contains("redirect refused")),
+        matches!(
+            &error,
+            TokenError::RedirectRefused { location, reason }
+                if location == "http://jwks.example.invalid/jwks.json"
+                    && reason.contains("plain http")
+        ),
         "{error}"
     );
+    assert!(error.is_configuration());
+}
+
+#[tokio::test]
+async fn dropping_a_kid_moves_the_key_set_version_and_its_tokens_are_refused() {
+    let server = KeyServer::start(&[test_keys::RSA_A_KID, test_keys::RSA_B_KID]).await;
+    let verifier = JwtVerifier::from_jwks_url(server.jwks_url()).await.unwrap();
+    let signed_by_a = token(test_keys::RSA_A_KID);
+    assert!(verifier.verify(&signed_by_a).is_ok());
+    let before = verifier.key_set_version();
+
+    // A rotation that only adds a key loses nothing.
+    server.serve(&[
+        test_keys::RSA_A_KID,
+        test_keys::RSA_B_KID,
+        test_keys::EC_P256_KID,
+    ]);
+    bounded(verifier.refresh_keys()).await.unwrap();
+    assert_eq!(verifier.key_set_version(), before);
+
+    server.serve(&[test_keys::RSA_B_KID, test_keys::EC_P256_KID]);
+    bounded(verifier.refresh_keys()).await.unwrap();
+    assert!(verifier.key_set_version() > before, "A was dropped");
+    assert!(is_unknown_kid(&verifier.verify(&signed_by_a)));
+    assert!(is_unknown_kid(
+        &bounded(verifier.verify_async(&signed_by_a)).await
+    ));
+    assert!(verifier.verify(token(test_keys::RSA_B_KID)).is_ok());
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use authcache_jwt::jwk::Jwk;
 use authcache_jwt::{
-    Algorithm, Claims, JwtVerifier, SUPPORTED_ALGORITHMS, TokenError, TokenIssuer, test_keys,
-    unverified_subject, validation_ttl,
+    Algorithm, Claims, DEFAULT_LEEWAY, JwtVerifier, MAX_LEEWAY, SUPPORTED_ALGORITHMS, TokenError,
+    TokenIssuer, test_keys, unverified_subject, validation_ttl,
 };
 use serde_json::json;
 
@@ -155,6 +155,150 @@ fn leeway_and_boundaries() {
             .verify_at(issuer.sign(&Claims::new("u", NOW + 1)).unwrap(), NOW)
             .is_ok()
     );
+}
+
+#[test]
+fn leeway_is_capped_at_max_leeway_so_no_setting_revives_every_expired_token() {
+    let issuer = TokenIssuer::test_hs256();
+    let expired_at = |exp: u64| issuer.sign(&Claims::new("u", exp)).unwrap();
+    for huge in [Duration::MAX, Duration::from_secs(u64::MAX), MAX_LEEWAY * 2] {
+        let verifier = JwtVerifier::test_hs256().leeway(huge);
+        assert_eq!(verifier.clock_leeway(), MAX_LEEWAY, "{huge:?}");
+        let long_expired = expired_at(NOW - MAX_LEEWAY.as_secs());
+        assert_eq!(
+            verifier.verify_at(&long_expired, NOW),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            verifier.verify_at(expired_at(0), NOW),
+            Err(TokenError::Expired)
+        );
+        let just_within = expired_at(NOW - MAX_LEEWAY.as_secs() + 1);
+        assert!(verifier.verify_at(&just_within, NOW).is_ok());
+        // Sums with the leeway (what a revocation's lifetime adds up to) cannot overflow.
+        assert!(
+            verifier
+                .clock_leeway()
+                .checked_add(Duration::from_secs(u64::MAX / 2))
+                .is_some()
+        );
+    }
+    let exactly = JwtVerifier::test_hs256().leeway(MAX_LEEWAY);
+    assert_eq!(exactly.clock_leeway(), MAX_LEEWAY);
+    assert_eq!(JwtVerifier::test_hs256().clock_leeway(), DEFAULT_LEEWAY);
+}
+
+#[test]
+fn extreme_times_and_durations_never_panic() {
+    let issuer = TokenIssuer::test_hs256();
+    let verifier = JwtVerifier::test_hs256()
+        .leeway(Duration::MAX)
+        .max_lifetime(Duration::MAX);
+    for (exp, iat, nbf) in [
+        (u64::MAX, Some(u64::MAX), Some(u64::MAX)),
+        (u64::MAX, Some(0), None),
+        (0, Some(u64::MAX), Some(0)),
+        (1, Some(u64::MAX - 1), None),
+    ] {
+        let mut claims = Claims::new("u", exp);
+        (claims.iat, claims.nbf) = (iat, nbf);
+        let token = issuer.sign(&claims).unwrap();
+        for now in [0, 1, NOW, u64::MAX - 1, u64::MAX] {
+            // Any verdict will do; reaching it without a panic is the point.
+            let _ = verifier.verify_at(&token, now);
+            let _ = JwtVerifier::test_hs256()
+                .max_lifetime(Duration::ZERO)
+                .verify_at(&token, now);
+        }
+    }
+    assert!(
+        issuer.issue("u", Duration::MAX).is_ok(),
+        "exp saturates at u64::MAX"
+    );
+}
+
+#[test]
+fn max_lifetime_requires_iat_and_bounds_exp_minus_iat() {
+    let hour = Duration::from_secs(3600);
+    let issuer = TokenIssuer::test_hs256();
+    let token = |iat: Option<u64>, exp: u64| {
+        let mut c = Claims::new("u", exp);
+        c.iat = iat;
+        issuer.sign(&c).unwrap()
+    };
+    let verifier = JwtVerifier::test_hs256().max_lifetime(hour);
+    assert_eq!(verifier.lifetime_limit(), Some(hour));
+    assert_eq!(JwtVerifier::test_hs256().lifetime_limit(), None);
+
+    assert!(
+        verifier
+            .verify_at(token(Some(NOW), NOW + 3600), NOW)
+            .is_ok()
+    );
+    let thirty_days = token(Some(NOW), NOW + 30 * 86_400);
+    let error = verifier.verify_at(&thirty_days, NOW).unwrap_err();
+    assert_eq!(
+        error,
+        TokenError::LifetimeTooLong {
+            lifetime: Duration::from_secs(30 * 86_400),
+            max: hour,
+        }
+    );
+    assert!(
+        error.to_string().contains("shorter-lived tokens"),
+        "{error}"
+    );
+    assert!(!error.is_configuration());
+    assert_eq!(
+        verifier.verify_at(token(Some(NOW), NOW + 3601), NOW),
+        Err(TokenError::LifetimeTooLong {
+            lifetime: Duration::from_secs(3601),
+            max: hour,
+        })
+    );
+    assert_eq!(
+        verifier.verify_at(token(None, NOW + 60), NOW),
+        Err(TokenError::MissingClaim("iat"))
+    );
+
+    // A future `iat` would stretch the life past the maximum from now: refused beyond the
+    // leeway (30 s by default), accepted within it.
+    assert!(
+        verifier
+            .verify_at(token(Some(NOW + 30), NOW + 60), NOW)
+            .is_ok()
+    );
+    assert!(matches!(
+        verifier.verify_at(token(Some(NOW + 31), NOW + 60), NOW),
+        Err(TokenError::InvalidClaim { claim: "iat", .. })
+    ));
+
+    // Without a maximum, none of this is checked (as before).
+    let unbounded = JwtVerifier::test_hs256();
+    for t in [
+        &thirty_days,
+        &token(None, NOW + 60),
+        &token(Some(NOW + 600), NOW + 60),
+    ] {
+        assert!(unbounded.verify_at(t, NOW).is_ok());
+    }
+    // Clones and later settings keep it.
+    let narrowed = verifier.clone().leeway(Duration::ZERO);
+    assert_eq!(narrowed.lifetime_limit(), Some(hour));
+}
+
+#[test]
+fn a_verifier_with_fixed_keys_has_a_constant_key_set_version() {
+    let set = JwtVerifier::from_jwks(&test_keys::jwks().unwrap()).unwrap();
+    for verifier in [JwtVerifier::test_hs256(), JwtVerifier::test_rs256(), set] {
+        assert_eq!(verifier.key_set_version(), 0);
+        let token = TokenIssuer::test_rs256()
+            .kid(test_keys::RSA_A_KID)
+            .sign(&claims())
+            .unwrap();
+        let _ = verifier.verify_at(&token, NOW);
+        assert_eq!(verifier.key_set_version(), 0);
+    }
 }
 
 #[test]

@@ -59,6 +59,17 @@ impl RedisCache {
         &self.config
     }
 
+    /// The server's `maxmemory-policy` (`noeviction`, `allkeys-lru`, `volatile-ttl`, …).
+    /// Under an `allkeys-*` policy Redis may evict any key when memory runs out —
+    /// revocation marks and tombstones included.
+    ///
+    /// # Errors
+    /// The [`CacheError`](authcache_core::CacheError) of the `CONFIG GET` call (a managed
+    /// Redis may refuse `CONFIG`: the policy is then unknown).
+    pub async fn eviction_policy(&self) -> Result<Option<String>> {
+        self.commands.config_get("maxmemory-policy").await
+    }
+
     pub(crate) fn commands(&self) -> &Commands<ConnectionManager> {
         &self.commands
     }

@@ -66,6 +66,16 @@ impl RedisClusterCache {
         &self.config
     }
 
+    /// The `maxmemory-policy` of the node the Cluster client routes `CONFIG GET` to (the
+    /// nodes of one Cluster are configured alike). See
+    /// [`RedisCache::eviction_policy`](crate::RedisCache::eviction_policy).
+    ///
+    /// # Errors
+    /// The [`CacheError`](authcache_core::CacheError) of the `CONFIG GET` call.
+    pub async fn eviction_policy(&self) -> Result<Option<String>> {
+        self.commands.config_get("maxmemory-policy").await
+    }
+
     pub(crate) fn commands(&self) -> &Commands<ClusterConnection> {
         &self.commands
     }

@@ -72,6 +72,17 @@ where
         .await
     }
 
+    /// `CONFIG GET name`: the server's setting, `None` when it has no such setting.
+    pub(crate) async fn config_get(&self, name: &str) -> Result<Option<String>> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg(name);
+        // A map under RESP3, name/value pairs under RESP2: the HashMap reads both.
+        let mut found = self
+            .run::<std::collections::HashMap<String, String>>(cmd)
+            .await?;
+        Ok(found.remove(name))
+    }
+
     pub(crate) async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(key.as_str());

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use authcache::{AuthError, AuthService, CacheConfig, JwtVerifier, Stats, UserRepository};
 use authcache_core::codec::is_tombstone;
 use authcache_core::{Fingerprint, KeyKind, Keyspace};
-use authcache_jwt::{revocation_id, unix_now};
+use authcache_jwt::{DEFAULT_LEEWAY, revocation_id, unix_now};
 use authcache_tests::redis_server::RedisServer;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -200,20 +200,37 @@ struct Tokens {
 }
 
 impl Tokens {
-    fn new() -> Self {
-        let now = unix_now();
-        let mut claims = authcache::Claims::new("user-3", now + 3600);
-        claims.iat = Some(now + 600);
+    /// The tokens, with `logged_out` logged out and user-3 logged out everywhere by
+    /// `writer` before user-3's token is signed.
+    ///
+    /// That token must be refused for its cutoff's bad bytes alone, so with the real cutoff
+    /// it must pass: issued after the cutoff (which refuses `iat` up to its own second) and
+    /// acceptable to the verifier (`iat` present, not later than the clock plus the leeway).
+    /// The cutoff is the unix second `logout_all` read, at most the one read once it
+    /// returned; `iat` is the second after that — later than the cutoff however fast or slow
+    /// the run, and at most a second ahead of any later clock, well within the leeway. The
+    /// service keeps the default leeway: a token dated further ahead would need a larger
+    /// one, which would also stretch every expiry and revocation it tests.
+    async fn logged_out_by(writer: &AuthService) -> Self {
+        let logged_out = another_bearer("ada");
+        writer.logout(&logged_out).await.unwrap();
+        writer.logout_all("user-3").await.unwrap();
+        let iat = unix_now() + 1;
+        let mut claims = authcache::Claims::new("user-3", iat + 3600);
+        claims.iat = Some(iat);
         let after_cutoff = authcache::TokenIssuer::hs256(SECRET).sign(&claims).unwrap();
         Self {
             ada: bearer("ada"),
-            logged_out: another_bearer("ada"),
+            logged_out,
             bob: bearer("bob"),
             ghost: bearer("ghost"),
             after_cutoff: format!("Bearer {after_cutoff}"),
         }
     }
 }
+
+// `Tokens::logged_out_by` dates user-3's token a second ahead of the clock.
+const _: () = assert!(DEFAULT_LEEWAY.as_secs() >= 1);
 
 impl Shelf {
     /// Starts Redis and lets a writer leave a real entry of every kind; checks that those
@@ -230,8 +247,7 @@ impl Shelf {
             spots: Vec::new(),
             passed: RefCell::default(),
         };
-        let tokens = Tokens::new();
-        shelf.write_every_kind(&tokens).await;
+        let tokens = shelf.write_every_kind().await;
         shelf.originals = shelf.raw_entries();
         shelf.spots = Target::ALL
             .iter()
@@ -259,18 +275,18 @@ impl Shelf {
             .unwrap()
     }
 
-    async fn write_every_kind(&self, tokens: &Tokens) {
+    async fn write_every_kind(&self) -> Tokens {
         let writer = self.instance().await;
         // Marks first: a logout and a logout-all invalidate the user they name, and the
         // authentications below fill the records again.
-        writer.logout(&tokens.logged_out).await.unwrap();
-        writer.logout_all("user-3").await.unwrap();
+        let tokens = Tokens::logged_out_by(&writer).await;
         for token in [&tokens.ada, &tokens.bob, &tokens.after_cutoff] {
             writer.authenticate(token).await.unwrap();
         }
         let unknown = writer.authenticate(&tokens.ghost).await.unwrap_err();
         assert_eq!(unknown, AuthError::UnknownUser);
         assert_eq!(writer.stats().pending_revocations, 0, "marks reached Redis");
+        tokens
     }
 
     fn spot(&self, target: Target, tokens: &Tokens) -> Spot {

@@ -25,8 +25,22 @@ pub(crate) const AUD: &str = "api";
 /// The services' (default) size limit, checked independently of the crate's constant.
 pub(crate) const MAX_TOKEN_SIZE: usize = 8 * 1024;
 
-/// How long the legitimate tokens live: far beyond any run, so none expires mid-test.
+/// How long the legitimate tokens live: far beyond any run, so none expires mid-test, and
+/// within [`MAX_LIFETIME`].
 const LIFETIME: u64 = 24 * 3600;
+
+/// The longest token lifetime (`exp − iat`) every service accepts
+/// (`AuthServiceBuilder::max_token_lifetime`), which makes the verifier require `iat`, not
+/// later than the clock plus [`LEEWAY`]. Set explicitly, and not to the builder's 24 h
+/// default, so the claims oracle judges by the very value the services enforce, and a
+/// service that ignored the setting would be caught.
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// Every service's clock leeway on `exp`, `nbf` and `iat` (`AuthServiceBuilder::leeway`):
+/// explicit, and not the verifier's 30 s default, for the same reasons.
+pub(crate) const LEEWAY: Duration = Duration::from_secs(60);
+
+const _: () = assert!(LIFETIME <= MAX_LIFETIME.as_secs());
 
 /// Shrinking stops after this many steps: a failure is reported in bounded time.
 const MAX_SHRINK_ITERS: u32 = 2048;
@@ -116,7 +130,8 @@ pub(crate) fn lasting_ttls() -> Ttls {
     }
 }
 
-/// A single-instance service (memory L2, no bus) requiring [`ISS`] and [`AUD`].
+/// A single-instance service (memory L2, no bus) requiring [`ISS`] and [`AUD`], with
+/// [`MAX_LIFETIME`] and [`LEEWAY`].
 pub(crate) async fn service(
     verifier: JwtVerifier,
     repository: &Arc<dyn UserRepository>,
@@ -128,6 +143,8 @@ pub(crate) async fn service(
         .cache(CacheConfig::memory())
         .ttls(lasting_ttls())
         .max_token_size(max_token_size)
+        .max_token_lifetime(MAX_LIFETIME)
+        .leeway(LEEWAY)
         .build()
         .await
         .unwrap()

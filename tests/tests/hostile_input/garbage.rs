@@ -35,7 +35,7 @@ pub(crate) fn unsigned_bearer(now: u64) -> BoxedStrategy<String> {
 /// signatures have (and their neighbours), token-shaped noise, or an HMAC under a key the
 /// services do not hold — including their public keys, the classic algorithm confusion.
 fn forgery(now: u64) -> impl Strategy<Value = String> {
-    let claims = json!({"sub": "ada", "exp": now + 3600, "iss": ISS, "aud": AUD});
+    let claims = json!({"sub": "ada", "exp": now + 3600, "iat": now, "iss": ISS, "aud": AUD});
     (header(), signature()).prop_map(move |(header, signature)| {
         let (header, payload) = (header.to_string(), claims.to_string());
         match signature {

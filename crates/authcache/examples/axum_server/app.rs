@@ -99,13 +99,15 @@ async fn healthz(State(app): State<App>) -> impl IntoResponse {
         .map(|w| if w.is_down() { "down" } else { "up" });
     let degraded = breaker.is_some_and(|b| b != "closed")
         || bus == Some("unsubscribed")
-        || watcher == Some("down");
+        || watcher == Some("down")
+        || stats.marks_evictable;
     json(&serde_json::json!({
         "status": if degraded { "degraded" } else { "ok" },
         "breaker": breaker.unwrap_or("none"),
         "bus": bus.unwrap_or("none"),
         "watcher": watcher.unwrap_or("none"),
         "pending_revocations": stats.pending_revocations,
+        "marks_evictable": stats.marks_evictable,
     }))
 }
 

@@ -1,7 +1,9 @@
-//! Fetching key sets and discovery documents over HTTPS: which URLs are allowed, the client
-//! (rustls on ring, the OS trust store), and reads bounded in time and size.
+//! Fetching key sets and discovery documents over HTTPS: which URLs are allowed (redirects
+//! included: never from https to anything else), the client (rustls on ring, the OS trust
+//! store), and reads bounded in time and size.
 
-use std::error::Error as _;
+use std::error::Error as StdError;
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use rustls_platform_verifier::BuilderVerifierExt;
 use serde::Deserialize;
 
 use super::MAX_DOCUMENT_SIZE;
-use super::remote::{Fetched, KeySource};
+use super::remote::{Fetched, KeySource, at_location};
 use crate::error::{Result, TokenError};
 
 /// 5: enough for a CDN's or a tenant alias's hop or two; more looks like a loop.
@@ -29,8 +31,12 @@ pub(crate) struct HttpClient {
 impl HttpClient {
     /// # Errors
     ///
-    /// [`TokenError::InvalidKey`] when TLS cannot be set up (no usable trust store).
-    pub(crate) fn new(timeout: Duration, allow_http: bool) -> Result<Self> {
+    /// [`TokenError::InvalidKey`] when the client cannot be built.
+    pub(crate) fn new(
+        timeout: Duration,
+        allow_http: bool,
+        tls: rustls::ClientConfig,
+    ) -> Result<Self> {
         let client = Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -38,7 +44,7 @@ impl HttpClient {
             .pool_max_idle_per_host(0)
             .redirect(Policy::custom(move |attempt| follow(attempt, allow_http)))
             .user_agent(concat!("authcache-jwt/", env!("CARGO_PKG_VERSION")))
-            .tls_backend_preconfigured(tls_config()?)
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| TokenError::invalid_key(format!("HTTP client: {}", describe(&e))))?;
         Ok(Self { client, allow_http })
@@ -63,15 +69,18 @@ impl HttpClient {
     ///
     /// [`TokenError::InvalidKey`] for an issuer or `jwks_uri` this client may not fetch;
     /// [`TokenError::KeySetUnavailable`] when the document cannot be had or names another
-    /// issuer.
+    /// issuer; [`TokenError::RedirectRefused`].
     pub(crate) async fn discover(&self, issuer: &str) -> Result<Url> {
         let url = self.checked_url(&format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         ))?;
+        let body = self
+            .get(&url)
+            .await
+            .map_err(|error| at_location(url.as_str(), error))?;
         let unavailable =
             |reason: String| TokenError::KeySetUnavailable(format!("{url}: {reason}"));
-        let body = self.get(&url).await.map_err(unavailable)?;
         let document: Discovery = serde_json::from_slice(&body)
             .map_err(|e| unavailable(format!("not an OpenID configuration: {e}")))?;
         if document.issuer != issuer {
@@ -84,19 +93,31 @@ impl HttpClient {
     }
 
     /// The body of a 2xx answer to a GET of `url`, at most [`MAX_DOCUMENT_SIZE`] bytes.
-    async fn get(&self, url: &Url) -> std::result::Result<Vec<u8>, String> {
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::RedirectRefused`] for a redirect [`follow`] refused;
+    /// [`TokenError::KeySetUnavailable`] with the reason (no location) for anything else.
+    async fn get(&self, url: &Url) -> Result<Vec<u8>> {
+        let unavailable = TokenError::KeySetUnavailable;
         let mut response = self
             .client
             .get(url.clone())
             .header(ACCEPT, "application/json, application/jwk-set+json")
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| match refused_redirect(&e) {
+                Some(refused) => TokenError::RedirectRefused {
+                    location: refused.location.clone(),
+                    reason: refused.reason,
+                },
+                None => unavailable(describe(&e)),
+            })?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("HTTP {status}"));
+            return Err(unavailable(format!("HTTP {status}")));
         }
-        let too_large = || format!("the document is over {MAX_DOCUMENT_SIZE} bytes");
+        let too_large = || unavailable(format!("the document is over {MAX_DOCUMENT_SIZE} bytes"));
         if response
             .content_length()
             .is_some_and(|n| n > MAX_DOCUMENT_SIZE as u64)
@@ -104,8 +125,12 @@ impl HttpClient {
             return Err(too_large());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
-            if body.len() + chunk.len() > MAX_DOCUMENT_SIZE {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| unavailable(describe(&e)))?
+        {
+            if body.len().saturating_add(chunk.len()) > MAX_DOCUMENT_SIZE {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);
@@ -174,20 +199,86 @@ fn is_loopback(url: &Url) -> bool {
     })
 }
 
-/// Redirects obey the same rule as the URL they started from.
+/// A redirect [`follow`] refused, carried through reqwest's error to [`HttpClient::get`].
+#[derive(Debug)]
+struct RefusedRedirect {
+    location: String,
+    reason: &'static str,
+}
+
+impl fmt::Display for RefusedRedirect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redirect to {} refused: {}", self.location, self.reason)
+    }
+}
+
+impl StdError for RefusedRedirect {}
+
 fn follow(attempt: Attempt<'_>, allow_http: bool) -> reqwest::redirect::Action {
-    if attempt.previous().len() >= MAX_REDIRECTS {
-        return attempt.error("too many redirects");
-    }
-    match permitted(attempt.url(), allow_http) {
+    match redirect_verdict(attempt.previous(), attempt.url(), allow_http) {
         Ok(()) => attempt.follow(),
-        Err(reason) => attempt.error(format!("redirect refused: {reason}")),
+        Err(reason) => {
+            let location = loggable(attempt.url());
+            attempt.error(RefusedRedirect { location, reason })
+        }
     }
+}
+
+/// Whether a redirect to `next` may be followed, `previous` being every URL requested so
+/// far in the chain (the first one included). At most [`MAX_REDIRECTS`] hops; `next`
+/// passes the rule for any URL ([`permitted`]); and once the chain has been on https it
+/// stays on https: a downgrade would hand the key set to whoever sits on the path, and a
+/// loopback host or `allow_http` (which exist for a local identity provider or a test
+/// reached over plain http from the start) never excuse it.
+fn redirect_verdict(
+    previous: &[Url],
+    next: &Url,
+    allow_http: bool,
+) -> std::result::Result<(), &'static str> {
+    if previous.len() >= MAX_REDIRECTS {
+        return Err("too many redirects");
+    }
+    if next.scheme() != "https" && previous.iter().any(|url| url.scheme() == "https") {
+        return Err("a redirect from https must stay on https");
+    }
+    permitted(next, allow_http)
+}
+
+/// `url` without credentials, at most 256 bytes, escaped: a redirect's target is the key
+/// server's text and ends up in logs.
+fn loggable(url: &Url) -> String {
+    const MAX: usize = 256;
+    let mut url = url.clone();
+    // Fails only for URLs that cannot carry credentials anyway.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let text = url.as_str();
+    let mut end = text.len().min(MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].escape_default().to_string()
+}
+
+/// The [`RefusedRedirect`] somewhere in `error`'s chain of causes.
+fn refused_redirect(error: &reqwest::Error) -> Option<&RefusedRedirect> {
+    let mut cause: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(current) = cause {
+        if let Some(refused) = current.downcast_ref::<RefusedRedirect>() {
+            return Some(refused);
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// rustls with the ring provider (set here, so no process-wide default is needed) and the
 /// operating system's certificate verifier.
-fn tls_config() -> Result<rustls::ClientConfig> {
+///
+/// # Errors
+///
+/// [`TokenError::InvalidKey`] when TLS cannot be set up (no usable trust store).
+pub(crate) fn tls_config() -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls_error = |e: rustls::Error| TokenError::invalid_key(format!("TLS setup: {e}"));
     Ok(rustls::ClientConfig::builder_with_provider(provider)
@@ -214,44 +305,5 @@ fn describe(error: &reqwest::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn allowed(url: &str, allow_http: bool) -> bool {
-        permitted(&Url::parse(url).unwrap(), allow_http).is_ok()
-    }
-
-    #[test]
-    fn https_is_allowed_and_plain_http_only_for_loopback_or_by_opt_in() {
-        assert!(allowed("https://id.example.com/jwks.json", false));
-        for loopback in [
-            "http://127.0.0.1:8080/jwks",
-            "http://127.8.9.10/jwks",
-            "http://localhost:1/jwks",
-            "http://LOCALHOST/jwks",
-            "http://[::1]:99/jwks",
-        ] {
-            assert!(allowed(loopback, false), "{loopback}");
-        }
-        for remote in [
-            "http://id.example.com/jwks",
-            "http://10.0.0.1/jwks",
-            "http://localhost.evil.com/",
-        ] {
-            assert!(!allowed(remote, false), "{remote}");
-            assert!(allowed(remote, true), "{remote} with allow_http");
-        }
-    }
-
-    #[test]
-    fn other_schemes_and_credentials_are_refused() {
-        for url in [
-            "ftp://id.example.com/jwks",
-            "file:///etc/jwks.json",
-            "https://user:secret@id.example.com/jwks",
-            "https://user@id.example.com/jwks",
-        ] {
-            assert!(!allowed(url, true), "{url}");
-        }
-    }
-}
+#[path = "http_tests.rs"]
+mod tests;

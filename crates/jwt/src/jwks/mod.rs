@@ -59,15 +59,25 @@ pub const MAX_DOCUMENT_SIZE: usize = 1 << 20;
 ///   task that holds only a `Weak` reference and is aborted when the last clone of the
 ///   verifier is dropped. After a failed refresh it tries again after the minimum interval.
 ///
+/// - **A lost key is announced.** A swap whose new set lacks a key of the old one (the `kid`
+///   is gone, or its key material or declared `alg` changed) raises
+///   [`JwtVerifier::key_set_version`], after the new set is in place; added keys, unchanged
+///   sets and failed fetches do not. Whoever keeps verification results reads the version
+///   before verifying, keeps it with the result, and verifies again once it has moved, so
+///   nothing verified with a dropped key outlives the refetch that dropped it.
+///
 /// Every fetch is bounded by [`Self::fetch_timeout`] (default 5 s) and
 /// [`MAX_DOCUMENT_SIZE`], and counted in [`JwksStats`] ([`JwtVerifier::jwks_stats`]).
 ///
 /// **Transport.** HTTPS with rustls (ring) and the operating system's trust store. Plain
 /// `http://` is accepted only for loopback hosts (`localhost`, `127.0.0.0/8`, `::1` — a local
 /// identity provider or a test) unless [`Self::allow_http`] says otherwise, and
-/// redirects are followed (at most 5) only to URLs that pass the same rule: a key set is what
-/// every token is checked against, so whoever can alter it in transit can sign as anyone.
-/// URLs with credentials are refused (they would end up in logs).
+/// redirects are followed (at most 5) only to URLs that pass the same rule — and **never
+/// from `https` to anything but `https`**, whatever the host (not even to
+/// `http://localhost`, nor with `allow_http`): a key set is what every token is checked
+/// against, so whoever can alter it in transit can sign as anyone. A refused redirect is
+/// [`TokenError::RedirectRefused`], naming where it led. URLs with credentials are refused
+/// (they would end up in logs).
 ///
 /// **Key selection.** Only asymmetric signing keys are used: keys for encryption, of unknown
 /// types, broken ones and `oct` (HMAC) keys are skipped and counted
@@ -178,13 +188,21 @@ impl RemoteJwks {
     /// [`TokenError::InvalidKey`] for a URL that is not HTTPS (see [`RemoteJwks::allow_http`])
     /// or carries credentials, a zero interval or timeout, or no tokio runtime;
     /// [`TokenError::KeySetUnavailable`] when the discovery document or the key set cannot be
-    /// fetched, names another issuer, or holds no usable signing key.
+    /// fetched, names another issuer, or holds no usable signing key;
+    /// [`TokenError::RedirectRefused`] when the server redirected where the URL rule forbids.
     pub async fn build(self) -> Result<JwtVerifier> {
         self.validate()?;
+        let tls = http::tls_config()?;
+        self.build_over(tls).await
+    }
+
+    /// [`RemoteJwks::build`], once validated, over a given TLS configuration (tests trust
+    /// their own CA).
+    pub(crate) async fn build_over(self, tls: rustls::ClientConfig) -> Result<JwtVerifier> {
         ensure_crypto_provider();
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| TokenError::invalid_key("a remote key set needs a tokio runtime"))?;
-        let client = http::HttpClient::new(self.fetch_timeout, self.allow_http)?;
+        let client = http::HttpClient::new(self.fetch_timeout, self.allow_http, tls)?;
         let (jwks_url, issuer) = match self.location {
             Location::Jwks(url) => (client.checked_url(&url)?, None),
             Location::Issuer(issuer) => (client.discover(&issuer).await?, Some(issuer)),
@@ -253,14 +271,12 @@ impl JwtVerifier {
     ///
     /// # Errors
     ///
-    /// [`TokenError::KeySetUnavailable`] when the fetch failed or brought no usable key; the
-    /// previous keys stay in use.
+    /// [`TokenError::KeySetUnavailable`] when the fetch failed or brought no usable key,
+    /// [`TokenError::RedirectRefused`] when the key server redirected where the URL rule
+    /// forbids; the previous keys stay in use either way.
     pub async fn refresh_keys(&self) -> Result<()> {
         match self.remote_keys() {
-            Some(remote) => remote
-                .refresh_now()
-                .await
-                .map_err(TokenError::KeySetUnavailable),
+            Some(remote) => remote.refresh_now().await,
             None => Ok(()),
         }
     }

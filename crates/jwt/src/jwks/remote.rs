@@ -19,9 +19,9 @@ use super::stats::JwksStats;
 use crate::error::{Result, TokenError};
 use crate::keys::KeySet;
 
-/// A fetch's outcome: the raw document, or why there is none (no credentials in it).
-pub(crate) type Fetched<'a> =
-    Pin<Box<dyn Future<Output = std::result::Result<Vec<u8>, String>> + Send + 'a>>;
+/// A fetch's outcome: the raw document, or why there is none (no credentials in it):
+/// [`TokenError::KeySetUnavailable`], or [`TokenError::RedirectRefused`].
+pub(crate) type Fetched<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>>> + Send + 'a>>;
 
 /// Where a key set comes from: the HTTP endpoint, or a script in tests.
 pub(crate) trait KeySource: Send + Sync + 'static {
@@ -71,6 +71,8 @@ pub(crate) struct RemoteKeys {
     source: Box<dyn KeySource>,
     intervals: Intervals,
     current: ArcSwap<KeySet>,
+    /// Rises after each swap that loses a key: see `JwtVerifier::key_set_version`.
+    version: AtomicU64,
     /// Held across a fetch by whoever fetches; the verification path never takes it.
     flight: Mutex<Flight>,
     /// Fetches finished, successful or not: a caller that queued behind a fetch sees that it
@@ -92,14 +94,15 @@ impl RemoteKeys {
             source,
             intervals,
             current: ArcSwap::from_pointee(KeySet::default()),
+            version: AtomicU64::new(0),
             flight: Mutex::new(Flight::default()),
             finished: AtomicU64::new(0),
             counters: Counters::default(),
             background: OnceLock::new(),
         });
-        keys.refresh_now().await.map_err(|reason| {
-            TokenError::KeySetUnavailable(format!("{}: {reason}", keys.source.location()))
-        })?;
+        keys.refresh_now()
+            .await
+            .map_err(|error| at_location(keys.source.location(), error))?;
         let task = runtime.spawn(refresh_periodically(Arc::downgrade(&keys), intervals));
         // Cannot be set twice: `keys` is not shared yet.
         let _ = keys.background.set(task.abort_handle());
@@ -141,34 +144,49 @@ impl RemoteKeys {
         self.current().contains(kid)
     }
 
+    /// The number of swaps so far that lost a key. Acquire: whoever sees a new number sees
+    /// the set swapped in before it rose.
+    pub(crate) fn key_set_version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
     /// Fetches now, after any fetch in flight.
-    pub(crate) async fn refresh_now(&self) -> std::result::Result<(), String> {
+    pub(crate) async fn refresh_now(&self) -> Result<()> {
         let mut flight = self.flight.lock().await;
         self.fetch(&mut flight).await
     }
 
     /// One fetch; `_flight` proves the caller holds the single flight. The new set is swapped
     /// in whole, or not at all.
-    async fn fetch(&self, _flight: &mut Flight) -> std::result::Result<(), String> {
+    async fn fetch(&self, _flight: &mut Flight) -> Result<()> {
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
-        let outcome = match self.source.fetch().await {
-            Ok(body) => parse_key_set(&body),
-            Err(reason) => Err(reason),
-        };
+        let outcome = self
+            .source
+            .fetch()
+            .await
+            .and_then(|body| parse_key_set(&body).map_err(TokenError::KeySetUnavailable));
         let result = match outcome {
             Ok((set, skipped)) => {
+                // Only fetchers swap, and the caller holds the single flight: `current` is
+                // the set being replaced.
+                let loses_a_key = !set.covers(&self.current());
                 self.current.store(Arc::new(set));
+                if loses_a_key {
+                    // After the swap (Release): a reader that sees the new number sees the
+                    // new set, so nothing is ever stamped newer than the keys it met.
+                    self.version.fetch_add(1, Ordering::Release);
+                }
                 self.counters.keys_skipped.store(skipped, Ordering::Relaxed);
                 Ok(())
             }
-            Err(reason) => {
+            Err(error) => {
                 self.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     location = self.source.location(),
-                    %reason,
+                    %error,
                     "JWKS fetch failed; the previous keys stay in use"
                 );
-                Err(reason)
+                Err(error)
             }
         };
         // After the swap: whoever sees the new count sees the new set.
@@ -193,6 +211,17 @@ impl RemoteKeys {
             keys: self.current().len() as u64,
             keys_skipped: c.keys_skipped.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// `error` for a caller that does not know where the keys come from: a bare
+/// [`TokenError::KeySetUnavailable`] reason gets the location in front.
+pub(crate) fn at_location(location: &str, error: TokenError) -> TokenError {
+    match error {
+        TokenError::KeySetUnavailable(reason) => {
+            TokenError::KeySetUnavailable(format!("{location}: {reason}"))
+        }
+        other => other,
     }
 }
 

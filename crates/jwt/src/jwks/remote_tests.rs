@@ -68,7 +68,12 @@ impl KeySource for Scripted {
             if self.0.hold.load(Ordering::SeqCst) {
                 self.0.gate.acquire().await.unwrap().forget();
             }
-            self.0.answer.lock().unwrap().clone()
+            self.0
+                .answer
+                .lock()
+                .unwrap()
+                .clone()
+                .map_err(TokenError::KeySetUnavailable)
         })
     }
 
@@ -312,4 +317,62 @@ async fn a_verifier_never_starts_without_keys() {
         TokenError::KeySetUnavailable("script: connection refused".into())
     );
     assert!(error.is_configuration());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_key_set_version_rises_when_a_key_is_lost_and_only_then() {
+    let script = Script::serving(&[test_keys::RSA_A_KID]);
+    let verifier = verifier(&script, HOUR, Duration::ZERO).await;
+    let clone = verifier.clone();
+    let signed_by_a = token(test_keys::RSA_A_KID);
+    assert_eq!(verifier.key_set_version(), 0, "the first set loses nothing");
+
+    // Keys added, the same set again, a failed fetch, an unusable set: nothing lost.
+    script.serve(&[test_keys::RSA_A_KID, test_keys::RSA_B_KID]);
+    verifier.refresh_keys().await.unwrap();
+    verifier.refresh_keys().await.unwrap();
+    script.fail("HTTP 503");
+    assert!(verifier.refresh_keys().await.is_err());
+    *script.answer.lock().unwrap() = Ok(br#"{"keys": []}"#.to_vec());
+    assert!(verifier.refresh_keys().await.is_err());
+    assert_eq!(verifier.key_set_version(), 0);
+    assert!(verifier.verify(&signed_by_a).is_ok());
+
+    // Key A dropped: the version moves, for every clone, and A's tokens are refused.
+    script.serve(&[test_keys::RSA_B_KID]);
+    verifier.refresh_keys().await.unwrap();
+    assert_eq!(verifier.key_set_version(), 1);
+    assert_eq!(clone.key_set_version(), 1);
+    assert!(matches!(
+        verifier.verify(&signed_by_a),
+        Err(TokenError::UnknownKeyId(_))
+    ));
+
+    // A's kid back with other key material is still a loss (of B, and of A's old key).
+    let mut set = test_keys::jwks().unwrap();
+    set.keys
+        .retain(|k| k.common.key_id.as_deref() == Some(test_keys::RSA_B_KID));
+    set.keys[0].common.key_id = Some(test_keys::RSA_A_KID.to_owned());
+    *script.answer.lock().unwrap() = Ok(serde_json::to_vec(&set).unwrap());
+    verifier.refresh_keys().await.unwrap();
+    assert_eq!(verifier.key_set_version(), 2);
+    assert_eq!(verifier.verify(&signed_by_a), Err(TokenError::BadSignature));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_whose_declared_alg_changes_counts_as_lost() {
+    let script = Script::serving(&[test_keys::RSA_A_KID]);
+    let verifier = verifier(&script, HOUR, Duration::ZERO).await;
+    let rs256 = token(test_keys::RSA_A_KID);
+    let mut set = test_keys::jwks().unwrap();
+    set.keys
+        .retain(|k| k.common.key_id.as_deref() == Some(test_keys::RSA_A_KID));
+    set.keys[0].common.key_algorithm = Some(jsonwebtoken::jwk::KeyAlgorithm::PS256);
+    *script.answer.lock().unwrap() = Ok(serde_json::to_vec(&set).unwrap());
+    verifier.refresh_keys().await.unwrap();
+    assert_eq!(verifier.key_set_version(), 1);
+    assert_eq!(
+        verifier.verify(&rs256),
+        Err(TokenError::DisallowedAlgorithm(crate::Algorithm::RS256))
+    );
 }
