@@ -165,7 +165,7 @@ async fn built_from_toml_configuration() {
     let config = authcache::AuthConfig::from_toml(&toml).unwrap();
     assert_eq!(
         config.repository,
-        RepositoryConfig::mongodb(mongo.uri(), &db)
+        Some(RepositoryConfig::mongodb(mongo.uri(), &db))
     );
     let auth = AuthService::builder()
         .verifier(authcache::JwtVerifier::hs256(auth_support::SECRET))
@@ -175,4 +175,55 @@ async fn built_from_toml_configuration() {
         .await
         .unwrap();
     assert_eq!(auth.authenticate(&bearer("ada")).await.unwrap().id(), "ada");
+}
+
+/// A user as a Python backend stores it — ObjectId `_id`, a field authcache does not know,
+/// no `name` — authenticates by the token's `sub` = `str(user.id)`, is cached under that
+/// canonical hex, and keeps its unknown field through a write-through.
+#[tokio::test]
+async fn a_user_with_an_object_id_authenticates_by_its_hex() {
+    use mongodb::bson::{doc, oid::ObjectId};
+
+    let mongo = MongoServer::start().await;
+    let redis = RedisServer::start();
+    let db = mongo.fresh_database();
+    let raw = mongo.client().await.database(&db);
+    let id = ObjectId::new();
+    raw.collection::<mongodb::bson::Document>("users")
+        .insert_one(doc! {
+            "_id": id,
+            "email": "ada@example.com",
+            "roles": ["admin"],
+            "last_login": 1_700_000_000_000_i64,
+        })
+        .await
+        .unwrap();
+    raw.collection::<mongodb::bson::Document>("roles")
+        .insert_one(doc! { "_id": "admin", "permissions": ["users:write"] })
+        .await
+        .unwrap();
+    let repository: Arc<dyn UserRepository> = Arc::new(
+        authcache::MongoUserRepository::<User>::connect(&mongo.uri(), &db)
+            .await
+            .unwrap(),
+    );
+    let auth = service(CacheConfig::redis(redis.url()), Arc::clone(&repository)).await;
+
+    let hex = id.to_hex();
+    let who = auth.authenticate(&bearer(&hex)).await.unwrap();
+    assert_eq!(who.id(), hex);
+    assert_eq!(*who.permissions, ["users:write"]);
+    let mut user = (*auth.user(&hex).await.unwrap()).clone();
+    user.name = "Ada".into();
+    repository.upsert(&user).await.unwrap();
+    auth.cache_user(&user).await.unwrap();
+    let stored = raw
+        .collection::<mongodb::bson::Document>("users")
+        .find_one(doc! { "_id": id })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.get_str("name").unwrap(), "Ada");
+    assert_eq!(stored.get_i64("last_login").unwrap(), 1_700_000_000_000);
+    assert_eq!(auth.user(&hex).await.unwrap().name, "Ada");
 }

@@ -112,8 +112,15 @@ async fn the_feed_reports_every_kind_of_write_by_document_key() {
         .insert_one(doc! { "_id": "ada" })
         .await
         .unwrap();
+    // An ObjectId `_id` (a Python backend's default) is named by its hex, like the
+    // repository finds it.
+    let object_id = ObjectId::new();
     raw.users
-        .insert_one(doc! { "_id": ObjectId::new(), "name": "not a cacheable id" })
+        .insert_one(doc! { "_id": object_id, "name": "written by pymongo" })
+        .await
+        .unwrap();
+    raw.users
+        .insert_one(doc! { "_id": 42, "name": "not a cacheable id" })
         .await
         .unwrap();
     raw.roles
@@ -127,7 +134,7 @@ async fn the_feed_reports_every_kind_of_write_by_document_key() {
     raw.roles.drop().await.unwrap();
 
     let mut changes = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..7 {
         changes.push(next_change(&mut stream).await.unwrap());
     }
     assert_eq!(
@@ -136,6 +143,7 @@ async fn the_feed_reports_every_kind_of_write_by_document_key() {
             Change::User("new".into()),
             Change::User("ada".into()),
             Change::User("bob".into()),
+            Change::User(object_id.to_hex()),
             Change::Role("viewer".into()),
             Change::User("eve".into()),
             Change::Everything,
@@ -275,8 +283,13 @@ async fn ids_page_through_what_the_repository_holds() {
     let database = server.fresh_database();
     let repository = seeded(&server, &database).await;
     let raw = raw(&server, &database).await;
+    let object_id = ObjectId::new();
     raw.users
-        .insert_one(doc! { "_id": ObjectId::new(), "name": "never a cache key" })
+        .insert_one(doc! { "_id": object_id, "name": "written by pymongo" })
+        .await
+        .unwrap();
+    raw.users
+        .insert_one(doc! { "_id": 42, "name": "never a cache key" })
         .await
         .unwrap();
     let mut all = Vec::new();
@@ -292,6 +305,7 @@ async fn ids_page_through_what_the_repository_holds() {
         all.extend(page);
     }
     let mut expected: Vec<String> = auth_support::users().iter().map(|u| u.id.clone()).collect();
+    expected.push(object_id.to_hex());
     expected.sort();
     assert_eq!(all, expected);
     let roles = repository

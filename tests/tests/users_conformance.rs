@@ -7,7 +7,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use authcache_tests::mongo_server::MongoServer;
-use authcache_users::{MemoryUserRepository, MongoUserRepository, User, UserRepository};
+use authcache_users::{
+    MemoryUserRepository, MongoOptions, MongoSchema, MongoUserRepository, User, UserRepository,
+};
 
 type Repo = Arc<dyn UserRepository<User>>;
 
@@ -199,6 +201,29 @@ async fn mongo_repository_conforms() {
         let repo = MongoUserRepository::connect(&server.uri(), &server.fresh_database())
             .await
             .unwrap();
+        for (role, perms) in ROLES {
+            repo.upsert_role(role, perms.iter().copied()).await.unwrap();
+        }
+        Arc::new(repo) as Repo
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mongo_repository_with_other_names_conforms() {
+    let server = MongoServer::start().await;
+    conformance(|| async {
+        let schema = MongoSchema::default()
+            .users_collection("accounts")
+            .roles_collection("groups")
+            .permissions_field("grants")
+            .user_field("email", "mail")
+            .user_field("roles", "groups");
+        let options = MongoOptions::default().schema(schema);
+        let repo =
+            MongoUserRepository::connect_with(&server.uri(), &server.fresh_database(), options)
+                .await
+                .unwrap();
         for (role, perms) in ROLES {
             repo.upsert_role(role, perms.iter().copied()).await.unwrap();
         }

@@ -4,6 +4,7 @@
 //! cargo run -p authcache --example quickstart
 //! cargo run -p authcache --example quickstart --features redis,mongodb -- \
 //!     --redis redis://127.0.0.1:6379 --mongo mongodb://127.0.0.1:27017
+//! RUST_LOG=authcache::refusal=debug cargo run -p authcache --example quickstart
 //! ```
 //!
 //! Seeds a repository with users, issues one HS256 token per user, then runs many
@@ -91,8 +92,18 @@ struct Outcome {
     unexpected_errors: AtomicU64,
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (errors only when unset):
+/// `RUST_LOG=authcache::refusal=debug` shows why each request was refused.
+fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    init_logs();
     let args = Args::parse();
     if args.users < PROMOTED_RANK || args.tasks == 0 {
         bail!("--users must be at least {PROMOTED_RANK} and --tasks at least 1");

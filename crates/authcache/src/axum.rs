@@ -54,6 +54,7 @@ use ::axum::http::request::Parts;
 use ::axum::response::{IntoResponse, Response};
 use authcache_users::{User, UserRecord};
 
+use crate::refusal::{MISSING_PERMISSION, report_missing};
 pub use crate::tower::AuthRejection;
 use crate::tower::{authenticate_headers, bearer_token};
 use crate::{AuthError, AuthService, Principal};
@@ -78,6 +79,9 @@ impl<U: UserRecord> Authenticated<U> {
         if self.0.has_permission(permission) {
             Ok(())
         } else {
+            // The token is not at hand here: the event names the user, not the token.
+            let user = self.0.id();
+            report_missing(MISSING_PERMISSION, user, permission, None);
             Err(AuthRejection::Forbidden)
         }
     }

@@ -62,6 +62,11 @@ pub struct AuthServiceBuilder<U: UserRecord = User> {
     verifier: Option<JwtVerifier>,
     repository: Option<Arc<dyn UserRepository<U>>>,
     repository_config: Option<RepositoryConfig>,
+    /// Where `repository_config` came from, for the error that finds two repositories.
+    repository_config_origin: &'static str,
+    /// A configuration without a `[repository]` section was applied: unless a repository is
+    /// given otherwise, `build` says to add one rather than fall back to an empty memory one.
+    config_without_repository: bool,
     cache: CacheConfig,
     l2: Option<Arc<dyn Cache>>,
     publisher: Option<Arc<dyn InvalidationPublisher>>,
@@ -109,6 +114,8 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             verifier: None,
             repository: None,
             repository_config: None,
+            repository_config_origin: REPOSITORY_CONFIG_IN_CODE,
+            config_without_repository: false,
             cache: CacheConfig::default(),
             l2: None,
             publisher: None,
@@ -152,6 +159,7 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
     /// The system of record, connected at [`build`](Self::build) from configuration.
     pub fn repository_config(mut self, config: RepositoryConfig) -> Self {
         self.repository_config = Some(config);
+        self.repository_config_origin = REPOSITORY_CONFIG_IN_CODE;
         self
     }
 
@@ -319,9 +327,21 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
 
     /// Applies a whole configuration: cache, repository, TTLs, prefix, and whether to watch
     /// the repository ([`watch_repository`](Self::watch_repository)).
+    ///
+    /// A `[repository]` section and a repository given in code
+    /// ([`repository`](Self::repository), [`shared_repository`](Self::shared_repository))
+    /// are refused together at [`build`](Self::build); a configuration without a
+    /// `[repository]` section needs a repository given in code (write
+    /// `backend = "memory"` for the in-memory one).
     pub fn config(mut self, config: AuthConfig) -> Self {
         self.cache = config.cache;
-        self.repository_config = Some(config.repository);
+        match config.repository {
+            Some(repository) => {
+                self.repository_config = Some(repository);
+                self.repository_config_origin = REPOSITORY_CONFIG_FROM_FILE;
+            }
+            None => self.config_without_repository = true,
+        }
         self.ttls = config.ttls.apply(self.ttls);
         if config.prefix.is_some() {
             self.prefix = config.prefix;
@@ -342,13 +362,22 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
     /// not fail the build (the service runs on L1 and the repository until it is back).
     ///
     /// # Errors
-    /// [`AuthError::Config`] for a missing verifier or repository, a backend whose feature
-    /// is not compiled in (naming the feature), a bad prefix, URL or signing key;
-    /// [`AuthError::Unavailable`] when the repository (or a Redis Cluster) cannot be
-    /// reached at start-up.
+    /// [`AuthError::Config`] for a missing verifier or repository, a verifier whose key
+    /// cannot verify anything (an HMAC secret under 32 bytes), two repositories (one in
+    /// code, one in configuration), a configuration without `[repository]` and no
+    /// repository in code, a backend whose feature is not compiled in (naming the feature),
+    /// a zero `timeout_ms`, a bad prefix, a malformed Redis URL or MongoDB URI, or a bad
+    /// signing key; [`AuthError::Unavailable`] when the repository (or a Redis Cluster)
+    /// cannot be reached at start-up.
     pub async fn build(self) -> Result<AuthService<U>> {
         let verifier = self.verifier.clone().ok_or_else(|| {
             AuthError::Config("a verifier is required: call `.verifier(…)`".into())
+        })?;
+        verifier.check().map_err(|error| {
+            AuthError::Config(format!(
+                "verifier: {error}; use a random secret of at least 32 bytes, the one the \
+                 token issuer signs with (for instance `openssl rand -base64 48`)"
+            ))
         })?;
         let verifier = match self.max_token_size {
             Some(bytes) => verifier.max_token_size(bytes),
@@ -490,6 +519,8 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
                 "breaker timeout must be above zero".into(),
             ));
         }
+        self.validate_cache_timeout()?;
+        self.validate_repository_sources()?;
         if let Some(leeway) = self.leeway.filter(|leeway| *leeway > MAX_LEEWAY) {
             return Err(AuthError::Config(format!(
                 "leeway is {leeway:?}; the most accepted is {MAX_LEEWAY:?} (a leeway is \
@@ -504,6 +535,45 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             )));
         }
         Ok(())
+    }
+
+    /// The cache's `timeout_ms` replaces the breaker's timeout, so it has the same bounds.
+    fn validate_cache_timeout(&self) -> Result<()> {
+        match self.cache.timeout() {
+            Some(timeout) if timeout.is_zero() => Err(AuthError::Config(
+                "cache timeout_ms is 0: every Redis call would time out at once; set it above \
+                 zero (the default is 100) or leave it out"
+                    .into(),
+            )),
+            Some(timeout) if timeout > MAX_BREAKER_DURATION => Err(AuthError::Config(format!(
+                "cache timeout_ms is {timeout:?}; the most accepted is {MAX_BREAKER_DURATION:?}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Exactly one repository: given in code or in configuration, never both, and never an
+    /// in-memory one nobody asked for.
+    fn validate_repository_sources(&self) -> Result<()> {
+        match (&self.repository, &self.repository_config) {
+            (Some(_), Some(config)) => Err(AuthError::Config(format!(
+                "two repositories were given: one in code (`.repository(…)` or \
+                 `.shared_repository(…)`) and one in {} (backend {:?}); keep one of the two",
+                self.repository_config_origin,
+                config.backend_name()
+            ))),
+            (None, None) if self.config_without_repository => Err(AuthError::Config(
+                "the configuration has no `[repository]` section and no repository was given \
+                 in code: add `[repository]` with `backend = \"mongodb\"`, `uri` and `db` \
+                 (or `backend = \"memory\"` for an in-memory one), or call `.repository(…)`"
+                    .into(),
+            )),
+            (None, None) => Err(AuthError::Config(
+                "a repository is required: call `.repository(…)` or `.repository_config(…)`".into(),
+            )),
+            (None, Some(config)) => config.check_syntax(),
+            (Some(_), None) => Ok(()),
+        }
     }
 
     fn keyspace(&self) -> Result<Keyspace> {
@@ -535,6 +605,7 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
         if let Some(repository) = &self.repository {
             return Ok(Arc::clone(repository));
         }
+        // `validate` made sure there is exactly one repository.
         let config = self.repository_config.as_ref().ok_or_else(|| {
             AuthError::Config(
                 "a repository is required: call `.repository(…)` or `.repository_config(…)`".into(),
@@ -555,7 +626,7 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
                 authcache_users::MongoUserRepository::<U>::connect(uri, db)
                     .await
                     .map(|repository| Arc::new(repository) as Arc<dyn UserRepository<U>>)
-                    .map_err(AuthError::unavailable)
+                    .map_err(mongodb_error)
             }
             #[allow(unreachable_patterns)]
             other => Err(AuthError::Config(format!(
@@ -628,6 +699,25 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
     }
 }
 
+/// Where a [`RepositoryConfig`] given with `.repository_config(…)` came from.
+const REPOSITORY_CONFIG_IN_CODE: &str = "`.repository_config(…)`";
+/// Where a [`RepositoryConfig`] read from configuration came from.
+const REPOSITORY_CONFIG_FROM_FILE: &str = "the `[repository]` section given to `.config(…)`";
+
+/// A MongoDB that cannot be reached (or did not answer in time) is [`AuthError::Unavailable`]:
+/// it may come back. Anything else at connection — a URI the driver refuses, credentials it
+/// rejects — is a configuration to fix.
+#[cfg(feature = "mongodb")]
+fn mongodb_error(error: authcache_users::RepositoryError) -> AuthError {
+    if error.is_transient() {
+        AuthError::unavailable(error)
+    } else {
+        AuthError::Config(format!(
+            "repository: {error}; check `uri` and `db` of `[repository]`"
+        ))
+    }
+}
+
 /// Background reloads of a user record (refresh-ahead, retries behind stale values).
 fn reload_user<U: UserRecord>(
     repository: &Arc<dyn UserRepository<U>>,
@@ -686,3 +776,7 @@ impl TierFactory<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "builder_tests.rs"]
+mod tests;

@@ -25,6 +25,12 @@
 //! The same settings as environment variables: `AUTHCACHE_PREFIX=myapp`,
 //! `AUTHCACHE_CACHE__BACKEND=redis`, `AUTHCACHE_CACHE__URL=redis://…`,
 //! `AUTHCACHE_TTLS__USER_TTL=300` — `__` separates sections, names are case-insensitive.
+//! Variables that name no setting are ignored (Kubernetes injects `AUTHCACHE_PORT=tcp://…`
+//! for a Service named `authcache`), with a warning when one looks like a misspelt setting.
+//!
+//! The `[repository]` section is required when a configuration is applied with
+//! [`AuthServiceBuilder::config`](crate::AuthServiceBuilder::config) and no repository is
+//! given in code: `backend = "memory"` asks for the in-memory one explicitly.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,6 +97,16 @@ impl CacheConfig {
         }
     }
 
+    /// The per-call timeout `timeout_ms` asks for, if any (Redis backends only).
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            Self::Memory { .. } => None,
+            Self::Redis { timeout_ms, .. } | Self::RedisCluster { timeout_ms, .. } => {
+                timeout_ms.map(Duration::from_millis)
+            }
+        }
+    }
+
     /// The cargo feature of `authcache` this backend needs.
     pub fn required_feature(&self) -> &'static str {
         match self {
@@ -134,6 +150,8 @@ pub enum RepositoryConfig {
     },
 }
 
+/// The in-memory repository, unseeded. A configuration without a `[repository]` section
+/// does not fall back to it: [`AuthConfig::repository`] is then `None`.
 impl Default for RepositoryConfig {
     fn default() -> Self {
         Self::Memory { seed_file: None }
@@ -147,6 +165,46 @@ impl RepositoryConfig {
             uri: uri.into(),
             db: db.into(),
         }
+    }
+
+    /// The name of the backend, as `backend = "…"` spells it.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Memory { .. } => "memory",
+            Self::Mongodb { .. } => "mongodb",
+        }
+    }
+
+    /// Checks what can be checked without connecting: a MongoDB URI has the `mongodb://` or
+    /// `mongodb+srv://` scheme and names a host.
+    ///
+    /// # Errors
+    /// [`AuthError::Config`] saying what is wrong (without the URI, which may hold a
+    /// password).
+    pub fn check_syntax(&self) -> Result<()> {
+        let Self::Mongodb { uri, .. } = self else {
+            return Ok(());
+        };
+        let rest = ["mongodb://", "mongodb+srv://"]
+            .iter()
+            .find_map(|scheme| uri.strip_prefix(scheme))
+            .ok_or_else(|| {
+                AuthError::Config(
+                    "repository: the MongoDB URI must start with `mongodb://` or \
+                     `mongodb+srv://` (as in mongodb://host:27017)"
+                        .into(),
+                )
+            })?;
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let hosts = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, hosts)| hosts);
+        if hosts.split(',').any(str::is_empty) {
+            return Err(AuthError::Config(
+                "repository: the MongoDB URI names no host (as in mongodb://host:27017)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The cargo feature of `authcache` this backend needs (`None`: always available).
@@ -251,8 +309,10 @@ pub struct AuthConfig {
     pub prefix: Option<String>,
     /// The L2 cache.
     pub cache: CacheConfig,
-    /// The system of record.
-    pub repository: RepositoryConfig,
+    /// The system of record; `None` when the configuration has no `[repository]` section
+    /// (building from such a configuration, with no repository given in code, is an
+    /// [`AuthError::Config`] — there is no silent in-memory fallback).
+    pub repository: Option<RepositoryConfig>,
     /// TTLs.
     pub ttls: TtlSettings,
     /// Run the repository watcher on this instance (MongoDB change streams): every write to
@@ -283,11 +343,14 @@ impl AuthConfig {
 
     /// Reads configuration from `(name, value)` pairs: names start with `AUTHCACHE_` (others
     /// are ignored), `__` separates a section from a field, names are case-insensitive.
-    /// Values that read as TOML integers, floats or booleans are taken as such; anything else
-    /// is a string, and `[a, b]` a list.
+    /// A variable that names no setting is ignored — logged as a warning when it looks like
+    /// a misspelt one (within two edits of a setting, or an unknown field of a known
+    /// section). Each value is read as its setting's type: text settings take the value as
+    /// it is (`AUTHCACHE_REPOSITORY__DB=2024` is the database `"2024"`), numbers and booleans
+    /// must parse as such, and a list is `["a", "b"]` or `a,b`.
     ///
     /// # Errors
-    /// [`AuthError::Config`] naming the variable or field that is wrong.
+    /// [`AuthError::Config`] naming the variable that is wrong.
     pub fn from_env_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self>
     where
         K: AsRef<str>,
@@ -300,32 +363,154 @@ impl AuthConfig {
     }
 }
 
-/// Builds a TOML table from `AUTHCACHE_SECTION__FIELD=value` pairs. Kept here rather than
-/// pulling in figment (which brings its own older `toml` and a parser-combinator stack) or
-/// envy (flat structs only, unmaintained): the mapping is a dozen lines and the result goes
-/// through exactly the same serde path, aliases included, as a TOML file.
+/// The type a setting's value is read as from the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Integer,
+    Float,
+    Boolean,
+    TextList,
+}
+
+/// One setting an environment variable can name: its names after `AUTHCACHE_`, lowercased
+/// (the field and its aliases), where it goes in the configuration, and its type.
+struct EnvSetting {
+    names: &'static [&'static str],
+    path: &'static [&'static str],
+    kind: Kind,
+}
+
+const fn setting(
+    names: &'static [&'static str],
+    path: &'static [&'static str],
+    kind: Kind,
+) -> EnvSetting {
+    EnvSetting { names, path, kind }
+}
+
+/// Every setting of [`AuthConfig`], as environment variables name it. A field added to the
+/// configuration types is added here too (`every_env_name_reaches_its_field` checks the
+/// names that are here).
+const ENV_SETTINGS: &[EnvSetting] = &[
+    setting(&["prefix"], &["prefix"], Kind::Text),
+    setting(&["watch"], &["watch"], Kind::Boolean),
+    setting(&["cache__backend"], &["cache", "backend"], Kind::Text),
+    setting(&["cache__url"], &["cache", "url"], Kind::Text),
+    setting(&["cache__urls"], &["cache", "urls"], Kind::TextList),
+    setting(
+        &["cache__max_bytes", "cache__maxbytes"],
+        &["cache", "max_bytes"],
+        Kind::Integer,
+    ),
+    setting(
+        &["cache__timeout_ms", "cache__timeoutms"],
+        &["cache", "timeout_ms"],
+        Kind::Integer,
+    ),
+    setting(
+        &["repository__backend"],
+        &["repository", "backend"],
+        Kind::Text,
+    ),
+    setting(&["repository__uri"], &["repository", "uri"], Kind::Text),
+    setting(&["repository__db"], &["repository", "db"], Kind::Text),
+    setting(
+        &["repository__seed_file", "repository__seedfile"],
+        &["repository", "seed_file"],
+        Kind::Text,
+    ),
+    setting(
+        &["ttls__user_ttl", "ttls__userttl"],
+        &["ttls", "user_ttl"],
+        Kind::Integer,
+    ),
+    setting(
+        &[
+            "ttls__permissions_ttl",
+            "ttls__permissionsttl",
+            "ttls__perms_ttl",
+            "ttls__permsttl",
+        ],
+        &["ttls", "permissions_ttl"],
+        Kind::Integer,
+    ),
+    setting(
+        &["ttls__token_ttl", "ttls__tokenttl", "ttls__validation_ttl"],
+        &["ttls", "token_ttl"],
+        Kind::Integer,
+    ),
+    setting(
+        &["ttls__negative_ttl", "ttls__negativettl"],
+        &["ttls", "negative_ttl"],
+        Kind::Integer,
+    ),
+    setting(
+        &["ttls__l1_cap", "ttls__l1cap"],
+        &["ttls", "l1_cap"],
+        Kind::Integer,
+    ),
+    setting(&["ttls__jitter"], &["ttls", "jitter"], Kind::Float),
+    setting(
+        &[
+            "ttls__stale_grace",
+            "ttls__stalegrace",
+            "ttls__stale_if_error",
+        ],
+        &["ttls", "stale_grace"],
+        Kind::Integer,
+    ),
+    setting(
+        &["ttls__refresh_ahead", "ttls__refreshahead"],
+        &["ttls", "refresh_ahead"],
+        Kind::Float,
+    ),
+];
+
+/// The sections of the configuration: a variable naming one without a field is a mistake.
+const ENV_SECTIONS: [&str; 3] = ["cache", "repository", "ttls"];
+
+/// Builds a TOML table from `AUTHCACHE_SECTION__FIELD=value` pairs, each value typed as its
+/// setting is. Kept here rather than pulling in figment (which brings its own older `toml`
+/// and a parser-combinator stack) or envy (flat structs only, unmaintained): the result goes
+/// through exactly the same serde path as a TOML file.
 fn env_table<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<toml::Table>
 where
     K: AsRef<str>,
     V: AsRef<str>,
 {
-    let mut sections: BTreeMap<Vec<String>, toml::Value> = BTreeMap::new();
+    let mut found: BTreeMap<&'static [&'static str], (String, toml::Value)> = BTreeMap::new();
     for (name, value) in vars {
         let name = name.as_ref();
         let Some(rest) = strip_prefix_ignore_case(name, ENV_PREFIX) else {
             continue;
         };
-        let path: Vec<String> = rest.split("__").map(field_name).collect();
-        if path.iter().any(String::is_empty) {
+        let key = rest.to_ascii_lowercase();
+        if ENV_SECTIONS.contains(&key.as_str()) {
             return Err(AuthError::Config(format!(
-                "environment variable {name}: empty section"
+                "environment variable {name}: `{key}` is a section; name a field of it, \
+                 as in {ENV_PREFIX}{}__…",
+                key.to_ascii_uppercase()
             )));
         }
-        sections.insert(path, env_value(value.as_ref()));
+        let Some(setting) = ENV_SETTINGS
+            .iter()
+            .find(|s| s.names.contains(&key.as_str()))
+        else {
+            warn_if_misspelt(name, &key);
+            continue;
+        };
+        let typed = env_value(name, value.as_ref(), setting.kind)?;
+        if let Some((earlier, _)) = found.insert(setting.path, (name.to_owned(), typed)) {
+            return Err(AuthError::Config(format!(
+                "environment variables {earlier} and {name} set the same setting `{}`; keep one",
+                setting.path.join(".")
+            )));
+        }
     }
     let mut root = toml::Table::new();
-    for (path, value) in sections {
-        insert_path(&mut root, &path, value)?;
+    for (path, (_, value)) in found {
+        insert_path(&mut root, path, value);
     }
     Ok(root)
 }
@@ -336,46 +521,110 @@ fn strip_prefix_ignore_case<'a>(name: &'a str, prefix: &str) -> Option<&'a str> 
         .then(|| &name[prefix.len()..])
 }
 
-/// Env names are upper case by convention; fields are snake case, and the backends' tags
-/// (`redis-cluster`) are values, not names, so lowercasing is the whole mapping.
-fn field_name(part: &str) -> String {
-    part.to_ascii_lowercase()
-}
-
-fn env_value(raw: &str) -> toml::Value {
-    let parsed = format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"));
-    match parsed {
-        Some(
-            value @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
-        ) => value,
-        Some(value @ toml::Value::Array(_)) => value,
-        _ => toml::Value::String(raw.to_owned()),
+/// Logs an ignored variable that was probably meant as a setting.
+fn warn_if_misspelt(name: &str, key: &str) {
+    if let Some(meant) = misspelt_setting(key) {
+        tracing::warn!(
+            variable = name,
+            "environment variable {name} is not an authcache setting and is ignored; \
+             did you mean {ENV_PREFIX}{}?",
+            meant.to_ascii_uppercase()
+        );
+    } else if key
+        .split_once("__")
+        .is_some_and(|(section, _)| ENV_SECTIONS.contains(&section))
+    {
+        tracing::warn!(
+            variable = name,
+            "environment variable {name} names no field of its section and is ignored"
+        );
     }
 }
 
-fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<()> {
-    let Some((last, sections)) = path.split_last() else {
-        return Ok(());
+/// The setting `key` (lowercased, after the prefix) is probably a misspelling of: within two
+/// single-character edits of one of its names.
+fn misspelt_setting(key: &str) -> Option<&'static str> {
+    ENV_SETTINGS
+        .iter()
+        .flat_map(|s| s.names.iter().copied())
+        .map(|known| (edit_distance(key, known), known))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance over bytes (the names compared are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// `raw` as a value of `kind`; a number or boolean that does not parse names the variable.
+fn env_value(name: &str, raw: &str, kind: Kind) -> Result<toml::Value> {
+    let wrong = |what: &str| {
+        AuthError::Config(format!(
+            "environment variable {name}: `{}` is not {what}",
+            raw.escape_default()
+        ))
     };
-    let mut current = table;
-    for section in sections {
-        let entry = current
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        current = match entry {
-            toml::Value::Table(inner) => inner,
-            _ => {
-                return Err(AuthError::Config(format!(
-                    "environment: `{section}` is both a value and a section"
-                )));
+    let trimmed = raw.trim();
+    Ok(match kind {
+        Kind::Text => toml::Value::String(raw.to_owned()),
+        Kind::Integer => {
+            toml::Value::Integer(trimmed.parse().map_err(|_| wrong("a whole number"))?)
+        }
+        Kind::Float => toml::Value::Float(trimmed.parse().map_err(|_| wrong("a number"))?),
+        Kind::Boolean => match trimmed.to_ascii_lowercase().as_str() {
+            "true" => toml::Value::Boolean(true),
+            "false" => toml::Value::Boolean(false),
+            _ => return Err(wrong("`true` or `false`")),
+        },
+        Kind::TextList if trimmed.starts_with('[') => format!("v = {trimmed}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut table| table.remove("v"))
+            .filter(|list| {
+                list.as_array()
+                    .is_some_and(|items| items.iter().all(toml::Value::is_str))
+            })
+            .ok_or_else(|| wrong("a list of quoted strings"))?,
+        Kind::TextList => toml::Value::Array(
+            trimmed
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect(),
+        ),
+    })
+}
+
+/// Every path comes from [`ENV_SETTINGS`], where a section is never also a value.
+fn insert_path(table: &mut toml::Table, path: &[&str], value: toml::Value) {
+    match path {
+        [] => {}
+        [field] => {
+            table.insert((*field).to_owned(), value);
+        }
+        [section, rest @ ..] => {
+            let entry = table
+                .entry((*section).to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = entry {
+                insert_path(inner, rest, value);
             }
-        };
+        }
     }
-    current.insert(last.clone(), value);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -386,7 +635,10 @@ mod tests {
     fn defaults_are_memory_everywhere() {
         let config = AuthConfig::from_toml("").unwrap();
         assert_eq!(config.cache, CacheConfig::memory());
-        assert_eq!(config.repository, RepositoryConfig::default());
+        assert_eq!(
+            config.repository, None,
+            "no [repository]: absent, not in-memory"
+        );
         assert_eq!(config.ttls, TtlSettings::default());
     }
 
@@ -420,7 +672,10 @@ mod tests {
         );
         assert_eq!(
             config.repository,
-            RepositoryConfig::mongodb("mongodb://127.0.0.1:27017", "app")
+            Some(RepositoryConfig::mongodb(
+                "mongodb://127.0.0.1:27017",
+                "app"
+            ))
         );
         assert_eq!(config.ttls.user_ttl, Some(60));
         assert_eq!(config.ttls.permissions_ttl, Some(180));
@@ -438,8 +693,9 @@ mod tests {
                 "{field}: {error}"
             );
         }
-        let error = AuthConfig::from_env_vars([("AUTHCACHE_TTLS__ROLES_TTL", "42")]).unwrap_err();
-        assert!(error.to_string().contains("roles_ttl"), "{error}");
+        // In the environment, a name that is no setting is ignored (and logged).
+        let config = AuthConfig::from_env_vars([("AUTHCACHE_TTLS__ROLES_TTL", "42")]).unwrap();
+        assert_eq!(config, AuthConfig::default());
     }
 
     #[test]
@@ -525,7 +781,10 @@ mod tests {
         assert_eq!(config.cache, CacheConfig::redis("redis://127.0.0.1:7000"));
         assert_eq!(
             config.repository,
-            RepositoryConfig::mongodb("mongodb://127.0.0.1:27017", "app")
+            Some(RepositoryConfig::mongodb(
+                "mongodb://127.0.0.1:27017",
+                "app"
+            ))
         );
         assert_eq!(config.ttls.user_ttl, Some(77));
         assert_eq!(config.ttls.jitter, Some(0.05));
@@ -550,9 +809,180 @@ mod tests {
     }
 
     #[test]
-    fn unknown_env_fields_are_rejected_by_name() {
-        let error = AuthConfig::from_env_vars([("AUTHCACHE_TTLS__USER_TLL", "9")]).unwrap_err();
-        assert!(error.to_string().contains("user_tll"), "{error}");
+    fn unknown_env_variables_are_ignored() {
+        // What Kubernetes injects for a Service named `authcache`.
+        let config = AuthConfig::from_env_vars([
+            ("AUTHCACHE_PORT", "tcp://10.0.0.1:80"),
+            ("AUTHCACHE_PORT_80_TCP_ADDR", "10.0.0.1"),
+            ("AUTHCACHE_SERVICE_HOST", "10.0.0.1"),
+            ("AUTHCACHE_SERVICE_PORT", "80"),
+            ("AUTHCACHE_TTLS__USER_TLL", "9"),
+            ("AUTHCACHE_PREFIX", "k8s"),
+        ])
+        .unwrap();
+        assert_eq!(config.prefix.as_deref(), Some("k8s"));
+        assert_eq!(config.ttls, TtlSettings::default());
+    }
+
+    #[test]
+    fn a_misspelt_env_setting_is_recognised_for_the_warning() {
+        assert_eq!(misspelt_setting("ttls__user_tll"), Some("ttls__user_ttl"));
+        assert_eq!(misspelt_setting("prefx"), Some("prefix"));
+        assert_eq!(misspelt_setting("cache__ur"), Some("cache__url"));
+        for injected in ["port", "port_80_tcp_addr", "service_host", "service_port"] {
+            assert_eq!(misspelt_setting(injected), None, "{injected}");
+        }
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn env_text_settings_keep_values_that_look_like_numbers() {
+        let config = AuthConfig::from_env_vars([
+            ("AUTHCACHE_REPOSITORY__BACKEND", "mongodb"),
+            ("AUTHCACHE_REPOSITORY__URI", "mongodb://127.0.0.1:27017"),
+            ("AUTHCACHE_REPOSITORY__DB", "2024"),
+            ("AUTHCACHE_PREFIX", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.repository,
+            Some(RepositoryConfig::mongodb(
+                "mongodb://127.0.0.1:27017",
+                "2024"
+            ))
+        );
+        assert_eq!(config.prefix.as_deref(), Some("true"));
+    }
+
+    #[test]
+    fn env_numbers_and_booleans_must_parse_and_name_the_variable() {
+        for (name, value) in [
+            ("AUTHCACHE_TTLS__USER_TTL", "soon"),
+            ("AUTHCACHE_TTLS__JITTER", "a bit"),
+            ("AUTHCACHE_WATCH", "yes"),
+            ("AUTHCACHE_CACHE__URLS", "[1, 2]"),
+        ] {
+            let error = AuthConfig::from_env_vars([(name, value)]).unwrap_err();
+            assert!(
+                matches!(&error, AuthError::Config(message) if message.contains(name)),
+                "{name}: {error}"
+            );
+        }
+        let config = AuthConfig::from_env_vars([("AUTHCACHE_WATCH", "TRUE")]).unwrap();
+        assert!(config.watch);
+    }
+
+    #[test]
+    fn env_lists_may_be_comma_separated() {
+        let config = AuthConfig::from_env_vars([
+            ("AUTHCACHE_CACHE__BACKEND", "redis-cluster"),
+            ("AUTHCACHE_CACHE__URLS", "redis://a:1, redis://b:2"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.cache,
+            CacheConfig::redis_cluster(["redis://a:1", "redis://b:2"])
+        );
+    }
+
+    #[test]
+    fn two_env_names_for_one_setting_are_an_error() {
+        let error = AuthConfig::from_env_vars([
+            ("AUTHCACHE_TTLS__USER_TTL", "1"),
+            ("AUTHCACHE_TTLS__USERTTL", "2"),
+        ])
+        .unwrap_err();
+        assert!(error.to_string().contains("user_ttl"), "{error}");
+    }
+
+    #[test]
+    fn every_env_name_reaches_its_field() {
+        for setting in ENV_SETTINGS {
+            for name in setting.names {
+                let value = match setting.kind {
+                    Kind::Text if setting.path.ends_with(&["backend"]) => "memory",
+                    Kind::Text => "text",
+                    Kind::Integer => "7",
+                    Kind::Float => "0.25",
+                    Kind::Boolean => "true",
+                    Kind::TextList => "a,b",
+                };
+                // The rest of a valid section around the setting under test.
+                let section: &[(&str, &str)] = match setting.path {
+                    ["cache", "max_bytes"] => &[("cache__backend", "memory")],
+                    ["cache", "url" | "timeout_ms"] => {
+                        &[("cache__backend", "redis"), ("cache__url", "redis://x")]
+                    }
+                    ["cache", "urls"] => &[("cache__backend", "redis-cluster")],
+                    ["repository", "uri" | "db"] => &[
+                        ("repository__backend", "mongodb"),
+                        ("repository__uri", "mongodb://x"),
+                        ("repository__db", "app"),
+                    ],
+                    ["repository", "seed_file"] => &[("repository__backend", "memory")],
+                    _ => &[],
+                };
+                let mut vars = vec![(format!("AUTHCACHE_{name}"), value.to_owned())];
+                vars.extend(
+                    section
+                        .iter()
+                        .filter(|(other, _)| !setting.names.contains(other))
+                        .map(|(other, value)| (format!("AUTHCACHE_{other}"), (*value).to_owned())),
+                );
+                let config = AuthConfig::from_env_vars(vars);
+                assert!(config.is_ok(), "{name}: {config:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_repository_section_is_present_only_when_written() {
+        let config = AuthConfig::from_toml("[repository]\nbackend = \"memory\"\n").unwrap();
+        assert_eq!(config.repository, Some(RepositoryConfig::default()));
+        let config =
+            AuthConfig::from_env_vars([("AUTHCACHE_REPOSITORY__BACKEND", "memory")]).unwrap();
+        assert_eq!(config.repository, Some(RepositoryConfig::default()));
+        assert_eq!(
+            AuthConfig::from_env_vars([("A", "b")]).unwrap().repository,
+            None
+        );
+    }
+
+    #[test]
+    fn a_mongodb_uri_without_scheme_or_host_is_refused_before_connecting() {
+        for uri in [
+            "mongo://",
+            "mongodb://",
+            "127.0.0.1:27017",
+            "mongodb://a,/db",
+            "mongodb://u:p@/db",
+        ] {
+            let error = RepositoryConfig::mongodb(uri, "app")
+                .check_syntax()
+                .unwrap_err();
+            assert!(matches!(error, AuthError::Config(_)), "{uri}: {error}");
+        }
+        for uri in [
+            "mongodb://127.0.0.1:27017",
+            "mongodb://u:p@a:1,b:2/app?replicaSet=rs",
+            "mongodb+srv://cluster.example.com",
+        ] {
+            RepositoryConfig::mongodb(uri, "app")
+                .check_syntax()
+                .unwrap();
+        }
+        RepositoryConfig::default().check_syntax().unwrap();
+    }
+
+    #[test]
+    fn the_cache_timeout_is_read_in_milliseconds() {
+        let config = AuthConfig::from_toml(
+            "[cache]\nbackend = \"redis\"\nurl = \"redis://x\"\ntimeout_ms = 0\n",
+        )
+        .unwrap();
+        assert_eq!(config.cache.timeout(), Some(Duration::ZERO));
+        assert_eq!(CacheConfig::memory().timeout(), None);
     }
 
     #[test]

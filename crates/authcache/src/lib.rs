@@ -103,6 +103,7 @@ pub mod metrics;
 mod principal;
 #[cfg(feature = "redis")]
 mod redis_backend;
+mod refusal;
 mod service;
 mod stats;
 mod sticky;
@@ -121,6 +122,7 @@ pub use builder::{
 pub use config::{AuthConfig, CacheConfig, ENV_PREFIX, RepositoryConfig, TtlSettings};
 pub use error::{AuthError, Result};
 pub use principal::Principal;
+pub use refusal::RefusalStats;
 pub use service::AuthService;
 pub use stats::{
     BreakerState, BreakerStats, Stats, TierStatsSnapshot, ValidationStats, WatcherFault,

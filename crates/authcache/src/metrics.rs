@@ -43,6 +43,7 @@
 //! | `authcache_refreshes_total` (background reloads) | counter | `kind` |
 //! | `authcache_token_validations_total` | counter | `result` = `cached` / `verified` |
 //! | `authcache_authentications_total` | counter | `outcome` = `authenticated` / `rejected_token` / `rejected_user` / `unavailable` |
+//! | `authcache_refusals_total` | counter | `reason` = `expired` / `bad_signature` / `revoked` / `cut_off` / `issuer_cut_off` / `unknown_user` / `disabled` / `unavailable` / … ([`Stats::refusals`]) |
 //! | `authcache_breaker_state` | gauge | — (0 closed, 1 half-open, 2 open) |
 //! | `authcache_watcher_up` | gauge | — (1 following changes, 0 down; absent without a watcher) |
 //! | `authcache_marks_evictable` | gauge | — (1 when Redis may evict revocation marks: alert on it) |
@@ -100,6 +101,9 @@ pub fn record(stats: &Stats) {
     ];
     for (outcome, value) in outcomes {
         counter!("authcache_authentications_total", "outcome" => outcome).absolute(value);
+    }
+    for (reason, value) in stats.refusals.iter() {
+        counter!("authcache_refusals_total", "reason" => reason).absolute(value);
     }
     gauge!("authcache_marks_evictable").set(if stats.marks_evictable { 1.0 } else { 0.0 });
     #[allow(clippy::cast_precision_loss)] // An epoch counts raises: far below 2^53.
@@ -218,6 +222,10 @@ pub fn describe() {
         (
             "authcache_authentications_total",
             "Authentications by outcome.",
+        ),
+        (
+            "authcache_refusals_total",
+            "Authentications refused, by reason (the reason is never told to the client).",
         ),
         (
             "authcache_breaker_opened_total",
@@ -367,6 +375,10 @@ mod tests {
         assert_eq!(outcome("rejected_token"), 1);
         assert_eq!(outcome("rejected_user"), 1);
         assert_eq!(outcome("unavailable"), 0);
+        let refusals = |r: &str| counter(&recorded, "authcache_refusals_total", &[("reason", r)]);
+        assert_eq!(refusals("bad_signature"), 1);
+        assert_eq!(refusals("disabled"), 1);
+        assert_eq!(refusals("revoked"), 0);
 
         let validations = |r: &str| {
             counter(
@@ -388,6 +400,19 @@ mod tests {
         assert_eq!(counter(&recorded, "authcache_l2_errors_total", &users), 0);
         let breaker = value(&recorded, MetricKind::Gauge, "authcache_breaker_state", &[]);
         assert_eq!(breaker, &DebugValue::Gauge(0.0.into()));
+    }
+
+    #[tokio::test]
+    async fn refusals_are_exported_by_reason() {
+        let auth = service().await;
+        let ada = bearer(&TokenIssuer::test_hs256(), "ada");
+        auth.logout(&ada).await.unwrap();
+        auth.authenticate(&ada).await.unwrap_err();
+        let recorded = recorded(|| auth.record_metrics());
+        let revoked = [("reason", "revoked")];
+        assert_eq!(counter(&recorded, "authcache_refusals_total", &revoked), 1);
+        let cut_off = [("reason", "cut_off")];
+        assert_eq!(counter(&recorded, "authcache_refusals_total", &cut_off), 0);
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::builder::AuthServiceBuilder;
 use crate::cache_id::cache_id;
+use crate::refusal::{Refusal, RefusalStats, Seen};
 use crate::stats::{Counters, Stats, ValidationStats};
 use crate::tokens::{Lookup, Marks, RETRY_INTERVAL, Validated, Validations};
 use crate::warm::{Stamp, Warm};
@@ -277,6 +278,13 @@ impl<U: UserRecord> AuthService<U> {
     /// `unavailable`), `tier` (what answered the user record: `warm`, `l1`, `l2`,
     /// `repository`, `stale`) and `token` (`verified` now or `remembered`). Never the token,
     /// a claim payload or a key.
+    ///
+    /// Each refusal is also one `debug` event in that span (target `authcache::refusal`)
+    /// with its `reason` (`expired`, `bad_signature`, `revoked`, `cut_off`,
+    /// `issuer_cut_off`, `unknown_user`, `disabled`, `unavailable`, …), the `user` once the
+    /// token verified, and `token`: the first 8 hex characters of its
+    /// [fingerprint](authcache_jwt::fingerprint). It is counted by reason in
+    /// [`Stats::refusals`].
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal<U>> {
         let span = tracing::debug_span!(
             "authenticate",
@@ -285,10 +293,12 @@ impl<U: UserRecord> AuthService<U> {
             tier = tracing::field::Empty,
             token = tracing::field::Empty,
         );
-        let result = with_l2_budget(self.inner.authenticate(bearer))
+        let mut seen = Seen::default();
+        let result = with_l2_budget(self.inner.authenticate(bearer, &mut seen))
             .instrument(span.clone())
             .await;
-        span.record("outcome", self.inner.count(&result));
+        let outcome = span.in_scope(|| self.inner.count(&result, &seen, bearer));
+        span.record("outcome", outcome);
         result
     }
 
@@ -451,7 +461,7 @@ enum Trust {
 }
 
 impl<U: UserRecord> Inner<U> {
-    async fn authenticate(&self, bearer: &str) -> Result<Principal<U>> {
+    async fn authenticate(&self, bearer: &str, seen: &mut Seen) -> Result<Principal<U>> {
         // Before anything else: an oversized token is never looked up or hashed.
         self.verifier.check_size(bearer)?;
         let span = tracing::Span::current();
@@ -470,9 +480,10 @@ impl<U: UserRecord> Inner<U> {
         let fingerprint = authcache_jwt::fingerprint(bearer);
         let token = self.verified(bearer, &fingerprint).await?;
         span.record("user", token.claims.sub.as_str());
+        seen.claims = Some(Arc::clone(&token.claims));
         // Read before any lookup: a change during them makes this answer a warm miss.
         let stamp = Stamp::now(&self.tiers, &token.claims.sub, token.key_set);
-        let definitive = self.ensure_not_revoked(&token).await?;
+        let definitive = self.ensure_not_revoked(&token, seen).await?;
         let (user, user_until) = self.fetch_user(&token.claims.sub, Trust::Token).await?;
         if user.disabled() {
             return Err(AuthError::Disabled);
@@ -547,9 +558,9 @@ impl<U: UserRecord> Inner<U> {
     }
 
     /// Refuses a logged-out token, or one issued up to its user's logout-all cutoff, or
-    /// before its issuer's cutoff. `Ok(false)`: let through although the shared cache
-    /// could not answer (fail-open).
-    async fn ensure_not_revoked(&self, token: &Validated) -> Result<bool> {
+    /// before its issuer's cutoff (which of them is told in `seen`). `Ok(false)`: let
+    /// through although the shared cache could not answer (fail-open).
+    async fn ensure_not_revoked(&self, token: &Validated, seen: &mut Seen) -> Result<bool> {
         let claims = &token.claims;
         let issuer = cache_id(claims.iss.as_deref().unwrap_or_default());
         let revoked = self.tiers.revocations.lookup(&token.revocation_id).await;
@@ -558,10 +569,16 @@ impl<U: UserRecord> Inner<U> {
         // No `iat`: issued at the beginning of time, so before every cutoff.
         let issued = claims.iat.unwrap_or(0);
         let lookups = [revoked, cutoff, issuer_cutoff];
-        let refused = matches!(revoked, Lookup::Mark(_))
-            || matches!(cutoff, Lookup::Mark(up_to) if issued <= up_to)
-            || matches!(issuer_cutoff, Lookup::Mark(before) if issued < before);
-        if refused {
+        seen.revocation = if matches!(revoked, Lookup::Mark(_)) {
+            Some(Refusal::Revoked)
+        } else if matches!(cutoff, Lookup::Mark(up_to) if issued <= up_to) {
+            Some(Refusal::CutOff)
+        } else if matches!(issuer_cutoff, Lookup::Mark(before) if issued < before) {
+            Some(Refusal::IssuerCutOff)
+        } else {
+            None
+        };
+        if seen.revocation.is_some() {
             return Err(AuthError::Revoked);
         }
         if lookups.contains(&Lookup::Unknown) {
@@ -740,9 +757,15 @@ impl<U: UserRecord> Inner<U> {
         None
     }
 
-    /// Counts the outcome; returns its name for the span.
-    fn count(&self, result: &Result<Principal<U>>) -> &'static str {
+    /// Counts the outcome, and a refusal by reason, telling the operator why (see
+    /// [`crate::refusal`]); returns the outcome's name for the span.
+    fn count(&self, result: &Result<Principal<U>>, seen: &Seen, bearer: &str) -> &'static str {
         let c = &self.counters;
+        if let Err(error) = result {
+            let reason = seen.reason(error);
+            Counters::bump(&c.refusals[reason.index()]);
+            seen.report(reason, bearer);
+        }
         let (counter, outcome) = match result {
             Ok(_) => (&c.authenticated, "authenticated"),
             Err(AuthError::Token(_) | AuthError::Revoked) => (&c.rejected_tokens, "rejected_token"),
@@ -773,6 +796,7 @@ impl<U: UserRecord> Inner<U> {
             rejected_tokens: Counters::read(&c.rejected_tokens),
             rejected_users: Counters::read(&c.rejected_users),
             unavailable: Counters::read(&c.unavailable),
+            refusals: RefusalStats::from_counts(c.refusals.each_ref().map(Counters::read)),
             unchecked: Counters::read(&c.unchecked),
             pending_revocations: self.tiers.marks().iter().map(|marks| marks.pending()).sum(),
             held_marks: self.tiers.marks().iter().map(|marks| marks.held()).sum(),

@@ -658,7 +658,10 @@ async fn building_with_mongodb_without_the_feature_names_it() {
 
 #[tokio::test]
 async fn builds_from_a_toml_configuration() {
-    let config = crate::AuthConfig::from_toml("prefix = \"unit\"\n[ttls]\nuserTTL = 5\n").unwrap();
+    let config = crate::AuthConfig::from_toml(
+        "prefix = \"unit\"\n[repository]\nbackend = \"memory\"\n[ttls]\nuserTTL = 5\n",
+    )
+    .unwrap();
     let auth = AuthService::builder()
         .verifier(JwtVerifier::hs256(SECRET))
         .config(config)
@@ -1238,4 +1241,119 @@ async fn a_confirmed_role_change_is_seen_next_however_late_an_older_fill_lands()
         ["role-1:v5"],
         "asked again at once"
     );
+}
+
+/// A token of `sub` signed with the test secret: issued at `iat`, expiring at `exp`, from
+/// `iss`.
+fn signed_token(sub: &str, iat: u64, exp: u64, iss: Option<&str>) -> String {
+    let mut claims = authcache_jwt::Claims::new(sub, exp);
+    claims.iat = Some(iat);
+    claims.iss = iss.map(str::to_owned);
+    format!("Bearer {}", issuer().sign(&claims).unwrap())
+}
+
+/// Authenticates `bearer` under a fresh `Capture` and checks the refusal was told to the
+/// operator: exactly one event with `reason`, the `user` when the token verified, an
+/// 8-hex-character fingerprint of the token, and none of the token's text.
+async fn assert_refusal_told(auth: &AuthService, bearer: &str, reason: &str, user: Option<&str>) {
+    let capture = Arc::new(Capture::default());
+    let dispatch = tracing::Dispatch::from(Arc::clone(&capture));
+    let refused = {
+        let _guard = tracing::dispatcher::set_default(&dispatch);
+        auth.authenticate(bearer).await
+    };
+    assert!(refused.is_err(), "{reason}: not refused");
+    let logged = capture.text.lock().unwrap().clone();
+    assert_eq!(logged.matches("reason=").count(), 1, "{reason}:\n{logged}");
+    let user = user.map_or(String::new(), |user| format!("user={user:?}\n"));
+    let fingerprint = &authcache_jwt::fingerprint(bearer)[..8];
+    let told = format!("reason={reason:?}\n{user}token={fingerprint:?}\n");
+    assert!(logged.contains(&told), "{reason}: no {told:?} in\n{logged}");
+    assert!(fingerprint.chars().all(|c| c.is_ascii_hexdigit()));
+    // At `debug`: nothing above it but the repository's own failure (logged at `warn`).
+    let warnings = capture.warnings.load(Ordering::SeqCst);
+    assert_eq!(
+        warnings,
+        usize::from(reason == "unavailable"),
+        "{reason}:\n{logged}"
+    );
+    for part in bearer.trim_start_matches("Bearer ").split('.') {
+        assert!(!logged.contains(part), "{reason}: logs show {part:?}");
+    }
+}
+
+/// Issue 20: every refusal of `authenticate` is one `debug` event naming its reason (the
+/// client only ever gets the status), and is counted by reason in `Stats::refusals`.
+#[tokio::test(flavor = "current_thread")]
+async fn every_refusal_is_told_to_the_operator_with_its_reason() {
+    let auth = service(repository()).await;
+    let now = authcache_jwt::unix_now();
+    let forged = format!(
+        "Bearer {}",
+        TokenIssuer::hs256(b"not-the-secret-not-the-secret-00")
+            .issue("ada", Duration::from_secs(600))
+            .unwrap()
+    );
+    assert_refusal_told(&auth, &forged, "bad_signature", None).await;
+    let expired = signed_token("ada", now - 4000, now - 3600, None);
+    assert_refusal_told(&auth, &expired, "expired", None).await;
+    assert_refusal_told(&auth, &bearer("nobody"), "unknown_user", Some("nobody")).await;
+    assert_refusal_told(&auth, &bearer("eve"), "disabled", Some("eve")).await;
+
+    let ada = bearer("ada");
+    auth.logout(&ada).await.unwrap();
+    assert_refusal_told(&auth, &ada, "revoked", Some("ada")).await;
+
+    let bob = signed_token("bob", now - 10, now + 600, None);
+    auth.logout_all("bob").await.unwrap();
+    assert_refusal_told(&auth, &bob, "cut_off", Some("bob")).await;
+
+    let old = signed_token("ada", now - 10, now + 600, Some("idp"));
+    auth.revoke_issued_before("idp", std::time::SystemTime::now())
+        .await
+        .unwrap();
+    assert_refusal_told(&auth, &old, "issuer_cut_off", Some("ada")).await;
+
+    let refusals = auth.stats().refusals;
+    for reason in [
+        "bad_signature",
+        "expired",
+        "unknown_user",
+        "disabled",
+        "revoked",
+        "cut_off",
+        "issuer_cut_off",
+    ] {
+        assert_eq!(refusals.get(reason), 1, "{reason}");
+    }
+    assert_eq!(refusals.total(), 7);
+    let stats = auth.stats();
+    let refused = stats.rejected_tokens + stats.rejected_users + stats.unavailable;
+    assert_eq!(refusals.total(), refused);
+}
+
+/// A token from another issuer is refused as `wrong_issuer`, before anything is known of
+/// its user.
+#[tokio::test(flavor = "current_thread")]
+async fn a_token_of_another_issuer_is_told_as_wrong_issuer() {
+    let auth = AuthService::builder()
+        .verifier(JwtVerifier::hs256(SECRET).issuer("x"))
+        .repository(repository())
+        .build()
+        .await
+        .unwrap();
+    let now = authcache_jwt::unix_now();
+    let token = signed_token("ada", now, now + 600, Some("y"));
+    assert_refusal_told(&auth, &token, "wrong_issuer", None).await;
+    assert_eq!(auth.stats().refusals.get("wrong_issuer"), 1);
+}
+
+/// The repository down: `unavailable`, with the user, whose token verified.
+#[tokio::test(flavor = "current_thread")]
+async fn an_unavailable_repository_is_told_as_unavailable() {
+    let repository = Counting::new(repository());
+    let auth = service(repository.clone()).await;
+    repository.down.store(true, Ordering::SeqCst);
+    assert_refusal_told(&auth, &bearer("ada"), "unavailable", Some("ada")).await;
+    assert_eq!(auth.stats().refusals.get("unavailable"), 1);
 }

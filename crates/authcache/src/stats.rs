@@ -37,6 +37,10 @@ pub struct Stats {
     pub rejected_users: u64,
     /// Authentications that failed because the repository was unavailable (503).
     pub unavailable: u64,
+    /// Every refusal counted above (`rejected_tokens`, `rejected_users`, `unavailable`),
+    /// by reason: `expired`, `bad_signature`, `revoked`, `cut_off`, `unknown_user`, …
+    /// (`stats.refusals.get("revoked")`). Each is also a `debug` event for the operator.
+    pub refusals: crate::refusal::RefusalStats,
     /// Revocation checks the shared cache could not answer (served under
     /// `RevocationCheck::FailOpen`, refused with 503 under `FailClosed`).
     pub unchecked: u64,
@@ -228,6 +232,7 @@ pub(crate) struct Counters {
     pub(crate) rejected_tokens: AtomicU64,
     pub(crate) rejected_users: AtomicU64,
     pub(crate) unavailable: AtomicU64,
+    pub(crate) refusals: crate::refusal::RefusalCounters,
     pub(crate) validation_hits: AtomicU64,
     pub(crate) verified: AtomicU64,
     pub(crate) unchecked: AtomicU64,

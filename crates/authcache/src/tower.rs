@@ -16,6 +16,12 @@
 //! | missing role or permission | 403 | `Bearer error="insufficient_scope"` |
 //! | the repository could not answer | 503 | — (logged at `warn`) |
 //!
+//! The operator gets the reason: every refusal of a token is a `debug` event of
+//! [`AuthService::authenticate`] (target `authcache::refusal`, field `reason`), and a
+//! missing role or permission one with `reason` = `missing_role` / `missing_permission`,
+//! the `user`, what was `required` and a short fingerprint of the token (`token`, 8 hex
+//! characters) — never the token itself.
+//!
 //! The body of a refusal is empty (`ResBody::default()`), so the layers fit any service over
 //! [`http::Request`] whose response body has a default — axum routers included:
 //!

@@ -186,6 +186,9 @@ pub(crate) fn load_jwk(jwk: &Jwk) -> Result<(VerifyingKey, Algorithm)> {
         )));
     }
     match key.kind() {
+        DecodingKeyKind::SecretOrDer(bytes) if alg.family() == AlgorithmFamily::Hmac => {
+            check_hmac_secret(bytes)?;
+        }
         DecodingKeyKind::SecretOrDer(bytes) if bytes.is_empty() => {
             return Err(TokenError::invalid_key("empty key material"));
         }
@@ -205,6 +208,23 @@ pub(crate) fn load_jwk(jwk: &Jwk) -> Result<(VerifyingKey, Algorithm)> {
         },
         alg,
     ))
+}
+
+/// 32 bytes: RFC 7518 §3.2 requires an HMAC key at least as long as the hash output — 256
+/// bits for HS256 — and a shorter shared secret can be brute-forced from one token.
+/// Applied to every HMAC algorithm.
+pub(crate) const MIN_HMAC_SECRET_BYTES: usize = 32;
+
+/// Refuses an HMAC secret shorter than [`MIN_HMAC_SECRET_BYTES`], saying how long it is.
+pub(crate) fn check_hmac_secret(secret: &[u8]) -> Result<()> {
+    if secret.len() < MIN_HMAC_SECRET_BYTES {
+        return Err(TokenError::invalid_key(format!(
+            "HMAC secret is {} bytes; at least {MIN_HMAC_SECRET_BYTES} are required \
+             (RFC 7518 §3.2)",
+            secret.len()
+        )));
+    }
+    Ok(())
 }
 
 /// 2048: RFC 7518 §3.3 requires it for RS*/PS*; shorter moduli can be factored, and whoever
@@ -271,6 +291,22 @@ mod tests {
         assert_eq!(bit_length(&[0, 1]), 1);
         assert_eq!(bit_length(&[0, 0x80, 0]), 16);
         assert_eq!(bit_length(&[0xff; 256]), 2048);
+    }
+
+    #[test]
+    fn oct_jwks_under_32_bytes_are_refused() {
+        ensure_crypto_provider();
+        for (bytes, ok) in [(0, false), (31, false), (32, true)] {
+            let jwk: Jwk = serde_json::from_value(json!({
+                "kty": "oct", "alg": "HS256", "k": URL_SAFE_NO_PAD.encode(vec![7_u8; bytes]),
+            }))
+            .unwrap();
+            let result = load_jwk(&jwk);
+            assert_eq!(result.is_ok(), ok, "{bytes} bytes: {:?}", result.err());
+            if !ok {
+                assert!(result.err().unwrap().to_string().contains("at least 32"));
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::ecdsa::check_low_s;
 use crate::error::{Malformed, Result, TokenError};
 #[cfg(feature = "jwks")]
 use crate::jwks::RemoteKeys;
-use crate::keys::{KeySet, VerifyingKey, load_jwk, probe};
+use crate::keys::{KeySet, VerifyingKey, check_hmac_secret, load_jwk, probe};
 use crate::token::{
     DEFAULT_MAX_TOKEN_SIZE, Segments, check_subject, decode_segment, split, within_size,
 };
@@ -94,32 +94,39 @@ enum KeyRing {
     Single(VerifyingKey),
     /// A JWK set: the token's `kid` selects the key.
     Set(KeySet),
-    /// Built from an unusable secret by an infallible constructor: every token is refused.
-    Unusable(&'static str),
+    /// Built from an unusable secret by an infallible constructor: every token is refused,
+    /// and [`JwtVerifier::check`] reports why.
+    Unusable(String),
     /// A JWK set fetched from a URL and refreshed; clones of the verifier share it.
     #[cfg(feature = "jwks")]
     Remote(std::sync::Arc<RemoteKeys>),
 }
 
 impl JwtVerifier {
-    /// An HS256 verifier with a shared secret (use at least 32 random bytes).
+    /// An HS256 verifier with a shared secret of at least 32 random bytes
+    /// (RFC 7518 §3.2).
     ///
-    /// Infallible so it can be written inline in a builder; an empty secret yields a verifier
-    /// that refuses every token with [`TokenError::InvalidKey`].
+    /// Infallible so it can be written inline in a builder; a shorter secret yields a verifier
+    /// that refuses every token with [`TokenError::InvalidKey`], and whose
+    /// [`check`](Self::check) says so — `AuthServiceBuilder::build` calls it, so such a
+    /// verifier fails at start-up rather than on every request.
     pub fn hs256(secret: impl AsRef<[u8]>) -> Self {
-        Self::from_secret(Algorithm::HS256, secret).unwrap_or_else(|_| {
-            Self::new(
-                KeyRing::Unusable("empty HMAC secret"),
-                vec![Algorithm::HS256],
-            )
+        Self::from_secret(Algorithm::HS256, secret).unwrap_or_else(|error| {
+            let reason = match error {
+                TokenError::InvalidKey(reason) => reason,
+                other => other.to_string(),
+            };
+            Self::new(KeyRing::Unusable(reason), vec![Algorithm::HS256])
         })
     }
 
-    /// An HMAC verifier (HS256, HS384 or HS512) with a shared secret.
+    /// An HMAC verifier (HS256, HS384 or HS512) with a shared secret of at least 32 bytes
+    /// (RFC 7518 §3.2).
     ///
     /// # Errors
     ///
-    /// [`TokenError::InvalidKey`] when `alg` is not HMAC or the secret is empty.
+    /// [`TokenError::InvalidKey`] when `alg` is not HMAC or the secret is shorter than 32 bytes
+    /// (the message says how long it is and the minimum).
     pub fn from_secret(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<Self> {
         ensure_crypto_provider();
         if alg.family() != AlgorithmFamily::Hmac {
@@ -127,10 +134,23 @@ impl JwtVerifier {
                 "{alg:?} is not an HMAC algorithm"
             )));
         }
-        if secret.as_ref().is_empty() {
-            return Err(TokenError::invalid_key("empty HMAC secret"));
-        }
+        check_hmac_secret(secret.as_ref())?;
         Ok(Self::single(DecodingKey::from_secret(secret.as_ref()), alg))
+    }
+
+    /// Whether this verifier can verify anything at all: `Err` for one built by an
+    /// infallible constructor ([`JwtVerifier::hs256`]) from an unusable key, such as an HMAC
+    /// secret shorter than 32 bytes. Every other constructor refuses such
+    /// keys itself.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidKey`] saying what is wrong with the key.
+    pub fn check(&self) -> Result<()> {
+        match &self.keys {
+            KeyRing::Unusable(reason) => Err(TokenError::invalid_key(reason)),
+            _ => Ok(()),
+        }
     }
 
     /// A verifier with a PEM public key (PKCS#1 or SPKI for RSA; SPKI for EC and Ed25519).
@@ -593,4 +613,39 @@ pub(crate) fn check_supported(alg: Algorithm) -> Result<()> {
 pub(crate) fn ensure_crypto_provider() {
     // `Err` means a provider is already installed, which is what we want.
     let _ = CryptoProvider::install_default(&rust_crypto::DEFAULT_PROVIDER);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG_ENOUGH: &[u8] = b"unit-test-secret-of-at-least-32-bytes";
+
+    #[test]
+    fn hmac_secrets_under_32_bytes_are_refused_with_the_minimum() {
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            for secret in [&b""[..], b"x", &[7; 31]] {
+                let error = JwtVerifier::from_secret(alg, secret).unwrap_err();
+                assert!(error.is_configuration(), "{alg:?}: {error}");
+                let message = error.to_string();
+                assert!(
+                    message.contains(&format!("{} bytes", secret.len()))
+                        && message.contains("at least 32"),
+                    "{message}"
+                );
+            }
+            JwtVerifier::from_secret(alg, [7; 32]).unwrap();
+        }
+    }
+
+    #[test]
+    fn check_reports_a_short_secret_given_to_the_infallible_constructor() {
+        JwtVerifier::hs256(LONG_ENOUGH).check().unwrap();
+        for secret in [&b""[..], b"too-short-secret"] {
+            let verifier = JwtVerifier::hs256(secret);
+            let error = verifier.check().unwrap_err();
+            assert!(error.is_configuration(), "{error}");
+            assert!(error.to_string().contains("at least 32"), "{error}");
+        }
+    }
 }

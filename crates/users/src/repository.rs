@@ -38,7 +38,10 @@ pub trait UserRepository<U: UserRecord = User>: Send + Sync {
     /// unavailable or timing out.
     async fn permissions_for_roles(&self, roles: &[String]) -> Result<Vec<String>>;
 
-    /// Inserts the user, or replaces the stored user with the same id.
+    /// Inserts the user, or overwrites every field of the record type on the stored user
+    /// with the same id. A backend that stores more than the record type holds keeps the
+    /// rest: MongoDB `$set`s the record's fields and leaves others (`last_login`, …) as
+    /// they are.
     ///
     /// # Errors
     /// [`RepositoryError::Duplicate`](crate::RepositoryError::Duplicate) when another user

@@ -29,8 +29,8 @@ pub trait UserRecord: Send + Sync + Clone + Serialize + DeserializeOwned + 'stat
 /// The default user document.
 ///
 /// Stored in MongoDB as `{_id, email, name, roles, disabled, updated_at}` and in the cache
-/// with bincode. JSON seed files may spell the id `"_id"` or `"id"`; `roles`, `disabled` and
-/// `updated_at` may be omitted there.
+/// with bincode. JSON seed files may spell the id `"_id"` or `"id"`; `name`, `roles`, `disabled`
+/// and `updated_at` may be omitted there and in stored documents.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     /// The user id (MongoDB `_id`).
@@ -38,7 +38,8 @@ pub struct User {
     pub id: String,
     /// The email address; unique across users.
     pub email: String,
-    /// The display name.
+    /// The display name; empty when the stored document has none.
+    #[serde(default)]
     pub name: String,
     /// The names of the roles granted to the user.
     #[serde(default)]

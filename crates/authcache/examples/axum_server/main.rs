@@ -4,6 +4,7 @@
 //! cargo run -p authcache --example axum_server --features axum,metrics
 //! cargo run -p authcache --example axum_server --features axum,metrics,redis,mongodb -- \
 //!     --redis redis://127.0.0.1:6379 --mongo mongodb://127.0.0.1:27017
+//! RUST_LOG=authcache::refusal=debug cargo run -p authcache --example axum_server --features axum,metrics
 //! ```
 //!
 //! Memory cache and memory users by default; `--redis` shares the cache and the
@@ -62,8 +63,18 @@ fn demo_users() -> [User; 2] {
     ]
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (errors only when unset):
+/// `RUST_LOG=authcache::refusal=debug` shows why each request was refused.
+fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    init_logs();
     let args = Args::parse();
     let repository = repository(&args).await?;
     let cache = match &args.redis {

@@ -10,8 +10,9 @@ use ::tower::{Layer, Service};
 use authcache_users::{User, UserRecord};
 use http::{Request, Response};
 
-use super::{AuthRejection, BoxFuture};
+use super::{AuthRejection, BoxFuture, bearer_token};
 use crate::Principal;
+use crate::refusal::{MISSING_PERMISSION, MISSING_ROLE, report_missing};
 
 /// What a [`RequireService`] checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,15 @@ impl Requirement {
             Self::Role(role) => principal.has_role(role),
             Self::Permission(permission) => principal.has_permission(permission),
         }
+    }
+
+    /// Tells the operator (never the client) what the principal lacked.
+    fn report_unmet<U: UserRecord>(&self, principal: &Principal<U>, bearer: Option<&str>) {
+        let (reason, required) = match self {
+            Self::Role(role) => (MISSING_ROLE, role),
+            Self::Permission(permission) => (MISSING_PERMISSION, permission),
+        };
+        report_missing(reason, principal.id(), required, bearer);
     }
 }
 
@@ -165,7 +175,11 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let refusal = match request.extensions().get::<Principal<U>>() {
             Some(principal) if self.requirement.is_met_by(principal) => None,
-            Some(_) => Some(AuthRejection::Forbidden),
+            Some(principal) => {
+                let bearer = bearer_token(request.headers()).ok().flatten();
+                self.requirement.report_unmet(principal, bearer);
+                Some(AuthRejection::Forbidden)
+            }
             None => Some(AuthRejection::MissingPrincipal),
         };
         match refusal {

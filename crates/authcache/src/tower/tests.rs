@@ -275,6 +275,73 @@ async fn a_require_layer_without_a_principal_refuses_with_500() {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
+/// What a `tracing_subscriber::fmt` subscriber wrote, at `debug`, without colours.
+#[derive(Clone, Default)]
+struct Logged(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logged {
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// A missing role or permission is one `debug` event for the operator, with the reason,
+/// the user, what was required and a short fingerprint of the token — never the token.
+#[tokio::test(flavor = "current_thread")]
+async fn a_missing_role_or_permission_is_told_to_the_operator() {
+    let calls = Inner::default();
+    let auth = service().await;
+    let admins = AuthLayer::new(auth.clone()).layer(RequireRole::new("admin").layer(echo(&calls)));
+    let writers =
+        AuthLayer::new(auth).layer(RequirePermission::new("users:write").layer(echo(&calls)));
+    let bob = bearer("bob");
+    let fingerprint = &authcache_jwt::fingerprint(&bob)[..8];
+    for (service, reason, required) in [
+        (admins.clone(), "missing_role", "admin"),
+        (writers.clone(), "missing_permission", "users:write"),
+    ] {
+        let logged = Logged::default();
+        let _guard = tracing::subscriber::set_default(logged.subscriber());
+        assert_eq!(call(service, &[&bob]).await.status, StatusCode::FORBIDDEN);
+        let text = logged.text();
+        let refusals: Vec<&str> = text.lines().filter(|l| l.contains("reason=")).collect();
+        assert_eq!(refusals.len(), 1, "{text}");
+        let line = refusals[0];
+        assert!(line.contains("DEBUG"), "{line}");
+        for field in [
+            format!("reason={reason:?}"),
+            r#"user="bob""#.to_owned(),
+            format!("token={fingerprint:?}"),
+            format!("required={required:?}"),
+        ] {
+            assert!(line.contains(&field), "no {field} in {line}");
+        }
+        for part in bob.trim_start_matches("Bearer ").split('.') {
+            assert!(!text.contains(part), "logs show {part:?}");
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
 #[cfg(feature = "axum")]
 mod with_axum {
     use ::axum::body::{Body, to_bytes};

@@ -1,0 +1,559 @@
+//! [`MongoUserRepository`]: users and roles in MongoDB, on the official driver.
+//!
+//! Documents are read as raw BSON and decoded one by one, so a document that does not fit
+//! the record type is reported as [`RepositoryError::Corrupt`] naming its `_id`, and never
+//! fails a batch anonymously or panics.
+//!
+//! Adopters' databases are read as they are: `_id`s may be ObjectIds or strings, collections
+//! and fields may have other names, and writes `$set` only the fields the record type owns
+//! (see [`schema`] for the rules, [`MongoOptions`] for the settings).
+//!
+//! # Change feed
+//! The repository is a [`ChangeFeed`](crate::ChangeFeed) on a change stream of its database,
+//! filtered to the users and roles collections (inserts, updates, replaces and deletes by
+//! document key; drops, renames and a dropped database as
+//! [`Change::Everything`](crate::Change::Everything)). It needs a replica set (a single-node
+//! one will do). A resume point holds the server's resume token *and* the server process it
+//! came from (`hello`'s `topologyVersion.processId`): MongoDB refuses a token whose history
+//! was pruned (`ChangeStreamHistoryLost`), but a server that restarted without its oplog —
+//! SecantusDB in memory, say — may accept an old token and silently skip everything up to
+//! its position. So a point from another process is
+//! [`FeedError::HistoryLost`](crate::FeedError::HistoryLost), and a live stream re-checks the
+//! process every second: the driver resumes a broken stream on its own, possibly on a
+//! restarted server. This is conservative: a failover or a restart of a server that kept
+//! its oplog also counts as a lost history, which costs a full invalidation, never a missed
+//! change. Documents are named by string `_id`; ObjectId `_id`s (as hex) only with
+//! [`IdKind::ObjectId`] for now.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use authcache_core::key::validate_id;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Bson, RawBsonRef, RawDocument, RawDocumentBuf, doc};
+use mongodb::error::{Error as DriverError, ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Cursor, IndexModel};
+
+mod feed;
+pub mod schema;
+
+pub use feed::{FEED_AWAIT, SERVER_CHECK_INTERVAL};
+pub use schema::{IdKind, MongoSchema, ROLES_COLLECTION, USERS_COLLECTION};
+use schema::{canonical_id, object_id_hex_after};
+
+use crate::error::{RepositoryError, Result};
+use crate::repository::{UserRepository, dedup_in_order, validate_ids};
+use crate::user::{User, UserRecord};
+
+/// MongoDB's duplicate-key error code.
+const DUPLICATE_KEY: i32 = 11000;
+/// `MaxTimeMSExpired`: the server gave up on the operation.
+const MAX_TIME_EXPIRED: i32 = 50;
+/// An index on the same keys exists under another name or with other options.
+const INDEX_CONFLICTS: [i32; 2] = [85, 86];
+
+/// Settings of a [`MongoUserRepository`]: timeouts, the [`MongoSchema`], the [`IdKind`] and
+/// whether to create the unique `email` index.
+///
+/// Values given in the connection string (`connectTimeoutMS`, `serverSelectionTimeoutMS`)
+/// take precedence over the connect and server-selection timeouts set here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MongoOptions {
+    connect_timeout: Duration,
+    server_selection_timeout: Duration,
+    operation_timeout: Duration,
+    schema: MongoSchema,
+    id_kind: IdKind,
+    create_indexes: bool,
+}
+
+impl MongoOptions {
+    /// 2 s (driver default 10 s): a dead server should be a prompt error, not a stall.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    /// 2 s (driver default 30 s): when no server can be selected, requests fail fast with
+    /// [`RepositoryError::Unavailable`] and are served from the cache where possible.
+    pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
+    /// 5 s: the driver has no socket timeout, so this bounds every call against a server
+    /// that accepted the request and then hung.
+    pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Sets the TCP connect timeout.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how long to wait for a suitable server before failing.
+    #[must_use]
+    pub fn server_selection_timeout(mut self, timeout: Duration) -> Self {
+        self.server_selection_timeout = timeout;
+        self
+    }
+
+    /// Sets the bound on every repository call, retries included.
+    #[must_use]
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Sets the collection and field names (default: [`MongoSchema::default`]).
+    #[must_use]
+    pub fn schema(mut self, schema: MongoSchema) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    /// Sets how ids are stored in `_id` (default: [`IdKind::Auto`]).
+    #[must_use]
+    pub fn id_kind(mut self, id_kind: IdKind) -> Self {
+        self.id_kind = id_kind;
+        self
+    }
+
+    /// Whether to create the unique index on the email field at start (default `true`).
+    /// An existing index on the same key is never changed, whatever its options.
+    #[must_use]
+    pub fn create_indexes(mut self, create: bool) -> Self {
+        self.create_indexes = create;
+        self
+    }
+}
+
+impl Default for MongoOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            server_selection_timeout: Self::DEFAULT_SERVER_SELECTION_TIMEOUT,
+            operation_timeout: Self::DEFAULT_OPERATION_TIMEOUT,
+            schema: MongoSchema::default(),
+            id_kind: IdKind::default(),
+            create_indexes: true,
+        }
+    }
+}
+
+/// Users in the `users` collection (a unique index on `email`, created at start unless
+/// opted out), roles in `roles` as `{_id: role, permissions: [...]}`; both names and the
+/// fields are configurable with a [`MongoSchema`].
+///
+/// The record type must store its id as `_id` (`#[serde(rename = "_id")]`, as [`User`]
+/// does). Cheap to clone: clones share the driver's connection pool.
+#[derive(Debug)]
+pub struct MongoUserRepository<U: UserRecord = User> {
+    users: Collection<RawDocumentBuf>,
+    roles: Collection<RawDocumentBuf>,
+    operation_timeout: Duration,
+    schema: Arc<MongoSchema>,
+    id_kind: IdKind,
+    record: PhantomData<fn() -> U>,
+}
+
+impl<U: UserRecord> Clone for MongoUserRepository<U> {
+    fn clone(&self) -> Self {
+        Self {
+            users: self.users.clone(),
+            roles: self.roles.clone(),
+            operation_timeout: self.operation_timeout,
+            schema: Arc::clone(&self.schema),
+            id_kind: self.id_kind,
+            record: PhantomData,
+        }
+    }
+}
+
+impl<U: UserRecord> MongoUserRepository<U> {
+    /// Connects to `uri`, uses database `database`, and ensures the unique `email` index,
+    /// with the default [`MongoOptions`].
+    ///
+    /// # Errors
+    /// [`RepositoryError::Unavailable`] when no server answers within the timeouts;
+    /// [`RepositoryError::Backend`] for a malformed URI or a refused index.
+    pub async fn connect(uri: &str, database: &str) -> Result<Self> {
+        Self::connect_with(uri, database, MongoOptions::default()).await
+    }
+
+    /// As [`connect`](Self::connect), with explicit [`MongoOptions`] (timeouts, schema, id
+    /// kind, index creation).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); [`RepositoryError::Backend`] for an unusable schema.
+    pub async fn connect_with(uri: &str, database: &str, options: MongoOptions) -> Result<Self> {
+        let mut client_options = ClientOptions::parse(uri).await.map_err(map_error)?;
+        client_options
+            .connect_timeout
+            .get_or_insert(options.connect_timeout);
+        client_options
+            .server_selection_timeout
+            .get_or_insert(options.server_selection_timeout);
+        let client = Client::with_options(client_options).map_err(map_error)?;
+        Self::from_client(&client, database, options).await
+    }
+
+    /// A repository on an existing client (sharing its pool); the connect and
+    /// server-selection timeouts of `options` do not apply. Ensures the unique `email`
+    /// index unless `options` opts out.
+    ///
+    /// # Errors
+    /// As [`connect_with`](Self::connect_with).
+    pub async fn from_client(
+        client: &Client,
+        database: &str,
+        options: MongoOptions,
+    ) -> Result<Self> {
+        options.schema.validate()?;
+        let database = client.database(database);
+        let repository = Self {
+            users: database.collection(options.schema.users()),
+            roles: database.collection(options.schema.roles()),
+            operation_timeout: options.operation_timeout,
+            schema: Arc::new(options.schema),
+            id_kind: options.id_kind,
+            record: PhantomData,
+        };
+        if options.create_indexes {
+            repository.ensure_email_index().await?;
+        }
+        Ok(repository)
+    }
+
+    /// Sets the permissions of a role (inserting it when new): for seeding and admin tools.
+    ///
+    /// # Errors
+    /// [`RepositoryError::InvalidId`] for an invalid role name; the backend unavailable or
+    /// timing out.
+    pub async fn upsert_role<I, S>(&self, role: &str, permissions: I) -> Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        validate_id(role)?;
+        let permissions: Vec<String> = permissions.into_iter().map(Into::into).collect();
+        let document = doc! { "_id": role, self.schema.permissions(): permissions };
+        let replacement =
+            RawDocumentBuf::from_document(&document).map_err(|e| invalid_record(role, &e))?;
+        let replace = self
+            .roles
+            .replace_one(doc! { "_id": role }, replacement)
+            .upsert(true);
+        self.bounded("upsert_role", replace).await.map(drop)
+    }
+
+    /// Creating an identical index is a no-op for MongoDB, so this runs at every start;
+    /// an index on the same key with other options is left as it is.
+    /// Partial (string emails only) rather than sparse: a sparse index still holds explicit
+    /// `null`s, so two users of a record type with `email: None` would clash.
+    async fn ensure_email_index(&self) -> Result<()> {
+        let email = self.schema.stored_name("email");
+        let only_strings = doc! { email: { "$type": "string" } };
+        let options = IndexOptions::builder()
+            .unique(true)
+            .partial_filter_expression(only_strings)
+            .build();
+        let index = IndexModel::builder()
+            .keys(doc! { email: 1 })
+            .options(options)
+            .build();
+        let created = self
+            .within_timeout("create email index", async {
+                Ok(self.users.create_index(index).await)
+            })
+            .await?;
+        match created {
+            Ok(_) => Ok(()),
+            Err(error) if is_index_conflict(&error) => {
+                // The application already has its own index on `email`; keep it.
+                tracing::warn!(%error, email, "an index on the email field already exists; keeping it");
+                Ok(())
+            }
+            Err(error) => Err(map_error(error)),
+        }
+    }
+
+    /// Runs a driver call under the operation timeout, mapping its error.
+    async fn bounded<T, F>(&self, what: &str, call: F) -> Result<T>
+    where
+        F: IntoFuture<Output = mongodb::error::Result<T>>,
+    {
+        self.within_timeout(what, async { call.await.map_err(map_error) })
+            .await
+    }
+
+    async fn within_timeout<T>(
+        &self,
+        what: &str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(self.operation_timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RepositoryError::Timeout(format!(
+                    "{what} took longer than {:?}",
+                    self.operation_timeout
+                )))
+            })
+    }
+
+    /// Runs a `find` under the operation timeout and decodes every document of its cursor in
+    /// place (no copy of the raw bytes).
+    async fn find_all<T, F>(
+        &self,
+        what: &str,
+        find: F,
+        decode: impl Fn(&RawDocument) -> Result<T>,
+    ) -> Result<Vec<T>>
+    where
+        F: IntoFuture<Output = mongodb::error::Result<Cursor<RawDocumentBuf>>>,
+    {
+        self.within_timeout(what, async {
+            let mut cursor = find.await.map_err(map_error)?;
+            let mut decoded = Vec::new();
+            while cursor.advance().await.map_err(map_error)? {
+                decoded.push(decode(cursor.current())?);
+            }
+            Ok(decoded)
+        })
+        .await
+    }
+
+    /// A stored user document as a record.
+    fn decode_user(&self, stored: &RawDocument) -> Result<U> {
+        decode(&self.schema.read_user(stored)?)
+    }
+
+    /// The permissions listed by a stored role document; none when the field is absent.
+    fn decode_permissions(&self, stored: &RawDocument) -> Result<Vec<String>> {
+        let corrupt = |reason: String| RepositoryError::Corrupt {
+            id: document_id(stored),
+            reason,
+        };
+        let field = self.schema.permissions();
+        let permissions = match stored.get(field).map_err(|e| corrupt(e.to_string()))? {
+            None => return Ok(Vec::new()),
+            Some(RawBsonRef::Array(permissions)) => permissions,
+            Some(other) => {
+                return Err(corrupt(format!(
+                    "{field} is {:?}, not an array",
+                    other.element_type()
+                )));
+            }
+        };
+        permissions
+            .into_iter()
+            .map(
+                |permission| match permission.map_err(|e| corrupt(e.to_string()))? {
+                    RawBsonRef::String(permission) => Ok(permission.to_owned()),
+                    other => Err(corrupt(format!(
+                        "a permission is {:?}, not a string",
+                        other.element_type()
+                    ))),
+                },
+            )
+            .collect()
+    }
+
+    /// The stored ids of `collection` greater than `after`, as strings: string `_id`s and,
+    /// when the id kind [feeds ObjectIds](IdKind::feeds_object_ids), ObjectIds (as hex)
+    /// merged in string order.
+    async fn stored_ids_after(
+        &self,
+        collection: &Collection<RawDocumentBuf>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut strings = doc! { "$type": "string" };
+        let mut object_ids = doc! { "$type": "objectId" };
+        if let Some(after) = after {
+            strings.insert("$gt", after);
+            match object_id_hex_after(after).and_then(|hex| ObjectId::parse_str(hex).ok()) {
+                Some(least) => object_ids.insert("$gte", least),
+                None => object_ids.insert("$in", Vec::<Bson>::new()),
+            };
+        }
+        let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut ranges = vec![strings];
+        if self.id_kind.feeds_object_ids() {
+            ranges.push(object_ids);
+        }
+        let mut ids = Vec::new();
+        for range in ranges {
+            let find = collection
+                .find(doc! { "_id": range })
+                .projection(doc! { "_id": 1 })
+                .sort(doc! { "_id": 1 })
+                .limit(limit_i64);
+            ids.extend(self.find_all("ids_after", find, id_of).await?);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+}
+
+#[async_trait]
+impl<U: UserRecord> UserRepository<U> for MongoUserRepository<U> {
+    async fn find_by_id(&self, id: &str) -> Result<Option<U>> {
+        validate_id(id)?;
+        let Some(filter) = self.id_kind.filter(id) else {
+            return Ok(None);
+        };
+        let found = self
+            .bounded("find_by_id", self.users.find_one(filter))
+            .await?;
+        found
+            .map(|document| self.decode_user(&document))
+            .transpose()
+    }
+
+    async fn find_many(&self, ids: &[String]) -> Result<Vec<U>> {
+        validate_ids(ids)?;
+        let wanted = dedup_in_order(ids);
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let candidates = self.id_kind.all_candidates(wanted.iter().copied());
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let find = self.users.find(doc! { "_id": { "$in": candidates } });
+        let users: Vec<U> = self
+            .find_all("find_many", find, |stored| self.decode_user(stored))
+            .await?;
+        // `$in` returns documents in storage order; give them back in the caller's order.
+        // An ObjectId comes back as lowercase hex, whatever case the caller spelled it in.
+        let mut by_id: HashMap<String, U> =
+            users.into_iter().map(|u| (u.id().to_owned(), u)).collect();
+        Ok(wanted
+            .into_iter()
+            .filter_map(|id| {
+                by_id
+                    .remove(id)
+                    .or_else(|| by_id.remove(&id.to_ascii_lowercase()))
+            })
+            .collect())
+    }
+
+    async fn permissions_for_roles(&self, roles: &[String]) -> Result<Vec<String>> {
+        validate_ids(roles)?;
+        let wanted = dedup_in_order(roles);
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let find = self
+            .roles
+            .find(doc! { "_id": { "$in": &wanted } })
+            .projection(doc! { self.schema.permissions(): 1 });
+        let documents = self
+            .find_all("permissions_for_roles", find, |stored| {
+                self.decode_permissions(stored)
+            })
+            .await?;
+        let union: BTreeSet<String> = documents.into_iter().flatten().collect();
+        Ok(union.into_iter().collect())
+    }
+
+    /// `$set`s the record's fields on the document of its id (see [`schema`] for which
+    /// document that is), leaving every other field as it is; a new document gets the `_id`
+    /// [`IdKind`] prescribes.
+    async fn upsert(&self, user: &U) -> Result<()> {
+        let id = user.id();
+        validate_id(id)?;
+        let new_id = self.id_kind.new_document_id(id)?;
+        let filter = self
+            .id_kind
+            .filter(id)
+            .unwrap_or_else(|| doc! { "_id": &new_id });
+        let record = mongodb::bson::to_document(user).map_err(|e| invalid_record(id, &e))?;
+        let update = doc! {
+            "$set": self.schema.write_user(record),
+            "$setOnInsert": { "_id": new_id },
+        };
+        let write = self.users.update_one(filter, update).upsert(true);
+        self.bounded("upsert", write).await.map(drop)
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        validate_id(id)?;
+        let Some(filter) = self.id_kind.filter(id) else {
+            return Ok(false);
+        };
+        let deleted = self
+            .bounded("delete", self.users.delete_one(filter))
+            .await?;
+        Ok(deleted.deleted_count > 0)
+    }
+}
+
+/// The string id of a document with only its `_id` projected.
+fn id_of(stored: &RawDocument) -> Result<String> {
+    stored
+        .get("_id")
+        .ok()
+        .flatten()
+        .and_then(canonical_id)
+        .ok_or_else(|| RepositoryError::Corrupt {
+            id: document_id(stored),
+            reason: "the _id is neither a string nor an ObjectId".into(),
+        })
+}
+
+/// Decodes one stored document; failure names the document's `_id`.
+fn decode<T: serde::de::DeserializeOwned>(document: &RawDocument) -> Result<T> {
+    mongodb::bson::from_slice(document.as_bytes()).map_err(|e| RepositoryError::Corrupt {
+        id: document_id(document),
+        reason: e.to_string(),
+    })
+}
+
+/// The `_id` of a raw document, for error messages: the string itself, or a debug rendering
+/// of whatever else is there.
+fn document_id(document: &RawDocument) -> String {
+    match document.get("_id") {
+        Ok(Some(id)) => id.as_str().map_or_else(|| format!("{id:?}"), str::to_owned),
+        Ok(None) => "<no _id>".to_owned(),
+        Err(e) => format!("<unreadable _id: {e}>"),
+    }
+}
+
+fn invalid_record(id: &str, error: &dyn std::fmt::Display) -> RepositoryError {
+    RepositoryError::InvalidRecord {
+        id: id.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+fn is_index_conflict(error: &DriverError) -> bool {
+    matches!(error.kind.as_ref(), ErrorKind::Command(command) if INDEX_CONFLICTS.contains(&command.code))
+}
+
+/// Maps a driver error onto the typed error callers branch on.
+fn map_error(error: DriverError) -> RepositoryError {
+    let message = error.to_string();
+    match error.kind.as_ref() {
+        ErrorKind::ServerSelection { .. }
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::DnsResolve { .. }
+        | ErrorKind::Shutdown => RepositoryError::Unavailable(message),
+        ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            RepositoryError::Timeout(message)
+        }
+        ErrorKind::Io(_) => RepositoryError::Unavailable(message),
+        ErrorKind::Write(WriteFailure::WriteError(write)) if write.code == DUPLICATE_KEY => {
+            RepositoryError::Duplicate(write.message.clone())
+        }
+        ErrorKind::Command(command) if command.code == DUPLICATE_KEY => {
+            RepositoryError::Duplicate(command.message.clone())
+        }
+        ErrorKind::Command(command) if command.code == MAX_TIME_EXPIRED => {
+            RepositoryError::Timeout(message)
+        }
+        _ => RepositoryError::Backend(message),
+    }
+}
