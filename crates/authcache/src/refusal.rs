@@ -180,6 +180,10 @@ impl Seen {
     /// token verified, and a short fingerprint of the token — but none for a token refused
     /// for its size, which is never hashed.
     pub(crate) fn report(&self, reason: Refusal, bearer: &str) {
+        // A flood of forged tokens must not pay a second SHA-256 for a log nobody reads.
+        if !tracing::enabled!(target: "authcache::refusal", tracing::Level::DEBUG) {
+            return;
+        }
         let user = self.claims.as_ref().map(|claims| claims.sub.as_str());
         let token = (reason != Refusal::TooLarge).then(|| short_fingerprint(bearer));
         emit(reason.as_str(), user, token.as_deref());

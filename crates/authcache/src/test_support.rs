@@ -1,5 +1,7 @@
 //! Fixtures shared by the unit tests of this crate.
 
+use std::time::Duration;
+
 use authcache_users::{MemoryUserRepository, User};
 
 use crate::{AuthService, JwtVerifier};
@@ -29,4 +31,16 @@ pub(crate) async fn service() -> AuthService {
         .build()
         .await
         .unwrap()
+}
+
+/// Waits until `probe` holds, polling every 5 ms; fails the test after 10 s.
+pub(crate) async fn eventually<F: FnMut() -> bool>(what: &str, mut probe: F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !probe() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

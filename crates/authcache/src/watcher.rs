@@ -736,6 +736,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::test_support::eventually;
     use crate::{AuthService, JwtVerifier};
 
     /// A feed driven by the test: changes sent on a channel; resume points count them.
@@ -819,17 +820,6 @@ mod tests {
 
         fn resume_point(&self) -> Option<ResumePoint> {
             Some(ResumePoint::from_bytes(self.position.to_be_bytes()))
-        }
-    }
-
-    async fn eventually<F: FnMut() -> bool>(what: &str, mut probe: F) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !probe() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

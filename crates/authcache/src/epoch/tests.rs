@@ -8,6 +8,7 @@ use authcache_core::{BusEvent, Cache, EnvelopeCodec, Keyspace, SigningKey};
 use authcache_memory::MemoryCache;
 use authcache_users::{User, UserRepository};
 
+use crate::test_support::eventually;
 use crate::{AuthError, AuthService, JwtVerifier};
 
 const KEY: &[u8] = b"epoch-test-signing-key-012345678";
@@ -63,17 +64,6 @@ fn bus_event(auth: &AuthService, event: &BusEvent) {
     let inner = AuthService::downgrade(auth).upgrade().unwrap();
     inner.epoch.on_bus_event(event);
     inner.tiers.on_bus_event(event.clone());
-}
-
-async fn eventually<F: FnMut() -> bool>(what: &str, mut probe: F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !probe() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn ada_cached_and_then_deleted(shared: &Shared, instances: &[&AuthService]) {
