@@ -319,8 +319,12 @@ impl Change {
                 repository.shared.upsert(&demoted()).await.unwrap();
                 on.cache_user(&demoted()).await.unwrap();
             }
-            Self::Logout => on.logout(token).await.unwrap(),
-            Self::LogoutAll => on.logout_all("ada").await.unwrap(),
+            Self::Logout => {
+                on.logout(token).await.unwrap();
+            }
+            Self::LogoutAll => {
+                on.logout_all("ada").await.unwrap();
+            }
         }
     }
 
@@ -1023,16 +1027,20 @@ impl Checker {
         let result = self.instances[instance].logout(&token.bearer).await;
         let at = self.tick();
         match result {
-            Ok(()) => self.log.lock().unwrap().logouts.push(Logout {
-                token: token_index,
-                done: Done {
-                    instance,
-                    at,
-                    round,
-                },
-            }),
-            Err(error) => {
-                let problem = format!("logout of token {token_index} failed: {error}");
+            // Shared: every instance must refuse it from now on. (Pending would mean Redis
+            // refused the write, which nothing in this run makes it do: a problem.)
+            Ok(revocation) if revocation.is_shared() => {
+                self.log.lock().unwrap().logouts.push(Logout {
+                    token: token_index,
+                    done: Done {
+                        instance,
+                        at,
+                        round,
+                    },
+                })
+            }
+            other => {
+                let problem = format!("logout of token {token_index} failed: {other:?}");
                 self.log.lock().unwrap().problems.push(problem);
             }
         }

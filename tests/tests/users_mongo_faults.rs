@@ -92,12 +92,17 @@ async fn killed_server_is_unavailable_promptly_and_recovers_after_restart() {
     .await
     .unwrap_err();
     assert!(error.is_transient(), "{error:?}");
-    let error = bounded(
+    // Connecting needs no server (start-up with MongoDB down succeeds, and says so): the
+    // first call is what finds it unavailable, and its index waits until it is back.
+    let late = bounded(
         "connect to a killed server",
         MongoUserRepository::<User>::connect(&server.uri(), &database),
     )
     .await
-    .unwrap_err();
+    .unwrap();
+    let error = bounded("find_by_id through it", late.find_by_id("u1"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(error, RepositoryError::Unavailable(_)),
         "{error:?}"

@@ -17,7 +17,10 @@ use serde::de::DeserializeOwned;
 
 use crate::backend::Backend;
 use crate::cache_id::name_of;
-use crate::config::{AuthConfig, CacheConfig, RepositoryConfig, TtlSettings};
+use crate::config::{
+    AuthConfig, CacheConfig, RepositoryConfig, SigningConfig, SigningKeys, TtlSettings,
+    VerifierConfig,
+};
 use crate::service::{DerivedMemo, Inner, Tiers};
 use crate::stats::Counters;
 use crate::tokens::{Marks, Validations};
@@ -82,8 +85,16 @@ pub struct AuthServiceBuilder<U: UserRecord = User> {
     previous_signing_keys: Vec<Vec<u8>>,
     revocation_check: RevocationCheck,
     load_timeout: Duration,
+    /// `None`: the default breaker with `load_timeout` as its timeout.
+    repository_breaker: Option<BreakerConfig>,
     max_token_lifetime: Duration,
     watch: Option<WatchSource>,
+    /// The `[verifier]` of an applied configuration, built at `build` (a remote key set is
+    /// fetched then).
+    verifier_config: Option<VerifierConfig>,
+    /// The first error met applying a configuration (a signing key whose variable or file
+    /// is missing): `config` cannot fail, so `build` returns it first.
+    config_error: Option<AuthError>,
     /// Unit tests only: the permissions tier's L1, to hold a fill at an exact point.
     #[cfg(test)]
     pub(crate) perms_l1: Option<Arc<dyn authcache_core::L1Cache<Vec<String>>>>,
@@ -131,8 +142,11 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             previous_signing_keys: Vec::new(),
             revocation_check: RevocationCheck::default(),
             load_timeout: authcache_core::tiered::DEFAULT_LOAD_TIMEOUT,
+            repository_breaker: None,
             max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
             watch: None,
+            verifier_config: None,
+            config_error: None,
             #[cfg(test)]
             perms_l1: None,
         }
@@ -255,6 +269,19 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
         self
     }
 
+    /// Failure threshold, cool-downs and timeout of the repository's circuit breaker
+    /// (default: [`BreakerConfig::default`]'s threshold and cool-downs, with the
+    /// [`repository_timeout`](Self::repository_timeout) as its timeout). After that many
+    /// consecutive failures (unavailable, timing out), repository calls fail at once with
+    /// [`AuthError::Unavailable`] for the cool-down, expired values are served within
+    /// their grace meanwhile, and then one call probes. Its timeout is capped by the
+    /// repository timeout, which bounds the same calls. Its state is
+    /// [`Stats::repository_breaker`](crate::Stats::repository_breaker).
+    pub fn repository_breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.repository_breaker = Some(breaker);
+        self
+    }
+
     /// Most entries per in-process tier (default [`DEFAULT_L1_CAPACITY`]).
     pub fn l1_capacity(mut self, entries: u64) -> Self {
         self.l1_capacity = entries;
@@ -325,8 +352,16 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
         self
     }
 
-    /// Applies a whole configuration: cache, repository, TTLs, prefix, and whether to watch
-    /// the repository ([`watch_repository`](Self::watch_repository)).
+    /// Applies a whole configuration ([`AuthConfig`]): verifier, signing keys, cache,
+    /// repository, TTLs, breaker, prefix, revocation check, L1 capacity, validation cache,
+    /// and whether to watch the repository ([`watch_repository`](Self::watch_repository)).
+    /// Settings the configuration leaves out keep what the builder has; later calls
+    /// override earlier ones.
+    ///
+    /// A `[verifier]` section is built at [`build`](Self::build) (a remote key set is
+    /// fetched then), and is refused together with a verifier given in code
+    /// ([`verifier`](Self::verifier)). The `[signing]` keys are read now, from their
+    /// variables or files; one that is missing fails [`build`](Self::build), naming it.
     ///
     /// A `[repository]` section and a repository given in code
     /// ([`repository`](Self::repository), [`shared_repository`](Self::shared_repository))
@@ -342,14 +377,72 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             }
             None => self.config_without_repository = true,
         }
+        if let Some(verifier) = config.verifier {
+            self.leeway = verifier.leeway().or(self.leeway);
+            self.max_token_size = verifier.max_token_size.or(self.max_token_size);
+            if let Some(lifetime) = verifier.max_token_lifetime() {
+                self.max_token_lifetime = lifetime;
+            }
+            self.verifier_config = Some(verifier);
+        }
+        if let Some(signing) = &config.signing {
+            self.apply_signing(signing);
+        }
         self.ttls = config.ttls.apply(self.ttls);
+        self.breaker = config.breaker.apply(self.breaker);
         if config.prefix.is_some() {
             self.prefix = config.prefix;
         }
         if config.watch {
             self = self.watch_repository();
         }
+        self.revocation_check = config.revocation_check.unwrap_or(self.revocation_check);
+        self.l1_capacity = config.l1_capacity.unwrap_or(self.l1_capacity);
+        self.validation_cache = config.validation_cache.unwrap_or(self.validation_cache);
         self
+    }
+
+    /// The keys `[signing]` names, read now; a failure is kept for `build`.
+    fn apply_signing(&mut self, signing: &SigningConfig) {
+        match signing.read() {
+            Ok(SigningKeys { current, previous }) => {
+                self.signing_key = current.or(self.signing_key.take());
+                if !previous.is_empty() {
+                    self.previous_signing_keys = previous;
+                }
+            }
+            Err(error) => {
+                self.config_error.get_or_insert(error);
+            }
+        }
+        self.unsigned_l2 |= signing.allow_unsigned;
+    }
+
+    /// What an applied configuration leaves for `build`: its first error, the verifier of
+    /// its `[verifier]` section, and the repository's `timeout_ms` (which, like the
+    /// cache's, replaces the one given in code).
+    async fn settle_config(&mut self) -> Result<()> {
+        if let Some(error) = self.config_error.take() {
+            return Err(error);
+        }
+        if let Some(config) = self.verifier_config.take() {
+            if self.verifier.is_some() {
+                return Err(AuthError::Config(
+                    "two verifiers were given: one in code (`.verifier(…)`) and one in the \
+                     `[verifier]` section given to `.config(…)`; keep one of the two"
+                        .into(),
+                ));
+            }
+            self.verifier = Some(config.build().await?);
+        }
+        if let Some(timeout) = self
+            .repository_config
+            .as_ref()
+            .and_then(RepositoryConfig::timeout)
+        {
+            self.load_timeout = timeout;
+        }
+        Ok(())
     }
 
     /// Applies TTL settings from configuration over the current TTLs.
@@ -361,15 +454,28 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
     /// Connects the backends and builds the service. A Redis that is down at start-up does
     /// not fail the build (the service runs on L1 and the repository until it is back).
     ///
+    /// A repository built from configuration is pinged once. If it does not answer, the
+    /// build still succeeds when the cache is shared (Redis, Redis Cluster, your own
+    /// [`l2`](Self::l2)): what other instances cached is served, everything else gets
+    /// [`AuthError::Unavailable`] (promptly, once the repository's breaker opens) until
+    /// the repository is back — logged at `warn`, and shown by
+    /// [`AuthService::health`]. With the in-process cache alone nothing could be served,
+    /// so the build fails with [`AuthError::Unavailable`]. A repository given in code is
+    /// not pinged.
+    ///
     /// # Errors
-    /// [`AuthError::Config`] for a missing verifier or repository, a verifier whose key
+    /// [`AuthError::Config`] for a configuration whose secrets cannot be read (naming the
+    /// variable or file) or whose `[verifier]` names no key or two, two verifiers (one in
+    /// code, one in configuration), a missing verifier or repository, a verifier whose key
     /// cannot verify anything (an HMAC secret under 32 bytes), two repositories (one in
     /// code, one in configuration), a configuration without `[repository]` and no
     /// repository in code, a backend whose feature is not compiled in (naming the feature),
     /// a zero `timeout_ms`, a bad prefix, a malformed Redis URL or MongoDB URI, or a bad
-    /// signing key; [`AuthError::Unavailable`] when the repository (or a Redis Cluster)
-    /// cannot be reached at start-up.
-    pub async fn build(self) -> Result<AuthService<U>> {
+    /// signing key; [`AuthError::Unavailable`] when a repository built from configuration
+    /// cannot be reached at start-up and there is no shared cache, or when a Redis Cluster or
+    /// a configured remote key set cannot be reached.
+    pub async fn build(mut self) -> Result<AuthService<U>> {
+        self.settle_config().await?;
         let verifier = self.verifier.clone().ok_or_else(|| {
             AuthError::Config("a verifier is required: call `.verifier(…)`".into())
         })?;
@@ -405,7 +511,22 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             ));
         }
         let marks_evictable = self.check_eviction(&backend)?;
-        let repository = self.connect_repository().await?;
+        let configured = self.repository.is_none();
+        let repository = crate::guarded_repository::GuardedRepository::new(
+            self.connect_repository().await?,
+            crate::guarded_repository::breaker_config(
+                self.repository_breaker.as_ref(),
+                self.load_timeout,
+            ),
+        );
+        let repository_breaker = Arc::clone(repository.breaker());
+        let repository: Arc<dyn UserRepository<U>> = Arc::new(repository);
+        let repository_probe = crate::health::RepositoryProbe::default();
+        if configured {
+            repository_probe
+                .check_at_start(&*repository, backend.shared)
+                .await?;
+        }
         let breaker = BreakerConfig {
             timeout: backend.timeout.unwrap_or(self.breaker.timeout),
             ..self.breaker.clone()
@@ -467,6 +588,9 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             subscriber,
             watcher,
             epoch,
+            repository_breaker,
+            repository_probe,
+            shared_l2: backend.shared,
         });
         if let Some(start) = watcher_start {
             start.start(&service);
@@ -622,11 +746,15 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
                 .map(|repository| Arc::new(repository) as Arc<dyn UserRepository<U>>)
                 .map_err(|e| AuthError::Config(format!("seed file {path}: {e}"))),
             #[cfg(feature = "mongodb")]
-            RepositoryConfig::Mongodb { uri, db } => {
-                authcache_users::MongoUserRepository::<U>::connect(uri, db)
-                    .await
-                    .map(|repository| Arc::new(repository) as Arc<dyn UserRepository<U>>)
-                    .map_err(mongodb_error)
+            RepositoryConfig::Mongodb { uri, db, .. } => {
+                authcache_users::MongoUserRepository::<U>::connect_with(
+                    uri,
+                    db,
+                    config.mongo_options(),
+                )
+                .await
+                .map(|repository| Arc::new(repository) as Arc<dyn UserRepository<U>>)
+                .map_err(mongodb_error)
             }
             #[allow(unreachable_patterns)]
             other => Err(AuthError::Config(format!(

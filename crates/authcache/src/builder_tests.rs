@@ -122,3 +122,136 @@ async fn a_configuration_without_a_repository_section_needs_one_in_code() {
         .await
         .unwrap();
 }
+
+/// A file of this test process's own in the temporary directory, holding `content`.
+fn temp_file(name: &str, content: &str) -> String {
+    let path =
+        std::env::temp_dir().join(format!("authcache-builder-{}-{name}", std::process::id()));
+    std::fs::write(&path, content).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn a_service_is_built_from_configuration_alone() {
+    use crate::{RevocationCheck, TokenError, TokenIssuer};
+    use std::time::Duration;
+
+    let secret = temp_file("alone-secret", "configured-verifier-secret-of-32-bytes\n");
+    let key = temp_file("alone-key", "configured-signing-key-0123456789\n");
+    let seed = temp_file(
+        "alone-seed.json",
+        r#"{"users": [{"id": "ada", "email": "ada@example.com", "name": "Ada", "roles": ["admin"]}],
+            "roles": {"admin": ["users:read"]}}"#,
+    );
+    let config = toml(&format!(
+        "revocation_check = \"fail-closed\"\nl1_capacity = 100\nvalidation_cache = false\n\
+         [verifier]\nsecret_file = {secret:?}\nissuer = \"https://id\"\n\
+         [signing]\nkey_file = {key:?}\n\
+         [repository]\nbackend = \"memory\"\nseed_file = {seed:?}\n\
+         [breaker]\nfailure_threshold = 2\n"
+    ));
+    let configured = AuthServiceBuilder::<User>::new().config(config);
+    assert_eq!(configured.revocation_check, RevocationCheck::FailClosed);
+    assert_eq!(configured.l1_capacity, 100);
+    assert!(!configured.validation_cache);
+    assert_eq!(configured.breaker.failure_threshold, 2);
+    assert_eq!(
+        configured.signing_key.as_deref(),
+        Some(&b"configured-signing-key-0123456789"[..])
+    );
+    let debug = format!("{configured:?}");
+    assert!(!debug.contains("configured-signing-key"), "{debug}");
+    let auth = configured.build().await.unwrap();
+
+    let issuer = TokenIssuer::hs256(b"configured-verifier-secret-of-32-bytes").issuer("https://id");
+    let token = issuer.issue("ada", Duration::from_secs(60)).unwrap();
+    let who = auth.authenticate(&format!("Bearer {token}")).await.unwrap();
+    assert!(who.has_permission("users:read"));
+    let forged = TokenIssuer::hs256(SECRET)
+        .issuer("https://id")
+        .issue("ada", Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        auth.authenticate(&forged).await.unwrap_err(),
+        AuthError::Token(TokenError::BadSignature)
+    );
+    for path in [secret, key, seed] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_configuration_error_is_returned_first_and_names_the_variable() {
+    // No repository either: the unreadable key is what `build` reports.
+    let config = toml("[signing]\nkey_env = \"AUTHCACHE_UNIT_TEST_UNSET_SIGNING_KEY\"\n");
+    let message = config_error(builder().config(config)).await;
+    assert!(
+        message.contains("`AUTHCACHE_UNIT_TEST_UNSET_SIGNING_KEY`")
+            && message.contains("signing.key_env")
+            && message.contains("is not set"),
+        "{message}"
+    );
+    let config = toml(
+        "[verifier]\nsecret_env = \"AUTHCACHE_UNIT_TEST_UNSET_JWT_SECRET\"\n\
+         [repository]\nbackend = \"memory\"\n",
+    );
+    let message = config_error(AuthServiceBuilder::new().config(config)).await;
+    assert!(
+        message.contains("`AUTHCACHE_UNIT_TEST_UNSET_JWT_SECRET`")
+            && message.contains("verifier.secret_env"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_verifier_in_code_and_in_configuration_is_refused() {
+    let secret = temp_file("two-verifiers", "configured-verifier-secret-of-32-bytes");
+    let config = || {
+        toml(&format!(
+            "[verifier]\nsecret_file = {secret:?}\n[repository]\nbackend = \"memory\"\n"
+        ))
+    };
+    let message = config_error(builder().config(config())).await;
+    assert!(
+        message.contains("two verifiers") && message.contains("`.verifier(…)`"),
+        "{message}"
+    );
+    let message = config_error(
+        AuthServiceBuilder::new()
+            .config(config())
+            .verifier(JwtVerifier::hs256(SECRET)),
+    )
+    .await;
+    assert!(message.contains("two verifiers"), "{message}");
+    AuthServiceBuilder::<User>::new()
+        .config(config())
+        .build()
+        .await
+        .unwrap();
+    std::fs::remove_file(secret).unwrap();
+}
+
+#[tokio::test]
+async fn configured_verifier_limits_and_timeouts_are_bounded_like_those_in_code() {
+    let config = toml(
+        "[verifier]\nsecret_env = \"X\"\nleeway_secs = 5\nmax_token_size = 512\n\
+         max_token_lifetime_secs = 600\n",
+    );
+    let configured = AuthServiceBuilder::<User>::new().config(config);
+    assert_eq!(configured.leeway, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(configured.max_token_size, Some(512));
+    assert_eq!(
+        configured.max_token_lifetime,
+        std::time::Duration::from_secs(600)
+    );
+    // A day and an hour: past the most a repository timeout may be.
+    let config = toml(
+        "[repository]\nbackend = \"mongodb\"\nuri = \"mongodb://127.0.0.1:1\"\ndb = \"app\"\n\
+         timeout_ms = 90000000\n",
+    );
+    let message = config_error(builder().config(config)).await;
+    assert!(message.contains("repository timeout"), "{message}");
+    let config = toml("[breaker]\ntimeout_ms = 0\n[repository]\nbackend = \"memory\"\n");
+    let message = config_error(builder().config(config)).await;
+    assert!(message.contains("breaker timeout"), "{message}");
+}

@@ -64,11 +64,33 @@
 //! [`Stats::watcher`].
 //!
 //! # Configuration
-//! [`AuthConfig`] (with [`CacheConfig`], [`RepositoryConfig`], [`TtlSettings`]) reads from
-//! TOML ([`AuthConfig::from_toml`]) or `AUTHCACHE_*` environment variables
-//! ([`AuthConfig::from_env`]), and [`AuthServiceBuilder::config`] applies it. Asking for a
-//! backend whose feature is not compiled in fails with [`AuthError::Config`] naming the
-//! feature.
+//! Everything the builder takes can come from configuration: [`AuthConfig`] reads TOML
+//! ([`AuthConfig::from_toml`]) or `AUTHCACHE_*` environment variables
+//! ([`AuthConfig::from_env`]), and [`AuthServiceBuilder::config`] applies it — the verifier
+//! ([`VerifierConfig`]), the cache signing keys ([`SigningConfig`]), the cache
+//! ([`CacheConfig`]), the repository ([`RepositoryConfig`], with MongoDB's [`MongoIdKind`]
+//! and [`MongoFieldNames`]), the TTLs ([`TtlSettings`]), the breaker ([`BreakerSettings`])
+//! and the service-wide settings. Secrets are named (an environment variable or a file),
+//! never written in it. The complete example and the table of variables are on
+//! [`AuthConfig`]. Asking for a backend whose feature is not compiled in fails with
+//! [`AuthError::Config`] naming the feature.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), authcache::AuthError> {
+//! use authcache::{AuthConfig, AuthService};
+//!
+//! let config = AuthConfig::from_toml(r#"
+//!     [verifier]
+//!     secret_env = "MYAPP_JWT_SECRET"
+//!     [repository]
+//!     backend = "memory"
+//! "#)?;
+//! // The variable is not set here: the error names it, never a value.
+//! let error = AuthService::builder().config(config).build().await.unwrap_err();
+//! assert!(error.to_string().contains("`MYAPP_JWT_SECRET`"));
+//! # Ok(()) }
+//! ```
 //!
 //! # Feature flags
 //! - `memory` (default) — the in-process L2 for single-instance deployments
@@ -95,8 +117,11 @@ mod backend;
 mod builder;
 mod cache_id;
 mod config;
+mod cutoff;
 mod epoch;
 mod error;
+mod guarded_repository;
+pub mod health;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
@@ -104,6 +129,7 @@ mod principal;
 #[cfg(feature = "redis")]
 mod redis_backend;
 mod refusal;
+mod revocation;
 mod service;
 mod stats;
 mod sticky;
@@ -119,10 +145,15 @@ mod watcher;
 pub use builder::{
     AuthServiceBuilder, DEFAULT_L1_CAPACITY, DEFAULT_MAX_TOKEN_LIFETIME, RevocationCheck,
 };
-pub use config::{AuthConfig, CacheConfig, ENV_PREFIX, RepositoryConfig, TtlSettings};
+pub use config::{
+    AuthConfig, BreakerSettings, CacheConfig, ENV_PREFIX, MongoFieldNames, MongoIdKind,
+    RepositoryConfig, SigningConfig, TtlSettings, VerifierConfig,
+};
 pub use error::{AuthError, Result};
+pub use health::Health;
 pub use principal::Principal;
 pub use refusal::RefusalStats;
+pub use revocation::Revocation;
 pub use service::AuthService;
 pub use stats::{
     BreakerState, BreakerStats, Stats, TierStatsSnapshot, ValidationStats, WatcherFault,

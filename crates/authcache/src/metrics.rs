@@ -54,6 +54,13 @@
 //! | `authcache_breaker_failures_total` | counter | — |
 //! | `authcache_breaker_timeouts_total` | counter | — |
 //! | `authcache_breaker_rejected_total` (calls skipped while open) | counter | — |
+//! | `authcache_unchecked_total` (revocation checks the shared cache could not answer) | counter | — |
+//! | `authcache_pending_revocations` (logouts and cutoffs Redis has not accepted yet) | gauge | — |
+//! | `authcache_bus_subscribed` | gauge | — (1 subscribed, 0 not: alert on it; absent without a bus) |
+//! | `authcache_watcher_state` | gauge | `state` = `starting` / `running` / `down` (1 for the current state, 0 for the others; absent without a watcher) |
+//! | `authcache_repository_breaker_state` | gauge | — (0 closed, 1 half-open, 2 open) |
+//! | `authcache_repository_breaker_opened_total`, `…_failures_total`, `…_timeouts_total`, `…_rejected_total` | counter | — |
+//! | `authcache_repository_up` | gauge | — (1 when the last ping answered, 0 when not; absent before the first [`AuthService::health`] or start-up check) |
 //!
 //! Every service in a process writes the same names: with several, tell them apart with a
 //! `metrics-util` layer or a global label of the exporter.
@@ -61,7 +68,7 @@
 use authcache_users::UserRecord;
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 
-use crate::{AuthService, BreakerState, BreakerStats, Stats, TierStatsSnapshot};
+use crate::{AuthService, BreakerState, BreakerStats, Stats, TierStatsSnapshot, WatcherState};
 
 impl<U: UserRecord> AuthService<U> {
     /// Sets the `authcache_*` metrics to this service's counters now (see the
@@ -108,16 +115,60 @@ pub fn record(stats: &Stats) {
     gauge!("authcache_marks_evictable").set(if stats.marks_evictable { 1.0 } else { 0.0 });
     #[allow(clippy::cast_precision_loss)] // An epoch counts raises: far below 2^53.
     gauge!("authcache_keyspace_epoch").set(stats.keyspace_epoch as f64);
+    counter!("authcache_unchecked_total").absolute(stats.unchecked);
+    #[allow(clippy::cast_precision_loss)] // Marks pending at once: far below 2^53.
+    gauge!("authcache_pending_revocations").set(stats.pending_revocations as f64);
+    if let Some(subscribed) = stats.bus_subscribed {
+        gauge!("authcache_bus_subscribed").set(flag(subscribed));
+    }
     if let Some(breaker) = &stats.breaker {
         record_breaker(breaker);
     }
+    record_repository(&stats.repository_breaker, stats.repository_reachable);
     if let Some(watcher) = &stats.watcher {
         record_watcher(watcher);
     }
 }
 
+fn flag(on: bool) -> f64 {
+    if on { 1.0 } else { 0.0 }
+}
+
+fn record_repository(breaker: &BreakerStats, reachable: Option<bool>) {
+    gauge!("authcache_repository_breaker_state").set(breaker_state_value(breaker.state));
+    let counters = [
+        ("authcache_repository_breaker_opened_total", breaker.opened),
+        (
+            "authcache_repository_breaker_failures_total",
+            breaker.failures,
+        ),
+        (
+            "authcache_repository_breaker_timeouts_total",
+            breaker.timeouts,
+        ),
+        (
+            "authcache_repository_breaker_rejected_total",
+            breaker.rejected,
+        ),
+    ];
+    for (name, value) in counters {
+        counter!(name).absolute(value);
+    }
+    if let Some(reachable) = reachable {
+        gauge!("authcache_repository_up").set(flag(reachable));
+    }
+}
+
 fn record_watcher(watcher: &crate::WatcherStats) {
-    gauge!("authcache_watcher_up").set(if watcher.is_down() { 0.0 } else { 1.0 });
+    gauge!("authcache_watcher_up").set(flag(!watcher.is_down()));
+    let states = [
+        ("starting", WatcherState::Starting),
+        ("running", WatcherState::Running),
+        ("down", WatcherState::Down),
+    ];
+    for (name, state) in states {
+        gauge!("authcache_watcher_state", "state" => name).set(flag(watcher.state == state));
+    }
     let counters = [
         ("authcache_watcher_events_total", watcher.events),
         (
@@ -248,6 +299,26 @@ pub fn describe() {
             "Changes read from the repository's change feed.",
         ),
         (
+            "authcache_unchecked_total",
+            "Revocation checks the shared cache could not answer (served under FailOpen, 503 under FailClosed).",
+        ),
+        (
+            "authcache_repository_breaker_opened_total",
+            "Times the repository circuit breaker opened.",
+        ),
+        (
+            "authcache_repository_breaker_failures_total",
+            "Repository calls that failed for want of a healthy repository (unavailable, timing out).",
+        ),
+        (
+            "authcache_repository_breaker_timeouts_total",
+            "Repository calls that timed out.",
+        ),
+        (
+            "authcache_repository_breaker_rejected_total",
+            "Repository calls failed at once because the breaker was open.",
+        ),
+        (
             "authcache_watcher_invalidations_total",
             "Users and roles invalidated for those changes, after coalescing.",
         ),
@@ -283,6 +354,31 @@ pub fn describe() {
         "authcache_watcher_up",
         "Repository watcher: 1 following changes, 0 down."
     );
+    let gauges = [
+        (
+            "authcache_pending_revocations",
+            "Logouts and cutoffs in force here that the shared cache has not accepted yet (retried).",
+        ),
+        (
+            "authcache_bus_subscribed",
+            "Invalidation bus: 1 subscribed, 0 not (other instances' invalidations may be missed).",
+        ),
+        (
+            "authcache_watcher_state",
+            "Repository watcher: 1 for its current state (label state), 0 for the others.",
+        ),
+        (
+            "authcache_repository_breaker_state",
+            "Repository circuit breaker: 0 closed, 1 half-open, 2 open.",
+        ),
+        (
+            "authcache_repository_up",
+            "Repository: 1 when its last ping answered, 0 when not.",
+        ),
+    ];
+    for (name, help) in gauges {
+        describe_gauge!(name, help);
+    }
 }
 
 #[cfg(test)]
@@ -443,6 +539,20 @@ mod tests {
                     rejected: 7,
                     opened: 1,
                 }),
+                repository_breaker: BreakerStats {
+                    state: BreakerState::HalfOpen,
+                    failures: 6,
+                    opened: 2,
+                    ..BreakerStats::default()
+                },
+                repository_reachable: Some(false),
+                unchecked: 3,
+                pending_revocations: 4,
+                bus_subscribed: Some(false),
+                watcher: Some(crate::WatcherStats {
+                    state: WatcherState::Down,
+                    ..crate::WatcherStats::default()
+                }),
                 ..Stats::default()
             });
         });
@@ -460,5 +570,60 @@ mod tests {
             counter(&recorded, "authcache_breaker_rejected_total", &[]),
             7
         );
+        let gauge_of = |name: &str, labels: &[(&str, &str)]| match value(
+            &recorded,
+            MetricKind::Gauge,
+            name,
+            labels,
+        ) {
+            DebugValue::Gauge(value) => value.into_inner(),
+            other => panic!("{name} is not a gauge: {other:?}"),
+        };
+        assert_eq!(counter(&recorded, "authcache_unchecked_total", &[]), 3);
+        assert_eq!(gauge_of("authcache_pending_revocations", &[]), 4.0);
+        assert_eq!(gauge_of("authcache_bus_subscribed", &[]), 0.0);
+        assert_eq!(gauge_of("authcache_watcher_up", &[]), 0.0);
+        let state = |s: &str| gauge_of("authcache_watcher_state", &[("state", s)]);
+        assert_eq!(
+            (state("starting"), state("running"), state("down")),
+            (0.0, 0.0, 1.0)
+        );
+        assert_eq!(gauge_of("authcache_repository_breaker_state", &[]), 1.0);
+        assert_eq!(gauge_of("authcache_repository_up", &[]), 0.0);
+        let repository = |name: &str| counter(&recorded, name, &[]);
+        assert_eq!(
+            (
+                repository("authcache_repository_breaker_failures_total"),
+                repository("authcache_repository_breaker_opened_total"),
+            ),
+            (6, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn what_a_service_without_a_bus_or_watcher_lacks_is_absent() {
+        let auth = service().await;
+        let before = recorded(|| auth.record_metrics());
+        let absent = [
+            "authcache_bus_subscribed",
+            "authcache_watcher_up",
+            "authcache_repository_up",
+        ];
+        for name in absent {
+            let key = CompositeKey::new(MetricKind::Gauge, Key::from_name(name));
+            assert!(!before.contains_key(&key), "{name} recorded");
+        }
+        let closed = value(
+            &before,
+            MetricKind::Gauge,
+            "authcache_repository_breaker_state",
+            &[],
+        );
+        assert_eq!(closed, &DebugValue::Gauge(0.0.into()));
+        assert_eq!(counter(&before, "authcache_unchecked_total", &[]), 0);
+        auth.health().await;
+        let after = recorded(|| auth.record_metrics());
+        let up = value(&after, MetricKind::Gauge, "authcache_repository_up", &[]);
+        assert_eq!(up, &DebugValue::Gauge(1.0.into()), "after a health check");
     }
 }

@@ -20,7 +20,7 @@ use crate::refusal::{Refusal, RefusalStats, Seen};
 use crate::stats::{Counters, Stats, ValidationStats};
 use crate::tokens::{Lookup, Marks, RETRY_INTERVAL, Validated, Validations};
 use crate::warm::{Stamp, Warm};
-use crate::{AuthError, Principal, Result, RevocationCheck};
+use crate::{AuthError, Principal, Result, Revocation, RevocationCheck};
 
 /// Who is behind a bearer token, and what may they do — verified, cached, shared.
 ///
@@ -234,6 +234,12 @@ pub(crate) struct Inner<U: UserRecord> {
     pub(crate) watcher: Option<crate::watcher::WatcherLink>,
     /// The shared keyspace epoch, followed and raised (`crate::epoch`).
     pub(crate) epoch: Arc<crate::epoch::SharedEpoch>,
+    /// The breaker `repository` goes through (`crate::guarded_repository`).
+    pub(crate) repository_breaker: Arc<authcache_core::CircuitBreaker>,
+    /// The repository's last ping, for `health` (`crate::health`).
+    pub(crate) repository_probe: crate::health::RepositoryProbe,
+    /// The L2 is shared with other instances (not the in-process cache).
+    pub(crate) shared_l2: bool,
 }
 
 impl<U: UserRecord> AuthService<U> {
@@ -371,55 +377,69 @@ impl<U: UserRecord> AuthService<U> {
     /// until it expires (the revocation is kept until `exp` plus the leeway), and the
     /// user's cached data is invalidated. Every encoding of the same assertion is revoked
     /// with it (see [`authcache_jwt::revocation_id`]). An expired token is already
-    /// unusable, and a revoked one already revoked: both `Ok`, and nothing else happens.
+    /// unusable, and a revoked one already revoked: both answer
+    /// [`Revocation::AlreadyInForce`], and nothing else happens.
     ///
     /// The token must verify: a forged token cannot be used to flush someone's cache.
-    /// When the shared cache refuses the revocation, it is in force on this instance at
-    /// once and until the token expires, and retried to the shared cache in the
-    /// background until it is accepted (then announced to the other instances).
+    /// The revocation is in force on this instance before the call returns, whatever the
+    /// shared cache does. When the shared cache refuses it (Redis down, hung, out of
+    /// memory), the answer is [`Revocation::Pending`]: it is retried in the background
+    /// until it is accepted, then announced to the other instances, and counted in
+    /// [`Stats::pending_revocations`](crate::Stats::pending_revocations) meanwhile.
     ///
     /// # Errors
-    /// [`AuthError::Token`] for a token that does not verify; [`AuthError::Unavailable`]
-    /// when the shared cache could not record the revocation yet.
-    pub async fn logout(&self, bearer: &str) -> Result<()> {
+    /// [`AuthError::Token`] for a token that does not verify.
+    pub async fn logout(&self, bearer: &str) -> Result<Revocation> {
         with_l2_budget(self.inner.logout(bearer)).await
     }
 
     /// Logs a user out everywhere (after a password change, or for a compromised account):
-    /// every token of `user_id` issued up to now — by its `iat`; a token without `iat`
-    /// counts as issued at the beginning of time — is refused with [`AuthError::Revoked`]
+    /// every token of `user_id` issued before now is refused with [`AuthError::Revoked`]
     /// on every instance within the bus delay, for as long as the longest token lifetime
-    /// accepted ([`AuthServiceBuilder::max_token_lifetime`]). `iat` has a resolution of one
-    /// second: a token issued in the same second as the call is refused too. The user's
-    /// cached data is invalidated. Costs no Redis round trip on the warm path.
+    /// accepted ([`AuthServiceBuilder::max_token_lifetime`]). The user's cached data is
+    /// invalidated. Costs no Redis round trip on the warm path.
+    ///
+    /// "Before now" is judged at the precision of the token's `iat`: a token issued in the
+    /// second of the call by an issuer that gives whole seconds is accepted, so the login
+    /// that follows a password change is never locked out — and a token issued earlier in
+    /// that same second survives. An `iat` with a fraction (RFC 7519 allows it;
+    /// [`TokenIssuer`](authcache_jwt::TokenIssuer) gives microseconds) is cut at its own
+    /// precision: milliseconds, microseconds. Keycloak's not-before and Firebase's
+    /// `tokensValidAfterTime` draw the same line.
+    ///
+    /// As with [`logout`](Self::logout), the cutoff is in force here before the call
+    /// returns; [`Revocation::Pending`] says the shared cache has not accepted it yet.
     ///
     /// # Errors
-    /// [`AuthError::UnknownUser`] for an id that cannot be a user id;
-    /// [`AuthError::Unavailable`] when the shared cache could not record the cutoff yet
-    /// (it is in force here, and retried in the background).
+    /// [`AuthError::UnknownUser`] for an id that cannot be a user id.
     ///
     /// [`AuthServiceBuilder::max_token_lifetime`]: crate::AuthServiceBuilder::max_token_lifetime
-    pub async fn logout_all(&self, user_id: &str) -> Result<()> {
+    pub async fn logout_all(&self, user_id: &str) -> Result<Revocation> {
         with_l2_budget(self.inner.logout_all(user_id)).await
     }
 
     /// Revokes every token of `issuer` (its `iss`; `""` for tokens without one) issued
     /// before `before` — the answer to a leaked signing key. Pass the time the key may
-    /// have leaked, or [`SystemTime::now`]. `iat` has a resolution of one second, so
-    /// `before` is rounded up to the next whole second: a token issued in the same second
-    /// is refused too. A token without `iat` counts as issued at the beginning of time.
+    /// have leaked, or [`SystemTime::now`]. `before` is rounded up to the next whole
+    /// second, and a token is compared by the whole second of its `iat`: a token issued in
+    /// the same second is refused too (the safe side, for a key that leaked). A token
+    /// without `iat` counts as issued at the beginning of time.
     /// Refused with [`AuthError::Revoked`] on every instance within the bus delay, for as
     /// long as a token issued before `before` can live (`before` plus
     /// [`AuthServiceBuilder::max_token_lifetime`], which the verifier enforces, plus the
     /// leeway). A later call for the same issuer can only move the cutoff later. Costs no
-    /// Redis round trip on the warm path.
+    /// Redis round trip on the warm path. [`Revocation::Pending`] as for
+    /// [`logout`](Self::logout).
     ///
     /// # Errors
-    /// [`AuthError::Unavailable`] when the shared cache could not record the cutoff yet
-    /// (it is in force here, and retried in the background).
+    /// None today; the `Result` leaves room for an issuer that cannot be keyed.
     ///
     /// [`AuthServiceBuilder::max_token_lifetime`]: crate::AuthServiceBuilder::max_token_lifetime
-    pub async fn revoke_issued_before(&self, issuer: &str, before: SystemTime) -> Result<()> {
+    pub async fn revoke_issued_before(
+        &self,
+        issuer: &str,
+        before: SystemTime,
+    ) -> Result<Revocation> {
         with_l2_budget(self.inner.revoke_issued_before(issuer, before)).await
     }
 
@@ -448,6 +468,16 @@ impl<U: UserRecord> AuthService<U> {
     pub async fn clear_everywhere(&self) -> Result<u64> {
         let raised = with_l2_budget(self.inner.epoch.raise()).await;
         raised.map_err(AuthError::unavailable)
+    }
+
+    /// Whether this instance can answer, and what is wrong when it cannot: the shared
+    /// cache, the repository (one ping at most every
+    /// [`PING_INTERVAL`](crate::health::PING_INTERVAL), through its breaker), the
+    /// watcher, pending revocations and invalidations, with an overall
+    /// [`Status`](crate::health::Status) (the rule is in [`crate::health`]). For `/healthz` and
+    /// `/ready`.
+    pub async fn health(&self) -> crate::Health {
+        self.inner.health().await
     }
 }
 
@@ -571,7 +601,7 @@ impl<U: UserRecord> Inner<U> {
         let lookups = [revoked, cutoff, issuer_cutoff];
         seen.revocation = if matches!(revoked, Lookup::Mark(_)) {
             Some(Refusal::Revoked)
-        } else if matches!(cutoff, Lookup::Mark(up_to) if issued <= up_to) {
+        } else if matches!(cutoff, Lookup::Mark(mark) if crate::cutoff::refuses(mark, claims)) {
             Some(Refusal::CutOff)
         } else if matches!(issuer_cutoff, Lookup::Mark(before) if issued < before) {
             Some(Refusal::IssuerCutOff)
@@ -679,17 +709,26 @@ impl<U: UserRecord> Inner<U> {
     }
 
     async fn invalidate_user(&self, id: &str) -> Result<()> {
-        let invalidated = self.tiers.users.delete(id).await;
-        self.tiers.derived.l1.remove(id);
+        let invalidated = self.forget_user(id).await;
         invalidated.map_err(|error| invalidation_error("user", id, error))
     }
 
-    async fn logout(&self, bearer: &str) -> Result<()> {
+    /// Drops the user's cached data here and in the shared tier, and announces it; when
+    /// the shared tier refuses, the invalidation is pending (in force here, retried).
+    async fn forget_user(&self, id: &str) -> std::result::Result<(), CacheError> {
+        let invalidated = self.tiers.users.delete(id).await;
+        self.tiers.derived.l1.remove(id);
+        invalidated
+    }
+
+    async fn logout(&self, bearer: &str) -> Result<Revocation> {
         // Before hashing: an oversized token is never fingerprinted.
         self.verifier.check_size(bearer)?;
         let fingerprint = authcache_jwt::fingerprint(bearer);
         let token = match self.verified(bearer, &fingerprint).await {
-            Err(AuthError::Token(error)) if error.is_expired() => return Ok(()),
+            Err(AuthError::Token(error)) if error.is_expired() => {
+                return Ok(Revocation::AlreadyInForce);
+            }
             other => other?,
         };
         let revocations = &self.tiers.revocations;
@@ -700,20 +739,19 @@ impl<U: UserRecord> Inner<U> {
         if let Lookup::Mark(until) = revocations.lookup(&token.revocation_id).await
             && until >= token.claims.exp
         {
-            return Ok(());
+            return Ok(Revocation::AlreadyInForce);
         }
         self.tiers.validations.remove(&fingerprint);
         self.tiers.warm.remove(bearer);
         let ttl = self.revocation_ttl(token.claims.exp);
         let revoked = revocations
             .put(&token.revocation_id, token.claims.exp, ttl)
-            .await
-            .map_err(cache_error);
-        let invalidated = self.invalidate_user(&token.claims.sub).await;
-        revoked.and(invalidated)
+            .await;
+        let invalidated = self.forget_user(&token.claims.sub).await;
+        Revocation::of_writes("logout", [revoked, invalidated])
     }
 
-    async fn revoke_issued_before(&self, issuer: &str, before: SystemTime) -> Result<()> {
+    async fn revoke_issued_before(&self, issuer: &str, before: SystemTime) -> Result<Revocation> {
         let since_epoch = before.duration_since(UNIX_EPOCH).unwrap_or_default();
         let before = since_epoch.as_secs() + u64::from(since_epoch.subsec_nanos() > 0);
         // Tokens issued before `before` live until `before + max_token_lifetime` at most.
@@ -723,7 +761,7 @@ impl<U: UserRecord> Inner<U> {
         let result = cutoffs.put(&cache_id(issuer), before, ttl).await;
         // Validations and warm answers of that issuer's tokens are stamped with the
         // cutoffs' epoch, which the put moved: the next request checks again.
-        result.map_err(cache_error)
+        Revocation::of_writes("issuer cutoff", [result])
     }
 
     /// How long a cutoff made now must be kept: as long as a token issued before it lives.
@@ -733,11 +771,12 @@ impl<U: UserRecord> Inner<U> {
             .saturating_add(EXP_SKEW)
     }
 
-    async fn logout_all(&self, user_id: &str) -> Result<()> {
+    async fn logout_all(&self, user_id: &str) -> Result<Revocation> {
         let ttl = self.cutoff_ttl();
-        let cutoff = self.tiers.cutoffs.put(user_id, unix_now(), ttl).await;
-        let invalidated = self.invalidate_user(user_id).await;
-        cutoff.map_err(cache_error).and(invalidated)
+        let now = crate::cutoff::at(SystemTime::now());
+        let cutoff = self.tiers.cutoffs.put(user_id, now, ttl).await;
+        let invalidated = self.forget_user(user_id).await;
+        Revocation::of_writes("logout_all", [cutoff, invalidated])
     }
 
     /// Until the verifier would reject the token anyway: `exp` + leeway, plus the clock
@@ -778,7 +817,7 @@ impl<U: UserRecord> Inner<U> {
         outcome
     }
 
-    fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         let c = &self.counters;
         Stats {
             users: self.tiers.users.stats(),
@@ -803,6 +842,8 @@ impl<U: UserRecord> Inner<U> {
             bus_subscribed: self.bus_subscribed(),
             marks_evictable: self.marks_evictable,
             breaker: Some(self.l2.stats()),
+            repository_breaker: self.repository_breaker.stats(),
+            repository_reachable: self.repository_probe.reachable(),
             watcher: self
                 .watcher
                 .as_ref()
@@ -837,13 +878,6 @@ fn invalidation_error(kind: &str, id: &str, error: CacheError) -> AuthError {
 /// What is left of the time until `until` (zero once it passed).
 fn remaining(until: Instant) -> Duration {
     until.saturating_duration_since(Instant::now())
-}
-
-fn cache_error(error: CacheError) -> AuthError {
-    match error {
-        CacheError::InvalidKey(_) => AuthError::UnknownUser,
-        other => AuthError::unavailable(other),
-    }
 }
 
 #[cfg(test)]

@@ -413,7 +413,8 @@ async fn tokens_a_logout_all_could_not_outlive_are_refused() {
         auth.authenticate(&no_iat).await,
         Err(AuthError::Token(TokenError::MissingClaim("iat")))
     ));
-    let within = token(Some(now), now + 3600);
+    // Issued a second before the cutoff (one in the cutoff's own second is accepted).
+    let within = token(Some(now - 1), now + 3599);
     assert_eq!(auth.authenticate(&within).await.unwrap().id(), "ada");
     auth.logout_all("ada").await.unwrap();
     assert_eq!(
@@ -687,10 +688,17 @@ async fn a_logout_the_l2_refused_still_holds_on_this_instance() {
         .unwrap();
     let token = bearer("ada");
     auth.authenticate(&token).await.unwrap();
-    assert!(auth.logout(&token).await.unwrap_err().is_unavailable());
+    // Success, saying what is true: in force here, pending for the shared cache.
+    assert_eq!(auth.logout(&token).await, Ok(crate::Revocation::Pending));
+    assert_eq!(auth.stats().pending_revocations, 1);
     assert_eq!(
         auth.authenticate(&token).await.unwrap_err(),
         AuthError::Revoked
+    );
+    // A client that retries the logout is told it is in force.
+    assert_eq!(
+        auth.logout(&token).await,
+        Ok(crate::Revocation::AlreadyInForce)
     );
 }
 
@@ -702,11 +710,13 @@ async fn the_verifiers_own_size_limit_applies_before_hashing() {
         .build()
         .await
         .unwrap();
-    let error = auth.authenticate(&bearer("ada")).await.unwrap_err();
+    // One token: two issued apart may differ in length (`iat` carries microseconds).
+    let ada = bearer("ada");
+    let error = auth.authenticate(&ada).await.unwrap_err();
     assert_eq!(
         error,
         AuthError::Token(TokenError::TooLarge {
-            size: error_size(&bearer("ada")),
+            size: error_size(&ada),
             max: 64
         })
     );
@@ -932,7 +942,7 @@ async fn logs_never_show_a_token_or_a_key() {
     );
     auth.authenticate(&token).await.unwrap();
     auth.authenticate(&forged).await.unwrap_err();
-    auth.logout(&token).await.unwrap_err();
+    assert_eq!(auth.logout(&token).await, Ok(crate::Revocation::Pending));
     auth.authenticate(&token).await.unwrap_err();
     let logged = capture.text.lock().unwrap().clone();
     assert!(!logged.is_empty(), "the broken L2 must have been logged");
@@ -950,35 +960,47 @@ async fn logs_never_show_a_token_or_a_key() {
     }
 }
 
-/// `iat` has a resolution of one second, and a token issued in the very second of the cutoff
-/// may predate it: such a token is refused (the documented, safe side); one second later is
-/// after the cutoff and accepted.
+/// The password-change flow: log out everywhere, then issue a new token at once. Tokens
+/// from [`TokenIssuer`] carry `iat` to the microsecond, so the cutoff tells the old token
+/// from the new one however fast the new one comes; a whole-second `iat` is judged by the
+/// cutoff's second, so a token issued in that second or later is the user's to use, and one
+/// from an earlier second is refused (the rule's edges: `cutoff::tests`).
 #[tokio::test]
-async fn logout_all_refuses_tokens_of_the_cutoff_second_and_accepts_later_ones() {
+async fn logout_all_refuses_earlier_tokens_and_never_the_login_that_follows_it() {
     let auth = service(repository()).await;
-    let signed = |iat: u64| {
+    let whole_second = |iat: u64| {
         let mut claims = authcache_jwt::Claims::new("ada", authcache_jwt::unix_now() + 600);
         claims.iat = Some(iat);
         format!("Bearer {}", issuer().sign(&claims).unwrap())
     };
+    let session = |issuer: &TokenIssuer| {
+        let token = issuer.issue("ada", Duration::from_secs(600)).unwrap();
+        format!("Bearer {token}")
+    };
     let started = authcache_jwt::unix_now();
-    let before = signed(started - 1);
-    auth.authenticate(&before).await.unwrap();
-    auth.logout_all("ada").await.unwrap();
-    // The cutoff is the second of the call: somewhere in `started..=ended`.
-    let ended = authcache_jwt::unix_now();
+    let (old, old_whole) = (session(&issuer()), whole_second(started - 1));
+    for bearer in [&old, &old_whole] {
+        auth.authenticate(bearer).await.unwrap();
+    }
+
     assert_eq!(
-        auth.authenticate(&before).await.unwrap_err(),
-        AuthError::Revoked
+        auth.logout_all("ada").await,
+        Ok(crate::Revocation::Recorded)
     );
+    let new = session(&issuer());
+    let new_whole = whole_second(authcache_jwt::unix_now());
+
+    for bearer in [&old, &old_whole] {
+        assert_eq!(
+            auth.authenticate(bearer).await.unwrap_err(),
+            AuthError::Revoked
+        );
+    }
+    assert_eq!(auth.authenticate(&new).await.unwrap().id(), "ada");
     assert_eq!(
-        auth.authenticate(&signed(started)).await.unwrap_err(),
-        AuthError::Revoked,
-        "issued in the cutoff's second (or before it)"
-    );
-    assert_eq!(
-        auth.authenticate(&signed(ended + 1)).await.unwrap().id(),
-        "ada"
+        auth.authenticate(&new_whole).await.unwrap().id(),
+        "ada",
+        "issued in the cutoff's second or later"
     );
     assert_eq!(auth.authenticate(&bearer("bob")).await.unwrap().id(), "bob");
 }

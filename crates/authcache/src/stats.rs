@@ -61,6 +61,14 @@ pub struct Stats {
     pub marks_evictable: bool,
     /// The shared L2's circuit breaker, when there is an L2.
     pub breaker: Option<BreakerStats>,
+    /// The repository's circuit breaker: open after consecutive failures (unavailable or
+    /// timing out), when uncached requests fail at once with 503 and expired values are
+    /// served within their grace (see
+    /// [`AuthServiceBuilder::repository_breaker`](crate::AuthServiceBuilder::repository_breaker)).
+    pub repository_breaker: BreakerStats,
+    /// Whether the repository answered its last ping ([`AuthService::health`](crate::AuthService::health),
+    /// or the start-up check of a repository built from configuration); `None` before any.
+    pub repository_reachable: Option<bool>,
     /// The repository watcher, when this instance runs one
     /// ([`AuthServiceBuilder::watch`](crate::AuthServiceBuilder::watch)).
     pub watcher: Option<WatcherStats>,
@@ -168,8 +176,10 @@ impl WatcherStats {
     }
 }
 
-/// Whether the repository watcher follows changes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Whether the repository watcher follows changes (serialized as `starting`, `running`,
+/// `down`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum WatcherState {
     /// Opening its first stream.

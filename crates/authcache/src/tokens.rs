@@ -93,7 +93,8 @@ impl Validations {
 /// The answer of a mark lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lookup {
-    /// A mark, with its value (a revocation's `exp`, a cutoff's unix second).
+    /// A mark, with its value (a revocation's `exp`; a user cutoff's instant in
+    /// microseconds, see [`crate::cutoff`]; an issuer cutoff's unix second).
     Mark(u64),
     /// Checked: no mark.
     None,

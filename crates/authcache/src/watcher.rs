@@ -160,11 +160,15 @@ pub(crate) async fn spawn<U: UserRecord>(
 async fn repository_feed(config: Option<&RepositoryConfig>) -> Result<Arc<dyn ChangeFeed>> {
     match config {
         #[cfg(feature = "mongodb")]
-        Some(RepositoryConfig::Mongodb { uri, db }) => {
-            authcache_users::MongoUserRepository::<authcache_users::User>::connect(uri, db)
-                .await
-                .map(|repository| Arc::new(repository) as Arc<dyn ChangeFeed>)
-                .map_err(AuthError::unavailable)
+        Some(config @ RepositoryConfig::Mongodb { uri, db, .. }) => {
+            // The configured collections and id kind; the indexes are the repository's.
+            let options = config.mongo_options().create_indexes(false);
+            authcache_users::MongoUserRepository::<authcache_users::User>::connect_with(
+                uri, db, options,
+            )
+            .await
+            .map(|repository| Arc::new(repository) as Arc<dyn ChangeFeed>)
+            .map_err(AuthError::unavailable)
         }
         _ => Err(AuthError::Config(
             "`watch_repository()` follows a MongoDB repository given with \

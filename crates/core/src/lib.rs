@@ -3,7 +3,8 @@
 //! This crate does no I/O. It defines what every other crate builds on:
 //!
 //! - [`Cache`]: the byte-level backend contract (`authcache-memory`, `authcache-redis`),
-//!   and [`GuardedCache`], the timeout + circuit breaker every L2 is used through;
+//!   and [`GuardedCache`], the timeout + circuit breaker every L2 is used through (its
+//!   state machine, [`CircuitBreaker`], guards other backends too);
 //! - [`Keyspace`] / [`Key`]: how keys are built and validated (no raw token ever reaches a key);
 //! - [`EnvelopeCodec`]: the versioned, optionally HMAC-signed envelope L2 values are stored in,
 //!   bound to their key, where anything that does not decode or verify is a miss;
@@ -76,7 +77,10 @@ pub mod tiered;
 pub mod ttl;
 pub mod versioned;
 
-pub use breaker::{BreakerConfig, BreakerState, BreakerStats, GuardedCache, with_l2_budget};
+pub use breaker::{
+    BreakerConfig, BreakerPermit, BreakerState, BreakerStats, CircuitBreaker, GuardedCache,
+    with_l2_budget,
+};
 
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]

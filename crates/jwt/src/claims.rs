@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -42,7 +43,8 @@ pub struct Claims {
     pub exp: u64,
     /// Not before, seconds since the Unix epoch.
     pub nbf: Option<u64>,
-    /// Issued at, seconds since the Unix epoch.
+    /// Issued at, seconds since the Unix epoch (whole seconds; a token's fraction of a
+    /// second is in [`Claims::iat_micros`]).
     pub iat: Option<u64>,
     /// Issuer.
     pub iss: Option<String>,
@@ -52,6 +54,9 @@ pub struct Claims {
     pub jti: Option<String>,
     /// Raw JSON text of the non-registered claims: `""` when there are none, else an object.
     extra: String,
+    /// The fraction of a second of `iat`, in microseconds, when the token gave one (RFC 7519
+    /// NumericDate may be fractional); `None` for a whole-second `iat`.
+    iat_fraction: Option<u32>,
 }
 
 impl Claims {
@@ -66,7 +71,27 @@ impl Claims {
             aud: Vec::new(),
             jti: None,
             extra: String::new(),
+            iat_fraction: None,
         }
+    }
+
+    /// Sets `iat` to `at`, to the microsecond: the payload then carries a fractional `iat`
+    /// (RFC 7519 allows it), so a cutoff made in the same second can tell this token from
+    /// the ones issued before it ([`Claims::iat_micros`]). A time before 1970 is 0.
+    #[must_use]
+    pub fn issued_at(mut self, at: SystemTime) -> Self {
+        let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.iat = Some(since.as_secs());
+        self.iat_fraction = Some(since.subsec_micros()).filter(|micros| *micros > 0);
+        self
+    }
+
+    /// `iat` in microseconds since the Unix epoch, with the token's fraction of a second
+    /// when it gave one (a whole-second `iat` is a multiple of 10⁶: it may have been issued
+    /// anywhere in that second). `None` without `iat`.
+    pub fn iat_micros(&self) -> Option<u64> {
+        let micros = self.iat?.saturating_mul(1_000_000);
+        Some(micros.saturating_add(u64::from(self.iat_fraction.unwrap_or(0))))
     }
 
     /// Replaces the extra claims. Registered names (see [`REGISTERED_CLAIMS`]) are skipped:
@@ -122,11 +147,21 @@ impl Claims {
         let mut map = self.extra_claims().unwrap_or_default();
         map.insert("sub".into(), self.sub.clone().into());
         map.insert("exp".into(), self.exp.into());
-        let optional = [("nbf", self.nbf), ("iat", self.iat)];
-        for (name, value) in optional {
-            if let Some(v) = value {
-                map.insert(name.into(), v.into());
+        if let Some(nbf) = self.nbf {
+            map.insert("nbf".into(), nbf.into());
+        }
+        match (self.iat, self.iat_fraction) {
+            (Some(seconds), Some(fraction)) => {
+                // The nearest f64 is within 0.24 µs of the instant for any date before
+                // 2106: reading it back rounds to the same microsecond.
+                #[allow(clippy::cast_precision_loss)]
+                let fractional = seconds as f64 + f64::from(fraction) / 1e6;
+                map.insert("iat".into(), fractional.into());
             }
+            (Some(seconds), None) => {
+                map.insert("iat".into(), seconds.into());
+            }
+            (None, _) => {}
         }
         if let Some(iss) = &self.iss {
             map.insert("iss".into(), iss.clone().into());
@@ -253,7 +288,7 @@ struct RawClaims {
     sub: Option<String>,
     exp: Option<u64>,
     nbf: Option<u64>,
-    iat: Option<u64>,
+    iat: Option<NumericDate>,
     iss: Option<String>,
     aud: Option<Vec<String>>,
     jti: Option<String>,
@@ -266,11 +301,12 @@ impl RawClaims {
             sub: self.sub.ok_or(TokenError::MissingClaim("sub"))?,
             exp: self.exp.ok_or(TokenError::MissingClaim("exp"))?,
             nbf: self.nbf,
-            iat: self.iat,
+            iat: self.iat.map(|date| date.seconds),
             iss: self.iss,
             aud: self.aud.unwrap_or_default(),
             jti: self.jti,
             extra: self.extra,
+            iat_fraction: self.iat.and_then(|date| date.fraction),
         })
     }
 }
@@ -330,9 +366,9 @@ impl ClaimsSeed<'_> {
             Field::Sub => set_once(&mut raw.sub, map.next_value()?),
             Field::Iss => set_once(&mut raw.iss, map.next_value()?),
             Field::Jti => set_once(&mut raw.jti, map.next_value()?),
-            Field::Exp => set_once(&mut raw.exp, map.next_value::<NumericDate>()?.0),
-            Field::Nbf => set_once(&mut raw.nbf, map.next_value::<NumericDate>()?.0),
-            Field::Iat => set_once(&mut raw.iat, map.next_value::<NumericDate>()?.0),
+            Field::Exp => set_once(&mut raw.exp, map.next_value::<NumericDate>()?.seconds),
+            Field::Nbf => set_once(&mut raw.nbf, map.next_value::<NumericDate>()?.seconds),
+            Field::Iat => set_once(&mut raw.iat, map.next_value::<NumericDate>()?),
             Field::Aud => set_once(&mut raw.aud, map.next_value::<OneOrMany>()?.0),
         };
         self.current.set(None);
@@ -407,9 +443,25 @@ impl<'de> Deserialize<'de> for KeyName<'de> {
     }
 }
 
-/// RFC 7519 NumericDate: a JSON number of seconds; fractions are truncated, negative or
-/// non-finite values rejected.
-struct NumericDate(u64);
+/// RFC 7519 NumericDate: a JSON number of seconds, negative or non-finite values rejected.
+/// The whole seconds, and the fraction to the microsecond when there is one: `exp` and `nbf`
+/// keep only the seconds, `iat` keeps both (a cutoff in the same second tells a fractional
+/// `iat` from an earlier one).
+#[derive(Clone, Copy)]
+struct NumericDate {
+    seconds: u64,
+    /// Microseconds, `1..=999_999`; `None` for a whole number.
+    fraction: Option<u32>,
+}
+
+impl NumericDate {
+    const fn whole(seconds: u64) -> Self {
+        Self {
+            seconds,
+            fraction: None,
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for NumericDate {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -420,21 +472,31 @@ impl<'de> Deserialize<'de> for NumericDate {
                 f.write_str("a non-negative number of seconds")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v))
+                Ok(NumericDate::whole(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
                 u64::try_from(v)
-                    .map(NumericDate)
+                    .map(NumericDate::whole)
                     .map_err(|_| E::custom("negative NumericDate"))
             }
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
                 // 2^63 bounds the cast; any real date is far below.
                 const LIMIT: f64 = (1u64 << 63) as f64;
-                if v.is_finite() && (0.0..LIMIT).contains(&v) {
-                    Ok(NumericDate(v.trunc() as u64))
-                } else {
-                    Err(E::custom("NumericDate out of range"))
+                if !(v.is_finite() && (0.0..LIMIT).contains(&v)) {
+                    return Err(E::custom("NumericDate out of range"));
                 }
+                let seconds = v.trunc();
+                // Rounded to the nearest microsecond, kept below a whole second.
+                let micros = ((v - seconds) * 1e6).round().min(999_999.0) as u32;
+                Ok(NumericDate {
+                    seconds: seconds as u64,
+                    fraction: Some(micros).filter(|micros| *micros > 0),
+                })
             }
         }
         deserializer.deserialize_any(DateVisitor)
@@ -509,6 +571,31 @@ mod tests {
             c.extra_claim::<Vec<String>>("roles").unwrap(),
             Some(vec!["admin".into()])
         );
+    }
+
+    #[test]
+    fn a_fractional_iat_is_kept_to_the_microsecond_and_round_trips() {
+        let c = parse(json!({"sub": "u1", "exp": 10, "iat": 1_765_000_000.123_456})).unwrap();
+        assert_eq!(c.iat, Some(1_765_000_000));
+        assert_eq!(c.iat_micros(), Some(1_765_000_000_123_456));
+        let whole = parse(json!({"sub": "u1", "exp": 10, "iat": 1_765_000_000})).unwrap();
+        assert_eq!(whole.iat_micros(), Some(1_765_000_000_000_000));
+        let point_zero = parse(json!({"sub": "u1", "exp": 10, "iat": 7.0})).unwrap();
+        assert_eq!(point_zero.iat_micros(), Some(7_000_000));
+        assert_eq!(
+            parse(json!({"sub": "u1", "exp": 10})).unwrap().iat_micros(),
+            None
+        );
+        // Every microsecond of a second survives the payload's f64.
+        for micros in [1, 999_999, 500_000, 123_457, 999_998] {
+            let at = UNIX_EPOCH + std::time::Duration::new(4_102_444_799, micros * 1_000);
+            let claims = Claims::new("u1", 4_102_444_800).issued_at(at);
+            let back = parse(claims.to_jwt_payload()).unwrap();
+            assert_eq!(
+                back.iat_micros(),
+                Some(4_102_444_799_000_000 + u64::from(micros))
+            );
+        }
     }
 
     #[test]

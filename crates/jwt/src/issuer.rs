@@ -1,7 +1,7 @@
 //! [`TokenIssuer`]: signs tokens for tests, benches and the quickstart.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,7 +11,6 @@ use serde_json::Value;
 use crate::claims::Claims;
 use crate::ecdsa::normalize_s;
 use crate::error::{Result, TokenError};
-use crate::ttl::unix_now;
 use crate::verifier::{check_supported, ensure_crypto_provider};
 
 /// Signs tokens (HS256/384/512, RS256/384/512, PS256, ES256/384, EdDSA).
@@ -130,14 +129,16 @@ impl TokenIssuer {
     }
 
     /// A token for `sub`, issued now, valid for `ttl`, with this issuer's `iss` and `aud`.
+    /// Its `iat` is to the microsecond (a fractional NumericDate, as RFC 7519 allows), so
+    /// a `logout_all` made in the same second refuses exactly the tokens issued before it.
     ///
     /// # Errors
     ///
     /// [`TokenError::InvalidKey`] when signing fails.
     pub fn issue(&self, sub: &str, ttl: Duration) -> Result<String> {
-        let now = unix_now();
-        let mut claims = Claims::new(sub, now.saturating_add(ttl.as_secs()));
-        claims.iat = Some(now);
+        let issued = SystemTime::now();
+        let now = issued.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut claims = Claims::new(sub, now.saturating_add(ttl.as_secs())).issued_at(issued);
         claims.iss.clone_from(&self.issuer);
         claims.aud = self.audience.iter().cloned().collect();
         self.sign(&claims)

@@ -53,6 +53,17 @@ pub trait UserRepository<U: UserRecord = User>: Send + Sync {
     /// # Errors
     /// An invalid id; the backend unavailable or timing out.
     async fn delete(&self, id: &str) -> Result<bool>;
+
+    /// Whether the backend answers now: one cheap round trip, bounded like every call
+    /// (MongoDB: the `ping` command under the operation timeout). The default — for
+    /// backends in this process, which are always there — answers `Ok` at once. Health
+    /// checks call it; requests never do.
+    ///
+    /// # Errors
+    /// The backend unavailable or timing out.
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Validates every id of a batch, failing on the first bad one.
@@ -90,6 +101,12 @@ mod tests {
             .returning(|_| Err(crate::RepositoryError::Unavailable("down".into())));
         let repo: std::sync::Arc<dyn UserRepository> = std::sync::Arc::new(mock);
         assert!(repo.find_by_id("u1").await.unwrap_err().is_unavailable());
+    }
+
+    #[tokio::test]
+    async fn a_backend_in_this_process_answers_a_ping_at_once() {
+        let repo: &dyn UserRepository = &crate::MemoryUserRepository::new();
+        assert_eq!(repo.ping().await, Ok(()));
     }
 
     #[test]

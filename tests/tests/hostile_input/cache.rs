@@ -204,10 +204,10 @@ impl Tokens {
     /// `writer` before user-3's token is signed.
     ///
     /// That token must be refused for its cutoff's bad bytes alone, so with the real cutoff
-    /// it must pass: issued after the cutoff (which refuses `iat` up to its own second) and
-    /// acceptable to the verifier (`iat` present, not later than the clock plus the leeway).
-    /// The cutoff is the unix second `logout_all` read, at most the one read once it
-    /// returned; `iat` is the second after that — later than the cutoff however fast or slow
+    /// it must pass: issued after the cutoff (which refuses a whole-second `iat` before its
+    /// own second) and acceptable to the verifier (`iat` present, not later than the clock
+    /// plus the leeway). The cutoff is the instant `logout_all` read, at most the one read
+    /// once it returned; `iat` is the second after that — later than the cutoff however fast or slow
     /// the run, and at most a second ahead of any later clock, well within the leeway. The
     /// service keeps the default leeway: a token dated further ahead would need a larger
     /// one, which would also stretch every expiry and revocation it tests.

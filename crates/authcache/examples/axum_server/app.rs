@@ -6,20 +6,21 @@
 //! |---|---|---|
 //! | `GET /me` | any authenticated user | the principal as JSON |
 //! | `GET /admin` | role `admin` | a greeting |
-//! | `POST /logout` | any authenticated user | 204; the presented token is refused from now on, on every instance |
-//! | `POST /logout-all` | any authenticated user | 204; every token of the user issued so far is refused |
-//! | `GET /healthz` | anyone | breaker, invalidation-bus and repository-watcher state as JSON |
+//! | `POST /logout` | any authenticated user | 204; the presented token is refused from now on, on every instance (202 with `{"revocation":"pending"}` when Redis has not recorded it yet: in force on this instance, retried) |
+//! | `POST /logout-all` | any authenticated user | 204 (or 202, pending, as `/logout`); every token of the user issued so far is refused |
+//! | `GET /healthz` | anyone | liveness: always 200, with [`AuthService::health`] as JSON (shared cache, repository, watcher, pending changes, `status`) |
+//! | `GET /ready` | anyone | readiness: the same JSON, 200 when the instance can answer, 503 when it is down (repository unreachable and no shared cache serving) |
 //! | `GET /metrics` | anyone | Prometheus text: the `authcache_*` metrics |
 
 use std::sync::Arc;
 
 use authcache::axum::AuthRejection;
 use authcache::tower::{AuthLayer, RequireRole, bearer_token};
-use authcache::{AuthService, BreakerState, Principal};
+use authcache::{AuthService, BreakerState, Health, Principal, Revocation};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
@@ -46,6 +47,7 @@ pub(crate) fn router(auth: AuthService) -> Router {
         // Every route above needs a valid token; the two below are for operators.
         .route_layer(AuthLayer::new(app.auth.clone()))
         .route("/healthz", get(healthz))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .with_state(app)
 }
@@ -67,48 +69,66 @@ async fn admin(Extension(who): Extension<Principal>) -> String {
 }
 
 /// Revokes the token the request presented: the `AuthLayer` accepted it, so it is there.
-async fn logout(State(app): State<App>, headers: HeaderMap) -> Result<StatusCode, AuthRejection> {
+async fn logout(State(app): State<App>, headers: HeaderMap) -> Result<Response, AuthRejection> {
     let token = bearer_token(&headers)?.ok_or(AuthRejection::MissingToken)?;
-    app.auth.logout(token).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(revoked(app.auth.logout(token).await?))
 }
 
 async fn logout_all(
     State(app): State<App>,
     Extension(who): Extension<Principal>,
-) -> Result<StatusCode, AuthRejection> {
-    app.auth.logout_all(who.id()).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Response, AuthRejection> {
+    Ok(revoked(app.auth.logout_all(who.id()).await?))
 }
 
-/// Always 200: with Redis down or its bus unsubscribed the instance still answers (from
-/// its L1 and the repository), so taking it out of a load balancer would not help; the
-/// body says what is degraded.
+/// 204 once every instance refuses the token; 202 while the revocation is in force here
+/// and pending for Redis — a success, so the client does not retry a logout that holds.
+fn revoked(revocation: Revocation) -> Response {
+    if revocation.is_shared() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        let body = serde_json::json!({ "revocation": "pending" });
+        (StatusCode::ACCEPTED, json(&body)).into_response()
+    }
+}
+
+/// Always 200: a process that answers is alive, and restarting it would not bring the
+/// repository or Redis back; the body says what is degraded (`/ready` is the one a load
+/// balancer should act on).
 async fn healthz(State(app): State<App>) -> impl IntoResponse {
-    let stats = app.auth.stats();
-    let breaker = stats.breaker.map(|b| match b.state {
+    json(&health_body(&app.auth.health().await))
+}
+
+/// 200 while the instance can answer (`ok` or `degraded`), 503 when it is `down`: the
+/// repository unreachable and no shared cache to serve from.
+async fn ready(State(app): State<App>) -> impl IntoResponse {
+    let health = app.auth.health().await;
+    let status = if health.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, json(&health_body(&health)))
+}
+
+/// The health as JSON, with two one-word summaries for dashboards: `breaker` (the shared
+/// cache's) and `bus`.
+fn health_body(health: &Health) -> serde_json::Value {
+    let mut body = serde_json::to_value(health).unwrap_or_default();
+    let breaker = match health.shared_cache.breaker {
         BreakerState::Closed => "closed",
         BreakerState::HalfOpen => "half-open",
         BreakerState::Open => "open",
-    });
-    let bus = stats
+    };
+    let bus = health
+        .shared_cache
         .bus_subscribed
-        .map(|up| if up { "subscribed" } else { "unsubscribed" });
-    let watcher = stats
-        .watcher
-        .map(|w| if w.is_down() { "down" } else { "up" });
-    let degraded = breaker.is_some_and(|b| b != "closed")
-        || bus == Some("unsubscribed")
-        || watcher == Some("down")
-        || stats.marks_evictable;
-    json(&serde_json::json!({
-        "status": if degraded { "degraded" } else { "ok" },
-        "breaker": breaker.unwrap_or("none"),
-        "bus": bus.unwrap_or("none"),
-        "watcher": watcher.unwrap_or("none"),
-        "pending_revocations": stats.pending_revocations,
-        "marks_evictable": stats.marks_evictable,
-    }))
+        .map_or("none", |up| if up { "subscribed" } else { "unsubscribed" });
+    if let Some(body) = body.as_object_mut() {
+        body.insert("breaker".into(), breaker.into());
+        body.insert("bus".into(), bus.into());
+    }
+    body
 }
 
 /// Exports the service's counters at scrape time (see `authcache::metrics`: recording is

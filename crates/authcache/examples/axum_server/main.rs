@@ -5,7 +5,13 @@
 //! cargo run -p authcache --example axum_server --features axum,metrics,redis,mongodb -- \
 //!     --redis redis://127.0.0.1:6379 --mongo mongodb://127.0.0.1:27017
 //! RUST_LOG=authcache::refusal=debug cargo run -p authcache --example axum_server --features axum,metrics
+//! cargo run -p authcache --example axum_server --features axum,metrics,redis,mongodb -- \
+//!     --config authcache.toml
 //! ```
+//!
+//! `--config` builds everything from an `AuthConfig` file (verifier, cache, repository: see
+//! the README's *Configuration*) and seeds nothing: the users are the repository's, and the
+//! tokens come from your issuer.
 //!
 //! Memory cache and memory users by default; `--redis` shares the cache and the
 //! invalidations with every other instance on that Redis (start two on different
@@ -21,7 +27,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use authcache::{
-    AuthService, CacheConfig, JwtVerifier, MemoryUserRepository, TokenIssuer, User, UserRepository,
+    AuthConfig, AuthService, CacheConfig, JwtVerifier, MemoryUserRepository, TokenIssuer, User,
+    UserRepository,
 };
 use clap::Parser;
 
@@ -54,6 +61,9 @@ struct Args {
     /// MongoDB database for --mongo.
     #[arg(long, default_value = "authcache_axum_server")]
     db: String,
+    /// Build from this configuration file (TOML) instead: no demo users, no demo tokens.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["redis", "mongo"])]
+    config: Option<std::path::PathBuf>,
 }
 
 fn demo_users() -> [User; 2] {
@@ -76,6 +86,16 @@ fn init_logs() {
 async fn main() -> anyhow::Result<()> {
     init_logs();
     let args = Args::parse();
+    if let Some(path) = &args.config {
+        let auth = AuthService::builder()
+            .config(configuration(path)?)
+            .build()
+            .await
+            .context("building the AuthService from the configuration")?;
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        println!("listening on http://{}", listener.local_addr()?);
+        return serve(listener, auth).await;
+    }
     let repository = repository(&args).await?;
     let cache = match &args.redis {
         Some(url) => CacheConfig::redis(url),
@@ -94,6 +114,10 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
     print_demo_tokens(address)?;
+    serve(listener, auth).await
+}
+
+async fn serve(listener: tokio::net::TcpListener, auth: AuthService) -> anyhow::Result<()> {
     axum::serve(listener, app::router(auth))
         .with_graceful_shutdown(async {
             // An error here means no signal handler: then run until killed.
@@ -103,6 +127,13 @@ async fn main() -> anyhow::Result<()> {
         })
         .await
         .context("serving")
+}
+
+/// The file's settings (secrets are references in it: `secret_env`, `key_file`…).
+fn configuration(path: &std::path::Path) -> anyhow::Result<AuthConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    AuthConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))
 }
 
 async fn repository(args: &Args) -> anyhow::Result<Arc<dyn UserRepository>> {

@@ -24,11 +24,20 @@
 //! its oplog also counts as a lost history, which costs a full invalidation, never a missed
 //! change. Documents are named by string `_id`; ObjectId `_id`s (as hex) only with
 //! [`IdKind::ObjectId`] for now.
+//!
+//! # Starting without the server
+//! Connecting never needs the server: the driver's client connects lazily, so a
+//! repository built while MongoDB is down answers [`RepositoryError::Unavailable`] per
+//! call until it is back. The unique `email` index is then created later: in the
+//! background after the first call the server answers, and before the first write
+//! (a user is never written without it). [`UserRepository::ping`] is the `ping`
+//! command.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,7 +46,7 @@ use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, RawBsonRef, RawDocument, RawDocumentBuf, doc};
 use mongodb::error::{Error as DriverError, ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions};
-use mongodb::{Client, Collection, Cursor, IndexModel};
+use mongodb::{Client, Collection, Cursor, Database, IndexModel};
 
 mod feed;
 pub mod schema;
@@ -147,22 +156,27 @@ impl Default for MongoOptions {
 /// does). Cheap to clone: clones share the driver's connection pool.
 #[derive(Debug)]
 pub struct MongoUserRepository<U: UserRecord = User> {
+    database: Database,
     users: Collection<RawDocumentBuf>,
     roles: Collection<RawDocumentBuf>,
     operation_timeout: Duration,
     schema: Arc<MongoSchema>,
     id_kind: IdKind,
+    /// Shared by clones: whether the email index still has to be created.
+    email_index: Arc<EmailIndex>,
     record: PhantomData<fn() -> U>,
 }
 
 impl<U: UserRecord> Clone for MongoUserRepository<U> {
     fn clone(&self) -> Self {
         Self {
+            database: self.database.clone(),
             users: self.users.clone(),
             roles: self.roles.clone(),
             operation_timeout: self.operation_timeout,
             schema: Arc::clone(&self.schema),
             id_kind: self.id_kind,
+            email_index: Arc::clone(&self.email_index),
             record: PhantomData,
         }
     }
@@ -172,8 +186,12 @@ impl<U: UserRecord> MongoUserRepository<U> {
     /// Connects to `uri`, uses database `database`, and ensures the unique `email` index,
     /// with the default [`MongoOptions`].
     ///
+    /// A server that does not answer does not fail the call: the repository is returned
+    /// (logged at `warn`), its calls fail with [`RepositoryError::Unavailable`] until the
+    /// server is back, and the index is created then (see the module docs, *Starting
+    /// without the server*).
+    ///
     /// # Errors
-    /// [`RepositoryError::Unavailable`] when no server answers within the timeouts;
     /// [`RepositoryError::Backend`] for a malformed URI or a refused index.
     pub async fn connect(uri: &str, database: &str) -> Result<Self> {
         Self::connect_with(uri, database, MongoOptions::default()).await
@@ -198,7 +216,7 @@ impl<U: UserRecord> MongoUserRepository<U> {
 
     /// A repository on an existing client (sharing its pool); the connect and
     /// server-selection timeouts of `options` do not apply. Ensures the unique `email`
-    /// index unless `options` opts out.
+    /// index unless `options` opts out — later, when no server answers now.
     ///
     /// # Errors
     /// As [`connect_with`](Self::connect_with).
@@ -212,13 +230,27 @@ impl<U: UserRecord> MongoUserRepository<U> {
         let repository = Self {
             users: database.collection(options.schema.users()),
             roles: database.collection(options.schema.roles()),
+            database,
             operation_timeout: options.operation_timeout,
             schema: Arc::new(options.schema),
             id_kind: options.id_kind,
+            email_index: Arc::new(EmailIndex::default()),
             record: PhantomData,
         };
         if options.create_indexes {
-            repository.ensure_email_index().await?;
+            match repository.ensure_email_index().await {
+                Ok(()) => {}
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(
+                        %error,
+                        "MongoDB not reachable at start-up: every call fails as unavailable \
+                         until it is; the unique email index is created once it answers \
+                         (check that the server is running and the uri is right)"
+                    );
+                    repository.email_index.mark_pending();
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(repository)
     }
@@ -273,6 +305,49 @@ impl<U: UserRecord> MongoUserRepository<U> {
                 Ok(())
             }
             Err(error) => Err(map_error(error)),
+        }
+    }
+
+    /// After a call the server answered: creates the email index start-up could not, in
+    /// the background (one attempt at a time; the call that triggered it does not wait).
+    fn index_after_success(&self) {
+        if !self.email_index.claim() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.email_index.release(false);
+            return;
+        };
+        let repository = self.clone();
+        runtime.spawn(async move { repository.create_claimed_index().await });
+    }
+
+    /// Before a write: the unique index exists first, or two users could share an email.
+    async fn index_before_write(&self) -> Result<()> {
+        if self.email_index.is_done() {
+            return Ok(());
+        }
+        // Idempotent: racing the background attempt is harmless.
+        self.ensure_email_index().await?;
+        self.email_index.release(true);
+        Ok(())
+    }
+
+    async fn create_claimed_index(&self) {
+        match self.ensure_email_index().await {
+            Ok(()) => {
+                self.email_index.release(true);
+                tracing::info!("created the unique email index MongoDB could not take at start-up");
+            }
+            Err(error) if error.is_transient() => {
+                self.email_index.release(false);
+                tracing::debug!(%error, "the email index is still pending");
+            }
+            Err(error) => {
+                // Retrying would fail the same way on every call: said once, loudly.
+                self.email_index.release(true);
+                tracing::error!(%error, "the unique email index could not be created");
+            }
         }
     }
 
@@ -407,6 +482,7 @@ impl<U: UserRecord> UserRepository<U> for MongoUserRepository<U> {
         let found = self
             .bounded("find_by_id", self.users.find_one(filter))
             .await?;
+        self.index_after_success();
         found
             .map(|document| self.decode_user(&document))
             .transpose()
@@ -426,6 +502,7 @@ impl<U: UserRecord> UserRepository<U> for MongoUserRepository<U> {
         let users: Vec<U> = self
             .find_all("find_many", find, |stored| self.decode_user(stored))
             .await?;
+        self.index_after_success();
         // `$in` returns documents in storage order; give them back in the caller's order.
         // An ObjectId comes back as lowercase hex, whatever case the caller spelled it in.
         let mut by_id: HashMap<String, U> =
@@ -455,6 +532,7 @@ impl<U: UserRecord> UserRepository<U> for MongoUserRepository<U> {
                 self.decode_permissions(stored)
             })
             .await?;
+        self.index_after_success();
         let union: BTreeSet<String> = documents.into_iter().flatten().collect();
         Ok(union.into_iter().collect())
     }
@@ -466,6 +544,7 @@ impl<U: UserRecord> UserRepository<U> for MongoUserRepository<U> {
         let id = user.id();
         validate_id(id)?;
         let new_id = self.id_kind.new_document_id(id)?;
+        self.index_before_write().await?;
         let filter = self
             .id_kind
             .filter(id)
@@ -487,7 +566,58 @@ impl<U: UserRecord> UserRepository<U> for MongoUserRepository<U> {
         let deleted = self
             .bounded("delete", self.users.delete_one(filter))
             .await?;
+        self.index_after_success();
         Ok(deleted.deleted_count > 0)
+    }
+
+    /// The `ping` command, under the operation timeout (and the server-selection timeout
+    /// when no server is known).
+    async fn ping(&self) -> Result<()> {
+        self.bounded("ping", self.database.run_command(doc! { "ping": 1 }))
+            .await?;
+        self.index_after_success();
+        Ok(())
+    }
+}
+
+/// Whether the unique email index still has to be created (start-up found no server).
+#[derive(Debug, Default)]
+struct EmailIndex {
+    state: AtomicU8,
+}
+
+impl EmailIndex {
+    /// Created, or not wanted.
+    const DONE: u8 = 0;
+    /// Start-up could not create it.
+    const PENDING: u8 = 1;
+    /// One attempt is running.
+    const CREATING: u8 = 2;
+
+    fn mark_pending(&self) {
+        self.state.store(Self::PENDING, Ordering::Release);
+    }
+
+    fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) == Self::DONE
+    }
+
+    /// The right to make the one attempt now, if one is pending and none is running.
+    fn claim(&self) -> bool {
+        self.state
+            .compare_exchange(
+                Self::PENDING,
+                Self::CREATING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Ends an attempt: `done`, or pending again.
+    fn release(&self, done: bool) {
+        let state = if done { Self::DONE } else { Self::PENDING };
+        self.state.store(state, Ordering::Release);
     }
 }
 

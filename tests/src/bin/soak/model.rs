@@ -107,8 +107,9 @@ pub(crate) enum Confirmed {
 /// A user's `logout_all` cutoffs, in unix seconds (0: none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Cutoff {
-    /// The latest clock read before a call that returned: tokens issued up to it are
-    /// refused.
+    /// The latest clock read before a call that returned: tokens issued before it are
+    /// refused (a whole-second `iat` is cut at the cutoff's second: one issued in that
+    /// second is accepted).
     pub(crate) must: u64,
     /// The latest clock read after a call returned: tokens issued up to it may be.
     pub(crate) may: u64,
@@ -120,7 +121,7 @@ pub(crate) struct Cutoff {
 
 impl Cutoff {
     pub(crate) fn refuses(&self, iat: u64) -> bool {
-        self.must > 0 && iat <= self.must
+        self.must > 0 && iat < self.must
     }
 
     fn may_refuse(&self, iat: u64) -> bool {
@@ -457,13 +458,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cutoffs_refuse_up_to_the_clock_before_and_may_refuse_up_to_the_clock_after() {
+    fn cutoffs_refuse_before_the_clock_before_and_may_refuse_up_to_the_clock_after() {
         let cutoff = Cutoff {
             must: 10,
             may: 11,
             ..Cutoff::default()
         };
-        assert!(cutoff.refuses(10) && !cutoff.refuses(11));
+        // A whole-second `iat` in the cutoff's own second is accepted.
+        assert!(cutoff.refuses(9) && !cutoff.refuses(10));
         assert!(cutoff.may_refuse(11) && !cutoff.may_refuse(12));
         assert!(!Cutoff::default().refuses(1) && !Cutoff::default().may_refuse(1));
         let running = Cutoff {

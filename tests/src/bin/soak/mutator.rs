@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use authcache::{AuthError, MongoUserRepository, UserRepository};
+use authcache::{AuthError, MongoUserRepository, Revocation, UserRepository};
 use authcache_jwt::unix_now;
 use rand::RngExt;
 use rand::rngs::SmallRng;
@@ -65,17 +65,18 @@ impl Mutator {
         }
     }
 
-    fn effect(&self, started: Instant, result: &Result<(), AuthError>) -> Effect {
-        match result {
-            Ok(()) => Effect::Confirmed,
-            Err(error) if error.is_unavailable() => {
-                if self.ctx.world.timeline.in_outage(started) {
-                    Effect::RefusedInOutage
-                } else {
-                    Effect::RefusedOutside
-                }
-            }
-            Err(_) => Effect::Failed,
+    fn effect<T: Pending>(&self, started: Instant, result: &Result<T, AuthError>) -> Effect {
+        let refused = match result {
+            Ok(done) => done.is_pending(),
+            Err(error) if error.is_unavailable() => true,
+            Err(_) => return Effect::Failed,
+        };
+        if !refused {
+            Effect::Confirmed
+        } else if self.ctx.world.timeline.in_outage(started) {
+            Effect::RefusedInOutage
+        } else {
+            Effect::RefusedOutside
         }
     }
 
@@ -240,5 +241,23 @@ impl Mutator {
                     .await;
             }
         }
+    }
+}
+
+/// Whether a mutation that succeeded left its write to the shared cache pending: a
+/// revocation does (in force here, retried); the other mutations fail instead.
+trait Pending {
+    fn is_pending(&self) -> bool;
+}
+
+impl Pending for () {
+    fn is_pending(&self) -> bool {
+        false
+    }
+}
+
+impl Pending for Revocation {
+    fn is_pending(&self) -> bool {
+        *self == Revocation::Pending
     }
 }

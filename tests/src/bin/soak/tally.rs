@@ -44,9 +44,10 @@ impl Mutation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Effect {
     Confirmed,
-    /// 503 between the kill and Redis being used again.
+    /// Refused by the shared cache (503, or a revocation left pending) between the kill
+    /// and Redis being used again.
     RefusedInOutage,
-    /// 503 elsewhere: an L2 timeout under load.
+    /// Refused by the shared cache elsewhere: an L2 timeout under load.
     RefusedOutside,
     Failed,
 }
