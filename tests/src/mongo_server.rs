@@ -202,8 +202,8 @@ impl MongoServer {
         self.process.resume();
     }
 
-    /// Waits until the server answers — and is this one: a port handed out twice must be a
-    /// retry on another port, never two tests sharing (and killing) one server.
+    /// Waits until the server answers a ping, then checks that the server answering is
+    /// this one ([`ServerProcess::check_owner`]).
     ///
     /// # Panics
     /// When nothing answers within [`STARTUP_TIMEOUT`].
@@ -223,16 +223,9 @@ impl MongoServer {
         let answering = status
             .get_i64("pid")
             .ok()
-            .or_else(|| status.get_i32("pid").ok().map(i64::from));
-        let ours = self.process.pid().map(i64::from);
-        if answering == ours {
-            Ok(())
-        } else {
-            Err(format!(
-                "port {} is served by pid {answering:?}, not ours ({ours:?})",
-                self.port
-            ))
-        }
+            .or_else(|| status.get_i32("pid").ok().map(i64::from))
+            .and_then(|pid| u32::try_from(pid).ok());
+        self.process.check_owner(self.port, answering)
     }
 }
 

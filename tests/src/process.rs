@@ -124,6 +124,22 @@ impl ServerProcess {
         self.child.as_ref().map(Child::id)
     }
 
+    /// `Ok` when the server answering on `port` reports this process's pid (`answering`):
+    /// a free port handed out twice (another test's server bound it first, and ours failed
+    /// to) must be a retry on another port, never two tests sharing — and hanging,
+    /// flushing, killing — one server.
+    ///
+    /// # Errors
+    /// Both pids, when they differ or the server reported none.
+    pub fn check_owner(&self, port: u16, answering: Option<u32>) -> Result<(), String> {
+        match (answering, self.pid()) {
+            (Some(answering), Some(ours)) if answering == ours => Ok(()),
+            (answering, ours) => Err(format!(
+                "port {port} is served by pid {answering:?}, not ours ({ours:?})"
+            )),
+        }
+    }
+
     /// Freezes the process (SIGSTOP): connections stay open, nothing answers. Returns only
     /// once every thread of the process is stopped.
     ///

@@ -77,7 +77,7 @@ async fn two_subscribers_both_receive_a_publish_and_both_report_a_resubscribe_af
     }
 
     // The same publisher (its connection reconnects) reaches the resubscribed instances.
-    let second = keys.key(KeyKind::Roles, "42").unwrap();
+    let second = keys.key(KeyKind::Checkpoint, "42").unwrap();
     let invalidated = BusEvent::Invalidated(second.as_str().to_owned());
     eventually(
         DEADLINE,
@@ -177,7 +177,7 @@ async fn on_a_cluster_a_publish_through_the_cluster_reaches_subscribers_on_every
     for r in &recorders {
         r.subscriber.wait_subscribed(DEADLINE).await.unwrap();
     }
-    let key = keys.key(KeyKind::Perms, "7").unwrap();
+    let key = keys.key(KeyKind::RolePerms, "7").unwrap();
     publisher.publish(&key).await.unwrap();
     let invalidated = BusEvent::Invalidated(key.as_str().to_owned());
     eventually(DEADLINE, "every node's subscriber receives", || async {

@@ -18,15 +18,15 @@ use serde::de::DeserializeOwned;
 use crate::backend::Backend;
 use crate::cache_id::name_of;
 use crate::config::{
-    AuthConfig, CacheConfig, RepositoryConfig, SigningConfig, SigningKeys, TtlSettings,
-    VerifierConfig,
+    AuthConfig, CacheConfig, RepositoryConfig, RevocationCheck, SigningConfig, SigningKeys,
+    TtlSettings, VerifierConfig,
 };
-use crate::service::{DerivedMemo, Inner, Tiers};
+use crate::service::{AuthService, Inner};
+use crate::state::{MarkTables, State};
 use crate::stats::Counters;
-use crate::tokens::{Marks, Validations};
-use crate::warm::Warm;
+use crate::tokens::Marks;
 use crate::watcher::{Checkpoints, WatchSource};
-use crate::{AuthError, AuthService, Result};
+use crate::{AuthError, Result};
 
 /// 50,000 entries per in-process tier: enough for the active users of a large service;
 /// the L1 evicts the least useful beyond it (S3-FIFO).
@@ -39,23 +39,6 @@ pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// The longest breaker timeout or cool-down accepted: beyond, it is a configuration
 /// mistake, and a request would wait it out.
 const MAX_BREAKER_DURATION: Duration = Duration::from_secs(24 * 3600);
-
-/// What a request gets when the shared cache cannot say whether its token was revoked
-/// (Redis down or hung, breaker open). Revocations this instance made or has seen are
-/// always enforced; this decides only about the ones it could not ask about.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RevocationCheck {
-    /// Serve it (counted in `Stats::unchecked`): availability first. A token logged out
-    /// on another instance may be accepted here while Redis is unreachable and this
-    /// instance has not heard of the logout.
-    #[default]
-    FailOpen,
-    /// Refuse it with [`AuthError::Unavailable`] (503): no token logged out anywhere is
-    /// ever accepted, at the price of failing requests while Redis is unreachable and
-    /// the token's check is not remembered.
-    FailClosed,
-}
 
 /// Builds an [`AuthService`]. Required: a [`verifier`](Self::verifier) and a repository
 /// ([`repository`](Self::repository) or [`repository_config`](Self::repository_config)).
@@ -98,6 +81,14 @@ pub struct AuthServiceBuilder<U: UserRecord = User> {
     /// Unit tests only: the permissions tier's L1, to hold a fill at an exact point.
     #[cfg(test)]
     pub(crate) perms_l1: Option<Arc<dyn authcache_core::L1Cache<Vec<String>>>>,
+}
+
+impl AuthService<User> {
+    /// Starts building a service for the default [`User`] record; for your own record type
+    /// use [`AuthServiceBuilder::new`] (`AuthServiceBuilder::<MyUser>::new()`).
+    pub fn builder() -> AuthServiceBuilder<User> {
+        AuthServiceBuilder::new()
+    }
 }
 
 impl<U: UserRecord> Default for AuthServiceBuilder<U> {
@@ -532,33 +523,36 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             ..self.breaker.clone()
         };
         let l2 = backend.guarded(&breaker);
-        let tiers = Arc::new(self.tiers(
+        let state = Arc::new(self.state(
             &keyspace,
             &codec,
             &l2,
             backend.publisher.clone(),
             &repository,
         ));
-        crate::tokens::spawn_retries(tiers.marks().into_iter().map(Arc::downgrade).collect());
-        Tiers::spawn_pending_retries(&tiers);
+        State::spawn_retries(&state);
         // Before anything is served: keys are built under the shared epoch from the start.
         let publisher = backend.publisher.clone();
+        let clear = {
+            let state = Arc::clone(&state);
+            move || state.on_epoch_raised()
+        };
         let epoch = crate::epoch::SharedEpoch::start(
             &keyspace,
             &codec,
             &l2,
             publisher,
-            &tiers,
+            clear,
             backend.shared,
         )
         .await;
         #[cfg(feature = "redis")]
         let subscriber = match &backend.bus {
             Some(bus) => {
-                let (tiers, epoch) = (Arc::clone(&tiers), Arc::clone(&epoch));
+                let (state, epoch) = (Arc::clone(&state), Arc::clone(&epoch));
                 let on_event = move |event: authcache_core::BusEvent| {
                     epoch.on_bus_event(&event);
-                    tiers.on_bus_event(event);
+                    state.on_bus_event(event);
                 };
                 Some(crate::redis_backend::subscribe(bus, &keyspace, on_event).await?)
             }
@@ -578,7 +572,7 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
             validation_cache: self.validation_cache,
             ttls: self.ttls,
             repository,
-            tiers,
+            state,
             l2,
             revocation_check: self.revocation_check,
             max_token_lifetime: self.max_token_lifetime,
@@ -763,14 +757,14 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
         }
     }
 
-    fn tiers(
+    fn state(
         &self,
         keyspace: &Keyspace,
         codec: &EnvelopeCodec,
         l2: &Arc<GuardedCache>,
         publisher: Option<Arc<dyn InvalidationPublisher>>,
         repository: &Arc<dyn UserRepository<U>>,
-    ) -> Tiers<U> {
+    ) -> State<U> {
         let tier = TierFactory {
             keyspace,
             ttls: &self.ttls,
@@ -783,8 +777,8 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
         // Half the L1 cap: a warm answer (which lives as long) built on a memo entry near
         // its end still sees a mark whose publish failed within the L1 cap.
         let memo_ttl = (self.ttls.l1_cap / 2).min(self.ttls.token);
-        let marks = |kind| {
-            Arc::new(Marks::new(
+        let marks = MarkTables::new(|kind| {
+            Marks::new(
                 kind,
                 keyspace,
                 codec,
@@ -792,26 +786,25 @@ impl<U: UserRecord> AuthServiceBuilder<U> {
                 publisher.clone(),
                 self.l1_capacity,
                 memo_ttl,
-            ))
-        };
-        Tiers {
-            keyspace: keyspace.clone(),
-            users: tier
-                .builder(KeyKind::User)
-                .validate(|id, user: &U| user.id() == id)
-                .reloader(reload_user(repository))
-                .build(),
-            perms: self
-                .with_perms_l1(tier.builder(KeyKind::Perms))
-                .reloader(reload_role(repository))
-                .build(),
-            derived: DerivedMemo::new(self.l1_capacity, self.ttls.l1_cap),
-            validations: Validations::new(self.l1_capacity),
-            warm: Warm::new(self.l1_capacity),
-            revocations: marks(KeyKind::Revoked),
-            cutoffs: marks(KeyKind::Cutoff),
-            issuer_cutoffs: marks(KeyKind::IssuerCutoff),
-        }
+            )
+        });
+        let users = tier
+            .builder(KeyKind::User)
+            .validate(|id, user: &U| user.id() == id)
+            .reloader(reload_user(repository))
+            .build();
+        let role_perms = self
+            .with_perms_l1(tier.builder(KeyKind::RolePerms))
+            .reloader(reload_role(repository))
+            .build();
+        State::new(
+            keyspace.clone(),
+            users,
+            role_perms,
+            marks,
+            self.l1_capacity,
+            self.ttls.l1_cap,
+        )
     }
 }
 
@@ -906,5 +899,4 @@ impl TierFactory<'_> {
 }
 
 #[cfg(test)]
-#[path = "builder_tests.rs"]
 mod tests;

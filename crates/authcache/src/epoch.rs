@@ -48,11 +48,8 @@ use std::time::Duration;
 use authcache_core::{
     BusEvent, Cache, CacheError, EnvelopeCodec, GuardedCache, InvalidationPublisher, Key, Keyspace,
 };
-use authcache_users::UserRecord;
 use bytes::Bytes;
 use tokio::sync::Notify;
-
-use crate::service::Tiers;
 
 /// A year (the longest TTL accepted anywhere): the value must outlive every entry it
 /// orphans. Should it expire all the same, any running instance writes it back (step 4).
@@ -97,23 +94,23 @@ impl fmt::Debug for SharedEpoch {
 
 impl SharedEpoch {
     /// Reads the shared epoch once (adopting it), and — with a shared L2 — starts the
-    /// task that re-checks it for as long as the returned handle lives.
-    pub(crate) async fn start<U: UserRecord>(
+    /// task that re-checks it for as long as the returned handle lives. `clear` drops
+    /// everything the instance holds in process under the old keys.
+    pub(crate) async fn start(
         keyspace: &Keyspace,
         codec: &EnvelopeCodec,
         l2: &Arc<GuardedCache>,
         publisher: Option<Arc<dyn InvalidationPublisher>>,
-        tiers: &Arc<Tiers<U>>,
+        clear: impl Fn() + Send + Sync + 'static,
         shared: bool,
     ) -> Arc<Self> {
-        let tiers = Arc::clone(tiers);
         let epoch = Arc::new(Self {
             keyspace: keyspace.clone(),
             key: keyspace.epoch_key(),
             codec: codec.clone(),
             l2: Arc::clone(l2),
             publisher,
-            clear: Box::new(move || tiers.on_bus_event(BusEvent::EpochRaised)),
+            clear: Box::new(clear),
             wake: Arc::new(Notify::new()),
             known: AtomicBool::new(false),
             unreadable: AtomicBool::new(false),

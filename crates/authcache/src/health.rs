@@ -36,7 +36,6 @@ use authcache_users::{UserRecord, UserRepository};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::service::Inner;
 use crate::{AuthError, BreakerState, Result, Stats, WatcherState};
 
 /// 5 s: often enough for a readiness probe to follow an outage closely, rare enough that
@@ -110,7 +109,7 @@ pub struct RepositoryHealth {
 }
 
 impl Health {
-    fn new(stats: &Stats, shared: bool, ping: Result<(), String>) -> Self {
+    pub(crate) fn new(stats: &Stats, shared: bool, ping: Result<(), String>) -> Self {
         let mut health = Self {
             status: Status::Ok,
             shared_cache: SharedCacheHealth {
@@ -229,13 +228,6 @@ impl RepositoryProbe {
              AuthService::health); check that MongoDB runs and `[repository] uri`"
         );
         Ok(())
-    }
-}
-
-impl<U: UserRecord> Inner<U> {
-    pub(crate) async fn health(&self) -> Health {
-        let ping = self.repository_probe.check(&*self.repository).await;
-        Health::new(&self.stats(), self.shared_l2, ping)
     }
 }
 

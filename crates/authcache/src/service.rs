@@ -1,26 +1,24 @@
 //! [`AuthService`]: verify the token, then answer from the tiers.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use authcache_core::{
-    BusEvent, CacheError, GuardedCache, KeyKind, Keyspace, L1Cache, L1Entry, LoadError,
-    TierStatsSnapshot, Tiered, Ttls, Version, with_l2_budget,
-};
+use authcache_core::{CacheError, GuardedCache, LoadError, Ttls, counter, with_l2_budget};
 use authcache_jwt::{EXP_SKEW, JwtVerifier, unix_now, validation_ttl};
-use authcache_memory::MemoryL1;
 use authcache_users::{RepositoryError, User, UserRecord, UserRepository};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::builder::AuthServiceBuilder;
 use crate::cache_id::cache_id;
+use crate::config::RevocationCheck;
+use crate::epoch::SharedEpoch;
+use crate::health::{Health, RepositoryProbe};
 use crate::refusal::{Refusal, RefusalStats, Seen};
+use crate::state::{Derived, Stamp, State, Trust};
 use crate::stats::{Counters, Stats, ValidationStats};
-use crate::tokens::{Lookup, Marks, RETRY_INTERVAL, Validated, Validations};
-use crate::warm::{Stamp, Warm};
-use crate::{AuthError, Principal, Result, Revocation, RevocationCheck};
+use crate::tokens::{Lookup, Validated};
+use crate::watcher::WatcherLink;
+use crate::{AuthError, Principal, Result, Revocation};
 
 /// Who is behind a bearer token, and what may they do — verified, cached, shared.
 ///
@@ -41,176 +39,10 @@ impl<U: UserRecord> Clone for AuthService<U> {
 impl<U: UserRecord> std::fmt::Debug for AuthService<U> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthService")
-            .field("keyspace", &self.inner.tiers.keyspace)
+            .field("keyspace", self.inner.state.keyspace())
             .field("ttls", &self.inner.ttls)
             .field("validation_cache", &self.inner.validation_cache)
             .finish_non_exhaustive()
-    }
-}
-
-impl AuthService<User> {
-    /// Starts building a service for the default [`User`] record; for your own record type
-    /// use [`AuthServiceBuilder::new`] (`AuthServiceBuilder::<MyUser>::new()`).
-    pub fn builder() -> AuthServiceBuilder<User> {
-        AuthServiceBuilder::new()
-    }
-}
-
-/// What a user's roles and permissions were derived from: the exact user record (compared
-/// by pointer), so they can never outlive it.
-#[derive(Debug)]
-pub(crate) struct Derived<U> {
-    pub(crate) user: Arc<U>,
-    pub(crate) roles: Arc<Vec<String>>,
-    pub(crate) permissions: Arc<Vec<String>>,
-    /// Until when the permission entries they were computed from may be served.
-    pub(crate) until: Instant,
-}
-
-/// The caches of one service, shared with the invalidation-bus callback.
-#[derive(Debug)]
-pub(crate) struct Tiers<U> {
-    pub(crate) keyspace: Keyspace,
-    pub(crate) users: Tiered<U>,
-    /// Permissions per role (one entry per role; a user's are the union of theirs).
-    pub(crate) perms: Tiered<Vec<String>>,
-    /// Roles and permissions per user id, valid only for the user record they were
-    /// computed from; in-process.
-    pub(crate) derived: DerivedMemo<U>,
-    pub(crate) validations: Validations,
-    /// Whole answers by bearer string: the warm path.
-    pub(crate) warm: Warm<U>,
-    pub(crate) revocations: Arc<Marks>,
-    pub(crate) cutoffs: Arc<Marks>,
-    /// Per-issuer "revoke everything issued before" cutoffs, keyed by the issuer's
-    /// [`cache_id`].
-    pub(crate) issuer_cutoffs: Arc<Marks>,
-}
-
-/// The in-process memo of [`Derived`] parts, with its counters. An entry is served only for
-/// the very user record it was computed from, and only while the permissions tier's epoch
-/// reads as it did before the permissions were read (see [`authcache_core::versioned`]):
-/// a role change on this instance, or announced by another, is never outlived by it.
-#[derive(Debug)]
-pub(crate) struct DerivedMemo<U> {
-    pub(crate) l1: MemoryL1<Derived<U>>,
-    pub(crate) ttl: Duration,
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-}
-
-impl<U: UserRecord> DerivedMemo<U> {
-    pub(crate) fn new(max_entries: u64, ttl: Duration) -> Self {
-        Self {
-            l1: MemoryL1::new(max_entries),
-            ttl,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        }
-    }
-
-    /// The parts computed from exactly `user` under the permissions epoch `epoch`, if
-    /// still remembered.
-    fn get(&self, user: &Arc<U>, epoch: Version) -> Option<Arc<Derived<U>>> {
-        let found = self
-            .l1
-            .get(user.id())
-            .filter(|entry| entry.version() == epoch)
-            .and_then(L1Entry::into_value)
-            .filter(|parts| Arc::ptr_eq(&parts.user, user));
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        Counters::bump(counter);
-        found
-    }
-
-    /// Remembers `parts`, computed from permissions read after the epoch read `epoch`.
-    /// Never beyond the life of the permission entries they were computed from.
-    fn insert(&self, parts: &Arc<Derived<U>>, epoch: Version) {
-        let ttl = self.ttl.min(remaining(parts.until));
-        let entry = L1Entry::present(Arc::clone(parts)).at(epoch);
-        self.l1.insert(parts.user.id(), entry, ttl);
-    }
-
-    fn stats(&self) -> TierStatsSnapshot {
-        TierStatsSnapshot {
-            l1_hits: Counters::read(&self.hits),
-            misses: Counters::read(&self.misses),
-            ..TierStatsSnapshot::default()
-        }
-    }
-}
-
-impl<U: UserRecord> Tiers<U> {
-    /// Retries, every [`RETRY_INTERVAL`], the invalidations and write-throughs the shared
-    /// cache refused (in force on this instance meanwhile: see
-    /// [`Tiered::retry_pending`]), until the tiers are dropped.
-    pub(crate) fn spawn_pending_retries(tiers: &Arc<Self>) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let tiers = Arc::downgrade(tiers);
-        runtime.spawn(async move {
-            let mut interval = tokio::time::interval(RETRY_INTERVAL);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                let Some(tiers) = tiers.upgrade() else { break };
-                tiers.users.retry_pending().await;
-                tiers.perms.retry_pending().await;
-            }
-        });
-    }
-
-    /// Every kind of mark: revocations, user cutoffs, issuer cutoffs.
-    pub(crate) fn marks(&self) -> [&Arc<Marks>; 3] {
-        [&self.revocations, &self.cutoffs, &self.issuer_cutoffs]
-    }
-}
-
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-impl<U: UserRecord> Tiers<U> {
-    /// Another instance changed a key (drop it here), or the bus reconnected (drop all
-    /// that may be stale — but never this instance's own revocations).
-    pub(crate) fn on_bus_event(&self, event: BusEvent) {
-        match event {
-            BusEvent::Invalidated(key) => self.evict(&key),
-            BusEvent::Resubscribed => {
-                self.users.clear_local();
-                self.perms.clear_local();
-                for marks in self.marks() {
-                    marks.clear_memo();
-                    marks.reassert();
-                }
-            }
-            // Everything held here was read under keys of an older epoch (see
-            // `crate::epoch`); marks live outside epochs and stay.
-            BusEvent::EpochRaised => {
-                self.users.clear_local();
-                self.perms.clear_local();
-            }
-            _ => {}
-        }
-    }
-
-    fn evict(&self, key: &str) {
-        // At any epoch: an invalidation names an id that changed, and while an instance
-        // has yet to adopt a raise (its own, or the sender's) dropping the id here too
-        // costs one reload and can only help.
-        let parsed = self.keyspace.parse_any_epoch(key);
-        match parsed.map(|(kind, id, _)| (kind, id)) {
-            Some((KeyKind::User, id)) => self.users.evict_local(id),
-            Some((KeyKind::Perms, role)) => self.perms.evict_local(role),
-            Some((KeyKind::Token, id)) => self.validations.remove(id),
-            Some((KeyKind::Revoked, id)) => self.revocations.evict_memo(id),
-            Some((KeyKind::Cutoff, id)) => self.cutoffs.evict_memo(id),
-            Some((KeyKind::IssuerCutoff, id)) => self.issuer_cutoffs.evict_memo(id),
-            // Another prefix, another schema version, an older build's kind, or noise.
-            _ => tracing::trace!(key, "ignoring invalidation outside this keyspace"),
-        }
     }
 }
 
@@ -220,7 +52,7 @@ pub(crate) struct Inner<U: UserRecord> {
     pub(crate) validation_cache: bool,
     pub(crate) ttls: Ttls,
     pub(crate) repository: Arc<dyn UserRepository<U>>,
-    pub(crate) tiers: Arc<Tiers<U>>,
+    pub(crate) state: Arc<State<U>>,
     pub(crate) l2: Arc<GuardedCache>,
     pub(crate) revocation_check: RevocationCheck,
     pub(crate) max_token_lifetime: Duration,
@@ -231,13 +63,13 @@ pub(crate) struct Inner<U: UserRecord> {
     #[cfg(feature = "redis")]
     pub(crate) subscriber: Option<authcache_redis::InvalidationSubscriber>,
     /// The repository watcher, when this instance runs one: dropping it stops the task.
-    pub(crate) watcher: Option<crate::watcher::WatcherLink>,
+    pub(crate) watcher: Option<WatcherLink>,
     /// The shared keyspace epoch, followed and raised (`crate::epoch`).
-    pub(crate) epoch: Arc<crate::epoch::SharedEpoch>,
+    pub(crate) epoch: Arc<SharedEpoch>,
     /// The breaker `repository` goes through (`crate::guarded_repository`).
     pub(crate) repository_breaker: Arc<authcache_core::CircuitBreaker>,
     /// The repository's last ping, for `health` (`crate::health`).
-    pub(crate) repository_probe: crate::health::RepositoryProbe,
+    pub(crate) repository_probe: RepositoryProbe,
     /// The L2 is shared with other instances (not the in-process cache).
     pub(crate) shared_l2: bool,
 }
@@ -250,13 +82,15 @@ impl<U: UserRecord> AuthService<U> {
     }
 
     /// A handle that does not keep the service alive, for its own background tasks.
-    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner<U>> {
-        Arc::downgrade(&self.inner)
+    pub(crate) fn downgrade(&self) -> WeakAuthService<U> {
+        WeakAuthService(Arc::downgrade(&self.inner))
     }
 
-    /// The service behind a [`downgrade`](Self::downgrade)d handle, while it lives.
-    pub(crate) fn upgrade(handle: &std::sync::Weak<Inner<U>>) -> Option<Self> {
-        handle.upgrade().map(|inner| Self { inner })
+    /// Hands the service a bus event, as its subscriber does.
+    #[cfg(test)]
+    pub(crate) fn hear(&self, event: &authcache_core::BusEvent) {
+        self.inner.epoch.on_bus_event(event);
+        self.inner.state.on_bus_event(event.clone());
     }
 
     /// Authenticates a bearer token (`"Bearer <jwt>"` or the bare JWT), in this order:
@@ -346,9 +180,7 @@ impl<U: UserRecord> AuthService<U> {
     /// [`AuthError::Unavailable`] when the shared cache refused the write (this instance's
     /// L1 then holds nothing for the user, and the others were still told to drop theirs).
     pub async fn cache_user(&self, user: &U) -> Result<()> {
-        let tiers = &self.inner.tiers;
-        let written = with_l2_budget(tiers.users.set(user.id(), Arc::new(user.clone()))).await;
-        tiers.derived.l1.remove(user.id());
+        let written = with_l2_budget(self.inner.state.write_user(user)).await;
         written.map_err(|error| invalidation_error("user", user.id(), error))
     }
 
@@ -369,7 +201,7 @@ impl<U: UserRecord> AuthService<U> {
     /// # Errors
     /// As [`AuthService::invalidate_user`].
     pub async fn invalidate_role(&self, role: &str) -> Result<()> {
-        let result = with_l2_budget(self.inner.tiers.perms.delete(&cache_id(role))).await;
+        let result = with_l2_budget(self.inner.state.forget_role(&cache_id(role))).await;
         result.map_err(|error| invalidation_error("role", role, error))
     }
 
@@ -476,18 +308,32 @@ impl<U: UserRecord> AuthService<U> {
     /// watcher, pending revocations and invalidations, with an overall
     /// [`Status`](crate::health::Status) (the rule is in [`crate::health`]). For `/healthz` and
     /// `/ready`.
-    pub async fn health(&self) -> crate::Health {
-        self.inner.health().await
+    pub async fn health(&self) -> Health {
+        let inner = &self.inner;
+        let ping = inner.repository_probe.check(&*inner.repository).await;
+        Health::new(&inner.stats(), inner.shared_l2, ping)
     }
 }
 
-/// Where an id came from, which decides where "no such user" may be remembered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Trust {
-    /// The `sub` of a verified token.
-    Token,
-    /// An API caller's input.
-    Caller,
+/// An [`AuthService`] that does not keep it alive (its own background tasks hold one).
+pub(crate) struct WeakAuthService<U: UserRecord>(Weak<Inner<U>>);
+
+impl<U: UserRecord> Default for WeakAuthService<U> {
+    fn default() -> Self {
+        Self(Weak::new())
+    }
+}
+
+impl<U: UserRecord> WeakAuthService<U> {
+    /// The service, while it lives.
+    pub(crate) fn upgrade(&self) -> Option<AuthService<U>> {
+        self.0.upgrade().map(|inner| AuthService { inner })
+    }
+
+    /// Whether the service still lives.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
 }
 
 impl<U: UserRecord> Inner<U> {
@@ -496,12 +342,11 @@ impl<U: UserRecord> Inner<U> {
         self.verifier.check_size(bearer)?;
         let span = tracing::Span::current();
         if self.validation_cache
-            && let Some(principal) =
-                self.tiers
-                    .warm
-                    .get(&self.tiers, bearer, self.verifier.key_set_version())
+            && let Some(principal) = self
+                .state
+                .warm_answer(bearer, self.verifier.key_set_version())
         {
-            Counters::bump(&self.counters.validation_hits);
+            counter::bump(&self.counters.validation_hits);
             span.record("tier", "warm");
             span.record("token", "remembered");
             span.record("user", principal.id());
@@ -512,7 +357,7 @@ impl<U: UserRecord> Inner<U> {
         span.record("user", token.claims.sub.as_str());
         seen.claims = Some(Arc::clone(&token.claims));
         // Read before any lookup: a change during them makes this answer a warm miss.
-        let stamp = Stamp::now(&self.tiers, &token.claims.sub, token.key_set);
+        let stamp = self.state.stamp(&token.claims.sub, token.key_set);
         let definitive = self.ensure_not_revoked(&token, seen).await?;
         let (user, user_until) = self.fetch_user(&token.claims.sub, Trust::Token).await?;
         if user.disabled() {
@@ -546,9 +391,8 @@ impl<U: UserRecord> Inner<U> {
         if let Some(ttl) =
             validation_ttl(principal.claims.exp, unix_now(), self.ttls.token.min(cap))
         {
-            self.tiers
-                .warm
-                .insert(bearer, principal.clone(), stamp, ttl);
+            self.state
+                .remember_answer(bearer, principal.clone(), stamp, ttl);
         }
     }
 
@@ -561,16 +405,16 @@ impl<U: UserRecord> Inner<U> {
         // validation (and the answers built on it) verify again.
         let key_set = self.verifier.key_set_version();
         if self.validation_cache
-            && let Some(validated) = self.tiers.validations.get(fingerprint)
+            && let Some(validated) = self.state.validation(fingerprint)
             && validated.key_set == key_set
         {
-            Counters::bump(&self.counters.validation_hits);
+            counter::bump(&self.counters.validation_hits);
             tracing::Span::current().record("token", "remembered");
             return Ok(validated);
         }
         let now = unix_now();
         let claims = self.verifier.verify_at_async(bearer, now).await?;
-        Counters::bump(&self.counters.verified);
+        counter::bump(&self.counters.verified);
         tracing::Span::current().record("token", "verified");
         let validated = Arc::new(Validated {
             revocation_id: authcache_jwt::revocation_id(bearer, &claims),
@@ -580,9 +424,8 @@ impl<U: UserRecord> Inner<U> {
         if self.validation_cache
             && let Some(ttl) = validation_ttl(validated.claims.exp, now, self.ttls.token)
         {
-            self.tiers
-                .validations
-                .insert(fingerprint, Arc::clone(&validated), ttl);
+            self.state
+                .remember_validation(fingerprint, Arc::clone(&validated), ttl);
         }
         Ok(validated)
     }
@@ -593,9 +436,10 @@ impl<U: UserRecord> Inner<U> {
     async fn ensure_not_revoked(&self, token: &Validated, seen: &mut Seen) -> Result<bool> {
         let claims = &token.claims;
         let issuer = cache_id(claims.iss.as_deref().unwrap_or_default());
-        let revoked = self.tiers.revocations.lookup(&token.revocation_id).await;
-        let cutoff = self.tiers.cutoffs.lookup(&claims.sub).await;
-        let issuer_cutoff = self.tiers.issuer_cutoffs.lookup(&issuer).await;
+        let marks = self.state.marks();
+        let revoked = marks.revoked(&token.revocation_id).await;
+        let cutoff = marks.cutoff(&claims.sub).await;
+        let issuer_cutoff = marks.issuer_cutoff(&issuer).await;
         // No `iat`: issued at the beginning of time, so before every cutoff.
         let issued = claims.iat.unwrap_or(0);
         let lookups = [revoked, cutoff, issuer_cutoff];
@@ -619,7 +463,7 @@ impl<U: UserRecord> Inner<U> {
 
     /// The L2 could not say whether the token is revoked.
     fn unchecked(&self) -> Result<()> {
-        Counters::bump(&self.counters.unchecked);
+        counter::bump(&self.counters.unchecked);
         match self.revocation_check {
             RevocationCheck::FailOpen => Ok(()),
             RevocationCheck::FailClosed => Err(AuthError::unavailable(
@@ -634,13 +478,8 @@ impl<U: UserRecord> Inner<U> {
 
     /// The user record, and until when it may be served.
     async fn fetch_user(&self, id: &str, trust: Trust) -> Result<(Arc<U>, Instant)> {
-        let users = &self.tiers.users;
         let load = || self.repository.find_by_id(id);
-        let found = match trust {
-            Trust::Token => users.get_or_load_fetched(id, load).await,
-            Trust::Caller => users.get_or_load_untrusted_fetched(id, load).await,
-        };
-        let fetched = found.map_err(load_error)?;
+        let fetched = self.state.user(id, trust, load).await.map_err(load_error)?;
         let user = fetched.value.ok_or(AuthError::UnknownUser)?;
         Ok((user, fetched.until))
     }
@@ -654,11 +493,10 @@ impl<U: UserRecord> Inner<U> {
     /// hot path allocates nothing), computed from its roles and the per-role permission
     /// entries otherwise.
     async fn derived(&self, user: &Arc<U>) -> Result<Arc<Derived<U>>> {
-        let memo = &self.tiers.derived;
         // Read before any permissions are: a role change after it makes the memo entry
         // computed below a miss.
-        let epoch = self.tiers.perms.epoch();
-        if let Some(derived) = memo.get(user, epoch) {
+        let epoch = self.state.permissions_epoch();
+        if let Some(derived) = self.state.derived(user, epoch) {
             return Ok(derived);
         }
         let roles = Arc::new(user.roles().to_vec());
@@ -669,7 +507,7 @@ impl<U: UserRecord> Inner<U> {
             permissions: Arc::new(permissions),
             until,
         });
-        memo.insert(&derived, epoch);
+        self.state.remember_derived(&derived, epoch);
         Ok(derived)
     }
 
@@ -699,26 +537,14 @@ impl<U: UserRecord> Inner<U> {
             let permissions = self.repository.permissions_for_roles(&roles).await?;
             Ok::<_, RepositoryError>(Some(permissions))
         };
-        let found = self
-            .tiers
-            .perms
-            .get_or_load_fetched(&cache_id(role), load)
-            .await;
+        let found = self.state.role_permissions(&cache_id(role), load).await;
         let fetched = found.map_err(load_error)?;
         Ok((fetched.value.unwrap_or_default(), fetched.until))
     }
 
     async fn invalidate_user(&self, id: &str) -> Result<()> {
-        let invalidated = self.forget_user(id).await;
+        let invalidated = self.state.forget_user(id).await;
         invalidated.map_err(|error| invalidation_error("user", id, error))
-    }
-
-    /// Drops the user's cached data here and in the shared tier, and announces it; when
-    /// the shared tier refuses, the invalidation is pending (in force here, retried).
-    async fn forget_user(&self, id: &str) -> std::result::Result<(), CacheError> {
-        let invalidated = self.tiers.users.delete(id).await;
-        self.tiers.derived.l1.remove(id);
-        invalidated
     }
 
     async fn logout(&self, bearer: &str) -> Result<Revocation> {
@@ -731,23 +557,22 @@ impl<U: UserRecord> Inner<U> {
             }
             other => other?,
         };
-        let revocations = &self.tiers.revocations;
+        let marks = self.state.marks();
         // Already revoked for at least as long as this token lives: a replayed logout
         // changes nothing anywhere. A mark for a shorter-lived token of the same
         // revocation id (a reissued `iss`+`jti`) is raised to this one's `exp` below:
         // a mark only ever rises, in value and in lifetime.
-        if let Lookup::Mark(until) = revocations.lookup(&token.revocation_id).await
+        if let Lookup::Mark(until) = marks.revoked(&token.revocation_id).await
             && until >= token.claims.exp
         {
             return Ok(Revocation::AlreadyInForce);
         }
-        self.tiers.validations.remove(&fingerprint);
-        self.tiers.warm.remove(bearer);
+        self.state.forget_token(&fingerprint, bearer);
         let ttl = self.revocation_ttl(token.claims.exp);
-        let revoked = revocations
-            .put(&token.revocation_id, token.claims.exp, ttl)
+        let revoked = marks
+            .revoke(&token.revocation_id, token.claims.exp, ttl)
             .await;
-        let invalidated = self.forget_user(&token.claims.sub).await;
+        let invalidated = self.state.forget_user(&token.claims.sub).await;
         Revocation::of_writes("logout", [revoked, invalidated])
     }
 
@@ -757,8 +582,8 @@ impl<U: UserRecord> Inner<U> {
         // Tokens issued before `before` live until `before + max_token_lifetime` at most.
         let ttl = Duration::from_secs(before.saturating_sub(unix_now()))
             .saturating_add(self.cutoff_ttl());
-        let cutoffs = &self.tiers.issuer_cutoffs;
-        let result = cutoffs.put(&cache_id(issuer), before, ttl).await;
+        let marks = self.state.marks();
+        let result = marks.cut_off_issuer(&cache_id(issuer), before, ttl).await;
         // Validations and warm answers of that issuer's tokens are stamped with the
         // cutoffs' epoch, which the put moved: the next request checks again.
         Revocation::of_writes("issuer cutoff", [result])
@@ -774,8 +599,8 @@ impl<U: UserRecord> Inner<U> {
     async fn logout_all(&self, user_id: &str) -> Result<Revocation> {
         let ttl = self.cutoff_ttl();
         let now = crate::cutoff::at(SystemTime::now());
-        let cutoff = self.tiers.cutoffs.put(user_id, now, ttl).await;
-        let invalidated = self.forget_user(user_id).await;
+        let cutoff = self.state.marks().cut_off(user_id, now, ttl).await;
+        let invalidated = self.state.forget_user(user_id).await;
         Revocation::of_writes("logout_all", [cutoff, invalidated])
     }
 
@@ -802,7 +627,7 @@ impl<U: UserRecord> Inner<U> {
         let c = &self.counters;
         if let Err(error) = result {
             let reason = seen.reason(error);
-            Counters::bump(&c.refusals[reason.index()]);
+            counter::bump(&c.refusals[reason.index()]);
             seen.report(reason, bearer);
         }
         let (counter, outcome) = match result {
@@ -813,42 +638,31 @@ impl<U: UserRecord> Inner<U> {
             }
             Err(_) => (&c.unavailable, "unavailable"),
         };
-        Counters::bump(counter);
+        counter::bump(counter);
         outcome
     }
 
-    pub(crate) fn stats(&self) -> Stats {
+    fn stats(&self) -> Stats {
         let c = &self.counters;
         Stats {
-            users: self.tiers.users.stats(),
-            roles: self.tiers.derived.stats(),
-            permissions: self.tiers.perms.stats(),
-            revocations: self.tiers.revocations.stats(),
-            principals: self.tiers.warm.stats(),
-            cutoffs: self.tiers.cutoffs.stats(),
-            issuer_cutoffs: self.tiers.issuer_cutoffs.stats(),
             validations: ValidationStats {
-                hits: Counters::read(&c.validation_hits),
-                verified: Counters::read(&c.verified),
+                hits: counter::read(&c.validation_hits),
+                verified: counter::read(&c.verified),
             },
-            authenticated: Counters::read(&c.authenticated),
-            rejected_tokens: Counters::read(&c.rejected_tokens),
-            rejected_users: Counters::read(&c.rejected_users),
-            unavailable: Counters::read(&c.unavailable),
-            refusals: RefusalStats::from_counts(c.refusals.each_ref().map(Counters::read)),
-            unchecked: Counters::read(&c.unchecked),
-            pending_revocations: self.tiers.marks().iter().map(|marks| marks.pending()).sum(),
-            held_marks: self.tiers.marks().iter().map(|marks| marks.held()).sum(),
+            authenticated: counter::read(&c.authenticated),
+            rejected_tokens: counter::read(&c.rejected_tokens),
+            rejected_users: counter::read(&c.rejected_users),
+            unavailable: counter::read(&c.unavailable),
+            refusals: RefusalStats::from_counts(c.refusals.each_ref().map(counter::read)),
+            unchecked: counter::read(&c.unchecked),
             bus_subscribed: self.bus_subscribed(),
             marks_evictable: self.marks_evictable,
             breaker: Some(self.l2.stats()),
             repository_breaker: self.repository_breaker.stats(),
             repository_reachable: self.repository_probe.reachable(),
-            watcher: self
-                .watcher
-                .as_ref()
-                .map(crate::watcher::WatcherLink::stats),
+            watcher: self.watcher.as_ref().map(WatcherLink::stats),
             keyspace_epoch: self.epoch.current(),
+            ..self.state.stats()
         }
     }
 }
@@ -881,5 +695,4 @@ fn remaining(until: Instant) -> Duration {
 }
 
 #[cfg(test)]
-#[path = "service_tests.rs"]
 mod tests;

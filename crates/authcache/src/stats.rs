@@ -1,6 +1,6 @@
 //! [`Stats`]: a snapshot of what the service did, per tier.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 pub use authcache_core::{BreakerState, BreakerStats, TierStatsSnapshot};
 
@@ -235,7 +235,7 @@ fn ratio(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// Live request counters (relaxed atomics: statistics, not synchronisation).
+/// Live request counters (bumped and read through [`authcache_core::counter`]).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) authenticated: AtomicU64,
@@ -248,46 +248,5 @@ pub(crate) struct Counters {
     pub(crate) unchecked: AtomicU64,
 }
 
-impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn read(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ratios_are_zero_before_any_lookup() {
-        let stats = Stats::default();
-        assert_eq!(stats.l1_hit_ratio(), 0.0);
-        assert_eq!(stats.validations.hit_ratio(), 0.0);
-    }
-
-    #[test]
-    fn sums_cover_the_data_tiers() {
-        let tier = TierStatsSnapshot {
-            l1_hits: 3,
-            l2_hits: 1,
-            misses: 0,
-            loads: 2,
-            coalesced: 5,
-            ..TierStatsSnapshot::default()
-        };
-        let stats = Stats {
-            users: tier,
-            roles: tier,
-            permissions: tier,
-            ..Stats::default()
-        };
-        assert_eq!(stats.l1_hits(), 9);
-        assert_eq!(stats.loads(), 4);
-        assert_eq!(stats.coalesced(), 15);
-        assert!((stats.l1_hit_ratio() - 0.75).abs() < 1e-9);
-    }
-}
+mod tests;

@@ -1,4 +1,5 @@
-//! Fixtures shared by the unit tests of this crate.
+//! Fixtures shared by the unit tests of this crate: a repository and a service over it,
+//! a bounded poll, and (feature `tower`) one HTTP request through any service.
 
 use std::time::Duration;
 
@@ -42,5 +43,73 @@ pub(crate) async fn eventually<F: FnMut() -> bool>(what: &str, mut probe: F) {
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// What a service answered one request, as the tests read it: the body as text.
+#[cfg(feature = "tower")]
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: http::StatusCode,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: String,
+}
+
+#[cfg(feature = "tower")]
+impl Answer {
+    /// The `WWW-Authenticate` challenge, if any.
+    pub(crate) fn challenge(&self) -> Option<&str> {
+        self.headers
+            .get(http::header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap())
+    }
+}
+
+/// A response body the tests read as text: a bare tower service's `String`, an axum
+/// router's `Body`.
+#[cfg(feature = "tower")]
+pub(crate) trait Text {
+    /// The whole body (at most 1 KiB for a streamed one).
+    async fn text(self) -> String;
+}
+
+#[cfg(feature = "tower")]
+impl Text for String {
+    async fn text(self) -> String {
+        self
+    }
+}
+
+#[cfg(feature = "axum")]
+impl Text for ::axum::body::Body {
+    async fn text(self) -> String {
+        let bytes = ::axum::body::to_bytes(self, 1024).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+}
+
+/// One `GET path` through `service`, with one `Authorization` header per value.
+#[cfg(feature = "tower")]
+pub(crate) async fn call<S, B>(service: S, path: &str, authorization: &[&str]) -> Answer
+where
+    S: ::tower::Service<http::Request<String>, Response = http::Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Text,
+{
+    use ::tower::ServiceExt;
+
+    let mut request = http::Request::get(path);
+    for value in authorization {
+        request = request.header(http::header::AUTHORIZATION, *value);
+    }
+    let response = service
+        .oneshot(request.body(String::new()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.text().await,
     }
 }

@@ -50,6 +50,7 @@
 //! The axum extractor ([`crate::axum::Authenticated`], feature `axum`) stays: use it where
 //! a few handlers of a router authenticate, and the layer where a whole router does.
 
+mod bearer;
 mod rejection;
 mod require;
 #[cfg(test)]
@@ -64,8 +65,9 @@ use ::tower::{Layer, Service};
 use authcache_users::{User, UserRecord};
 use http::{Request, Response};
 
-pub(crate) use rejection::authenticate_headers;
-pub use rejection::{AuthRejection, bearer_token};
+pub(crate) use bearer::authenticate_headers;
+pub use bearer::bearer_token;
+pub use rejection::AuthRejection;
 pub use require::{RequirePermission, RequireRole, RequireService};
 
 use crate::AuthService;

@@ -13,7 +13,8 @@
 //! - [`Tiered`]: L1 → L2 → loader with single-flight, negative entries, write-through and
 //!   invalidation publishing, conditional fills that never land after an invalidation
 //!   (the coherence protocol), with [`TierStatsSnapshot`] counters;
-//! - [`with_l2_budget`]: one L2 timeout per request, however many tiers it reads.
+//! - [`with_l2_budget`]: one L2 timeout per request, however many tiers it reads;
+//! - [`counter`]: the relaxed bump, add and read of every statistics counter.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -61,6 +62,7 @@ pub mod breaker;
 pub mod bus;
 pub mod cache;
 pub mod codec;
+pub mod counter;
 pub mod error;
 pub mod key;
 pub mod l1;

@@ -1,17 +1,15 @@
-//! [`RedisCache`]: the [`Cache`] backend on a standalone Redis server.
+//! [`RedisCache`]: the [`Cache`](authcache_core::Cache) backend on a standalone Redis server.
 
 use std::fmt;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use authcache_core::{Cache, Key, Result};
-use bytes::Bytes;
+use authcache_core::Result;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::commands::{Commands, bounded, map_error};
 use crate::config::{RedactedNode, RedisConfig};
 
-/// A [`Cache`] on one Redis server, over a single multiplexed connection that reconnects by
+/// A [`Cache`](authcache_core::Cache) on one Redis server, over a single multiplexed connection that reconnects by
 /// itself (redis-rs `ConnectionManager`).
 ///
 /// Every call is bounded by [`RedisConfig::timeout`]: a hung server costs each call one
@@ -101,40 +99,7 @@ fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
         .set_connection_timeout(Some(config.connect_timeout()))
 }
 
-#[async_trait]
-impl Cache for RedisCache {
-    async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.commands.get(key).await
-    }
-
-    async fn set(&self, key: &Key, value: Bytes, ttl: Duration) -> Result<()> {
-        self.commands.set(key, &value, ttl).await
-    }
-
-    async fn set_if_unchanged(
-        &self,
-        key: &Key,
-        expected: Option<Bytes>,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool> {
-        self.commands
-            .set_if_unchanged(key, expected.as_deref(), &value, ttl)
-            .await
-    }
-
-    async fn delete(&self, key: &Key) -> Result<bool> {
-        self.commands.delete(key).await
-    }
-
-    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
-        self.commands.get_many(keys).await
-    }
-
-    async fn delete_many(&self, keys: &[Key]) -> Result<u64> {
-        self.commands.delete_many(keys).await
-    }
-}
+crate::commands::forward_cache!(RedisCache);
 
 impl fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,4 +1,4 @@
-//! [`RedisClusterCache`]: the [`Cache`] backend on a Redis Cluster (feature `cluster`).
+//! [`RedisClusterCache`]: the [`Cache`](authcache_core::Cache) backend on a Redis Cluster (feature `cluster`).
 //!
 //! Multi-key commands: keys of different hash slots cannot share one command on a Cluster.
 //! redis-rs' cluster client (1.x) already handles this for `MGET` and `DEL`: it splits the
@@ -8,11 +8,8 @@
 //! across slots they are not atomic, which a cache does not need.
 
 use std::fmt;
-use std::time::Duration;
 
-use async_trait::async_trait;
-use authcache_core::{Cache, Key, Result};
-use bytes::Bytes;
+use authcache_core::Result;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 
@@ -24,7 +21,7 @@ use crate::config::{RedactedNode, RedisConfig};
 /// after the caller's timeout gave up on them.
 const CLUSTER_RETRIES: u32 = 3;
 
-/// A [`Cache`] on a Redis Cluster, over redis-rs' async cluster connection (one multiplexed
+/// A [`Cache`](authcache_core::Cache) on a Redis Cluster, over redis-rs' async cluster connection (one multiplexed
 /// connection per master, slot map refreshed on `MOVED`).
 ///
 /// Every call is bounded by [`RedisConfig::timeout`], as for [`crate::RedisCache`].
@@ -89,40 +86,7 @@ fn cluster_client(config: &RedisConfig) -> redis::RedisResult<ClusterClient> {
         .build()
 }
 
-#[async_trait]
-impl Cache for RedisClusterCache {
-    async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.commands.get(key).await
-    }
-
-    async fn set(&self, key: &Key, value: Bytes, ttl: Duration) -> Result<()> {
-        self.commands.set(key, &value, ttl).await
-    }
-
-    async fn set_if_unchanged(
-        &self,
-        key: &Key,
-        expected: Option<Bytes>,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool> {
-        self.commands
-            .set_if_unchanged(key, expected.as_deref(), &value, ttl)
-            .await
-    }
-
-    async fn delete(&self, key: &Key) -> Result<bool> {
-        self.commands.delete(key).await
-    }
-
-    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
-        self.commands.get_many(keys).await
-    }
-
-    async fn delete_many(&self, keys: &[Key]) -> Result<u64> {
-        self.commands.delete_many(keys).await
-    }
-}
+crate::commands::forward_cache!(RedisClusterCache);
 
 impl fmt::Debug for RedisClusterCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -174,6 +174,63 @@ where
     }
 }
 
+/// `impl Cache for $backend`, forwarding every method to its `commands` field: written once
+/// for both backends. (A blanket `impl<T> Cache for T` over them is not allowed: `Cache` is
+/// another crate's trait.)
+macro_rules! forward_cache {
+    ($backend:ty) => {
+        #[::async_trait::async_trait]
+        impl ::authcache_core::Cache for $backend {
+            async fn get(
+                &self,
+                key: &::authcache_core::Key,
+            ) -> ::authcache_core::Result<Option<::bytes::Bytes>> {
+                self.commands.get(key).await
+            }
+
+            async fn set(
+                &self,
+                key: &::authcache_core::Key,
+                value: ::bytes::Bytes,
+                ttl: ::std::time::Duration,
+            ) -> ::authcache_core::Result<()> {
+                self.commands.set(key, &value, ttl).await
+            }
+
+            async fn set_if_unchanged(
+                &self,
+                key: &::authcache_core::Key,
+                expected: Option<::bytes::Bytes>,
+                value: ::bytes::Bytes,
+                ttl: ::std::time::Duration,
+            ) -> ::authcache_core::Result<bool> {
+                self.commands
+                    .set_if_unchanged(key, expected.as_deref(), &value, ttl)
+                    .await
+            }
+
+            async fn delete(&self, key: &::authcache_core::Key) -> ::authcache_core::Result<bool> {
+                self.commands.delete(key).await
+            }
+
+            async fn get_many(
+                &self,
+                keys: &[::authcache_core::Key],
+            ) -> ::authcache_core::Result<Vec<Option<::bytes::Bytes>>> {
+                self.commands.get_many(keys).await
+            }
+
+            async fn delete_many(
+                &self,
+                keys: &[::authcache_core::Key],
+            ) -> ::authcache_core::Result<u64> {
+                self.commands.delete_many(keys).await
+            }
+        }
+    };
+}
+pub(crate) use forward_cache;
+
 /// Bounds `fut` by `timeout` and turns its error into a scrubbed [`CacheError`].
 pub(crate) async fn bounded<T>(
     timeout: Duration,
@@ -207,36 +264,4 @@ pub(crate) fn px_millis(ttl: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn px_rounds_up_and_never_reaches_zero() {
-        assert_eq!(px_millis(Duration::ZERO), 1);
-        assert_eq!(px_millis(Duration::from_nanos(1)), 1);
-        assert_eq!(px_millis(Duration::from_micros(999)), 1);
-        assert_eq!(px_millis(Duration::from_millis(1)), 1);
-        assert_eq!(px_millis(Duration::from_micros(1_001)), 2);
-        assert_eq!(px_millis(Duration::from_secs(300)), 300_000);
-        assert_eq!(px_millis(Duration::MAX), MAX_PX_MILLIS);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_future_that_never_answers_costs_one_timeout() {
-        let timeout = Duration::from_millis(100);
-        let never = std::future::pending::<redis::RedisResult<()>>();
-        let err = bounded(timeout, &Redactor::default(), never)
-            .await
-            .unwrap_err();
-        assert!(err.is_timeout(), "{err:?}");
-    }
-
-    #[test]
-    fn io_timeouts_are_timeouts_and_the_rest_unavailable() {
-        let timeout = Duration::from_millis(100);
-        let timed_out = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
-        assert!(map_error(&timed_out, timeout, &Redactor::default()).is_timeout());
-        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert!(map_error(&refused, timeout, &Redactor::default()).is_unavailable());
-    }
-}
+mod tests;

@@ -104,15 +104,8 @@ impl DurableMongo {
         let answering = status
             .get_i64("pid")
             .ok()
-            .or_else(|| status.get_i32("pid").ok().map(i64::from));
-        let ours = self.process.pid().map(i64::from);
-        if answering == ours {
-            Ok(())
-        } else {
-            Err(format!(
-                "port {} is served by pid {answering:?}, not ours ({ours:?})",
-                self.port
-            ))
-        }
+            .or_else(|| status.get_i32("pid").ok().map(i64::from))
+            .and_then(|pid| u32::try_from(pid).ok());
+        self.process.check_owner(self.port, answering)
     }
 }

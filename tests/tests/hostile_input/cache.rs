@@ -54,8 +54,9 @@ pub(crate) enum Target {
     UnknownUser,
     /// The admin role's permissions.
     RolePermissions,
-    /// A roles key: roles come from the user record and are never kept in Redis.
-    Roles,
+    /// A key of a kind no request reads (the watcher's checkpoint kind, under a user's id):
+    /// roles come from the user record and are never kept in Redis.
+    Unread,
     /// A token-validation key: validations are in-process only.
     Validation,
     /// The revocation mark of a logged-out token.
@@ -71,7 +72,7 @@ impl Target {
         Self::User,
         Self::UnknownUser,
         Self::RolePermissions,
-        Self::Roles,
+        Self::Unread,
         Self::Validation,
         Self::Revocation,
         Self::LiveRevocation,
@@ -310,13 +311,13 @@ impl Shelf {
                 Reader::Value(Tier::Users),
             ),
             Target::RolePermissions => (
-                key_of(KeyKind::Perms, "admin"),
+                key_of(KeyKind::RolePerms, "admin"),
                 &tokens.ada,
                 "ada",
                 Reader::Value(Tier::Permissions),
             ),
-            Target::Roles => (
-                key_of(KeyKind::Roles, "ada"),
+            Target::Unread => (
+                key_of(KeyKind::Checkpoint, "ada"),
                 &tokens.ada,
                 "ada",
                 Reader::Never,
@@ -388,7 +389,7 @@ impl Shelf {
             .chain([
                 key(KeyKind::User, "bob"),
                 key(KeyKind::User, "user-3"),
-                key(KeyKind::Perms, "viewer"),
+                key(KeyKind::RolePerms, "viewer"),
             ])
             .collect();
         expected.sort_unstable();

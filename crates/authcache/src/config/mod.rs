@@ -29,12 +29,12 @@ use serde::Deserialize;
 pub use backends::{CacheConfig, RepositoryConfig};
 pub use mongodb::{MongoFieldNames, MongoIdKind};
 pub use signing::SigningConfig;
-pub use tuning::{BreakerSettings, TtlSettings};
+pub use tuning::{BreakerSettings, RevocationCheck, TtlSettings};
 pub use verifier::VerifierConfig;
 
 pub(crate) use signing::SigningKeys;
 
-use crate::{AuthError, Result, RevocationCheck};
+use crate::{AuthError, Result};
 
 /// Everything the service needs from configuration, read from TOML
 /// ([`AuthConfig::from_toml`]) or `AUTHCACHE_*` environment variables

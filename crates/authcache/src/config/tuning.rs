@@ -1,12 +1,10 @@
-//! Numbers applied over the library's defaults: `[ttls]`, `[breaker]`, and the reading of
-//! the top-level `revocation_check`.
+//! Numbers applied over the library's defaults: `[ttls]`, `[breaker]`, and the top-level
+//! `revocation_check` ([`RevocationCheck`]) with its reading.
 
 use std::time::Duration;
 
 use authcache_core::{BreakerConfig, Ttls};
 use serde::{Deserialize, Deserializer};
-
-use crate::RevocationCheck;
 
 /// TTL settings in seconds, as they appear in configuration; every field is optional and
 /// falls back to the library default. Both `snake_case` and the `camelCase`/`TTL` spellings
@@ -121,4 +119,21 @@ pub(super) fn revocation_check<'de, D: Deserializer<'de>>(
             text.escape_default()
         ))),
     }
+}
+
+/// What a request gets when the shared cache cannot say whether its token was revoked
+/// (Redis down or hung, breaker open). Revocations this instance made or has seen are
+/// always enforced; this decides only about the ones it could not ask about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevocationCheck {
+    /// Serve it (counted in `Stats::unchecked`): availability first. A token logged out
+    /// on another instance may be accepted here while Redis is unreachable and this
+    /// instance has not heard of the logout.
+    #[default]
+    FailOpen,
+    /// Refuse it with [`AuthError::Unavailable`](crate::AuthError::Unavailable) (503): no token logged out anywhere is
+    /// ever accepted, at the price of failing requests while Redis is unreachable and
+    /// the token's check is not remembered.
+    FailClosed,
 }

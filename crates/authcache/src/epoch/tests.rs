@@ -61,9 +61,7 @@ fn codec() -> EnvelopeCodec {
 
 /// Hands the instance a bus event, as its subscriber would.
 fn bus_event(auth: &AuthService, event: &BusEvent) {
-    let inner = AuthService::downgrade(auth).upgrade().unwrap();
-    inner.epoch.on_bus_event(event);
-    inner.tiers.on_bus_event(event.clone());
+    auth.hear(event);
 }
 
 async fn ada_cached_and_then_deleted(shared: &Shared, instances: &[&AuthService]) {

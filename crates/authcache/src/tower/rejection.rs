@@ -1,62 +1,10 @@
-//! Reading the bearer token of a request, and what a refusal answers (RFC 6750 §3): shared
-//! by the tower layers and the axum extractor, so both decide status and challenge alike.
+//! What a refusal answers (RFC 6750 §3): shared by the tower layers and the axum extractor,
+//! so both decide status and challenge alike.
 
-use authcache_users::UserRecord;
-use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::header::WWW_AUTHENTICATE;
+use http::{HeaderValue, Response, StatusCode};
 
-use crate::{AuthError, AuthService, Principal};
-
-/// The token of the request's `Authorization: Bearer` header; `Ok(None)` when there are no
-/// bearer credentials (no header, or another scheme such as `Basic`).
-///
-/// Handlers that act on the presented token itself (a logout) read it with this, so that
-/// they accept exactly what [`AuthLayer`](super::AuthLayer) accepted.
-///
-/// # Errors
-/// [`AuthRejection::AmbiguousCredentials`] for more than one `Authorization` header;
-/// [`AuthRejection::MalformedToken`] when the Bearer scheme carries no RFC 6750 token.
-pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthRejection> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    // Two headers could be read differently by a proxy and by us: refuse to pick one.
-    if values.next().is_some() {
-        return Err(AuthRejection::AmbiguousCredentials);
-    }
-    let value = value.to_str().map_err(|_| AuthRejection::MalformedToken)?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    // RFC 7235: the scheme is case-insensitive.
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
-    }
-    let token = token.trim_start_matches(' ');
-    if is_token68(token) {
-        Ok(Some(token))
-    } else {
-        Err(AuthRejection::MalformedToken)
-    }
-}
-
-/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-/// Every JWT is one; anything else (spaces, a second scheme, nothing) is not a token.
-fn is_token68(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
-}
-
-/// Authenticates the bearer token of `headers`: the one path of the layer and the extractor.
-pub(crate) async fn authenticate_headers<U: UserRecord>(
-    auth: &AuthService<U>,
-    headers: &HeaderMap,
-) -> Result<Principal<U>, AuthRejection> {
-    let token = bearer_token(headers)?.ok_or(AuthRejection::MissingToken)?;
-    Ok(auth.authenticate(token).await?)
-}
+use crate::AuthError;
 
 /// Why a request was refused — by [`AuthLayer`](super::AuthLayer), a
 /// [`RequireRole`](super::RequireRole) / [`RequirePermission`](super::RequirePermission)
@@ -75,17 +23,18 @@ pub enum AuthRejection {
     /// More than one `Authorization` header (400, `error="invalid_request"`).
     #[error("more than one Authorization header")]
     AmbiguousCredentials,
-    /// The token was presented and [`AuthService::authenticate`] refused it; the status is
-    /// [`AuthError::status_code`].
+    /// The token was presented and
+    /// [`AuthService::authenticate`](crate::AuthService::authenticate) refused it; the status
+    /// is [`AuthError::status_code`].
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// Authenticated, but without a required role or permission (403,
     /// `error="insufficient_scope"`).
     #[error("missing role or permission")]
     Forbidden,
-    /// A `Require*` layer found no [`Principal`] in the request: it runs outside
-    /// [`AuthLayer`](super::AuthLayer), or for another user type. A server bug, so 500 —
-    /// and the request is refused, never let through.
+    /// A `Require*` layer found no [`Principal`](crate::Principal) in the request: it runs
+    /// outside [`AuthLayer`](super::AuthLayer), or for another user type. A server bug, so
+    /// 500 — and the request is refused, never let through.
     #[error("no principal in the request: the AuthLayer must run before Require* layers")]
     MissingPrincipal,
 }

@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ::tower::{Layer, Service, ServiceExt, service_fn};
+use ::tower::{Layer, Service, service_fn};
 use authcache_jwt::{Claims, TokenIssuer, unix_now};
 use authcache_users::{MockUserRepository, RepositoryError, User};
-use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 
 use super::{AuthLayer, RequirePermission, RequireRole};
-use crate::test_support::service;
+use crate::test_support::{call, service};
 use crate::{AuthService, JwtVerifier, Principal};
 
 const INVALID_TOKEN: &str = r#"Bearer error="invalid_token""#;
@@ -55,47 +54,12 @@ fn echo(
     })
 }
 
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn challenge(&self) -> Option<&str> {
-        self.headers
-            .get(WWW_AUTHENTICATE)
-            .map(|v| v.to_str().unwrap())
-    }
-}
-
-async fn call<S>(service: S, authorization: &[&str]) -> Answer
-where
-    S: Service<Request<String>, Response = Response<String>, Error = Infallible>,
-{
-    let mut request = Request::get("/");
-    for value in authorization {
-        request = request.header(AUTHORIZATION, *value);
-    }
-    let response = service
-        .oneshot(request.body(String::new()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
-}
-
 #[tokio::test]
 async fn a_valid_token_reaches_the_service_with_its_principal() {
     let auth = service().await;
     let calls = Inner::default();
     let app = AuthLayer::new(auth.clone()).layer(echo(&calls));
-    let answer = call(app.clone(), &[&bearer("ada")]).await;
+    let answer = call(app.clone(), "/", &[&bearer("ada")]).await;
     assert_eq!(
         (answer.status, answer.body.as_str()),
         (StatusCode::OK, "ada")
@@ -103,7 +67,7 @@ async fn a_valid_token_reaches_the_service_with_its_principal() {
     assert_eq!(answer.challenge(), None);
     // The scheme is case-insensitive.
     let lower = bearer("bob").replacen("Bearer", "bearer", 1);
-    assert_eq!(call(app, &[&lower]).await.body, "bob");
+    assert_eq!(call(app, "/", &[&lower]).await.body, "bob");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(auth.stats().authenticated, 2);
 }
@@ -114,7 +78,7 @@ async fn no_bearer_credentials_get_a_bare_challenge() {
     let calls = Inner::default();
     let app = AuthLayer::new(auth.clone()).layer(echo(&calls));
     for authorization in [&[][..], &["Basic YWRhOnNlY3JldA=="]] {
-        let answer = call(app.clone(), authorization).await;
+        let answer = call(app.clone(), "/", authorization).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{authorization:?}");
         assert_eq!(answer.challenge(), Some("Bearer"), "{authorization:?}");
         assert_eq!(answer.body, "");
@@ -145,7 +109,7 @@ async fn refused_tokens_get_one_answer_that_names_no_reason() {
         bearer("nobody-of-that-name"),
     ];
     for authorization in &refused {
-        let answer = call(app.clone(), &[authorization]).await;
+        let answer = call(app.clone(), "/", &[authorization]).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{authorization}");
         assert_eq!(answer.challenge(), Some(INVALID_TOKEN), "{authorization}");
         assert_eq!(
@@ -168,7 +132,7 @@ async fn two_authorization_headers_are_a_bad_request() {
     let calls = Inner::default();
     let app = AuthLayer::new(service().await).layer(echo(&calls));
     let ada = bearer("ada");
-    let answer = call(app, &[&ada, &ada]).await;
+    let answer = call(app, "/", &[&ada, &ada]).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         answer.challenge(),
@@ -181,7 +145,7 @@ async fn two_authorization_headers_are_a_bad_request() {
 async fn a_disabled_user_is_forbidden_without_a_challenge() {
     let calls = Inner::default();
     let app = AuthLayer::new(service().await).layer(echo(&calls));
-    let answer = call(app, &[&bearer("eve")]).await;
+    let answer = call(app, "/", &[&bearer("eve")]).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert_eq!(
         answer.challenge(),
@@ -208,6 +172,7 @@ async fn an_unavailable_repository_is_503_without_the_reason() {
     let calls = Inner::default();
     let answer = call(
         AuthLayer::new(auth.clone()).layer(echo(&calls)),
+        "/",
         &[&bearer("ada")],
     )
     .await;
@@ -223,14 +188,14 @@ async fn require_role_lets_only_the_role_through() {
     let calls = Inner::default();
     let admin_only = RequireRole::new("admin").layer(echo(&calls));
     let app = AuthLayer::new(service().await).layer(admin_only);
-    let ada = call(app.clone(), &[&bearer("ada")]).await;
+    let ada = call(app.clone(), "/", &[&bearer("ada")]).await;
     assert_eq!((ada.status, ada.body.as_str()), (StatusCode::OK, "ada"));
-    let bob = call(app.clone(), &[&bearer("bob")]).await;
+    let bob = call(app.clone(), "/", &[&bearer("bob")]).await;
     assert_eq!(bob.status, StatusCode::FORBIDDEN);
     assert_eq!(bob.challenge(), Some(INSUFFICIENT_SCOPE));
     assert_eq!(bob.body, "");
     // The authentication layer still answers first.
-    let anonymous = call(app, &[]).await;
+    let anonymous = call(app, "/", &[]).await;
     assert_eq!(anonymous.challenge(), Some("Bearer"));
     assert_eq!(calls.load(Ordering::SeqCst), 1, "only ada's request ran");
 }
@@ -245,12 +210,12 @@ async fn require_permission_lets_only_the_permission_through() {
     let readers = AuthLayer::new(auth).layer(readers);
     // bob is a viewer: users:read, not users:write.
     let bob = bearer("bob");
-    assert_eq!(call(readers, &[&bob]).await.status, StatusCode::OK);
-    let refused = call(writers.clone(), &[&bob]).await;
+    assert_eq!(call(readers, "/", &[&bob]).await.status, StatusCode::OK);
+    let refused = call(writers.clone(), "/", &[&bob]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(refused.challenge(), Some(INSUFFICIENT_SCOPE));
     assert_eq!(
-        call(writers, &[&bearer("ada")]).await.status,
+        call(writers, "/", &[&bearer("ada")]).await.status,
         StatusCode::OK
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -263,13 +228,13 @@ async fn a_require_layer_without_a_principal_refuses_with_500() {
     let calls = Inner::default();
     let misordered =
         RequireRole::new("admin").layer(AuthLayer::new(service().await).layer(echo(&calls)));
-    let answer = call(misordered, &[&bearer("ada")]).await;
+    let answer = call(misordered, "/", &[&bearer("ada")]).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(answer.challenge(), None);
     // Nor may a principal of another user type stand in.
     let alone = RequirePermission::new("users:read").layer(echo(&calls));
     assert_eq!(
-        call(alone, &[]).await.status,
+        call(alone, "/", &[]).await.status,
         StatusCode::INTERNAL_SERVER_ERROR
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -321,7 +286,10 @@ async fn a_missing_role_or_permission_is_told_to_the_operator() {
     ] {
         let logged = Logged::default();
         let _guard = tracing::subscriber::set_default(logged.subscriber());
-        assert_eq!(call(service, &[&bob]).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            call(service, "/", &[&bob]).await.status,
+            StatusCode::FORBIDDEN
+        );
         let text = logged.text();
         let refusals: Vec<&str> = text.lines().filter(|l| l.contains("reason=")).collect();
         assert_eq!(refusals.len(), 1, "{text}");
@@ -344,7 +312,6 @@ async fn a_missing_role_or_permission_is_told_to_the_operator() {
 
 #[cfg(feature = "axum")]
 mod with_axum {
-    use ::axum::body::{Body, to_bytes};
     use ::axum::routing::get;
     use ::axum::{Extension, Router};
 
@@ -364,47 +331,30 @@ mod with_axum {
             .route("/healthz", get(|| async { "ok" }))
     }
 
-    async fn get_path(
-        app: &Router,
-        path: &str,
-        authorization: Option<&str>,
-    ) -> (StatusCode, Option<String>, String) {
-        let mut request = Request::get(path);
-        if let Some(value) = authorization {
-            request = request.header(AUTHORIZATION, value);
-        }
-        let response = app
-            .clone()
-            .oneshot(request.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let challenge = response
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body = to_bytes(response.into_body(), 1024).await.unwrap();
-        (status, challenge, String::from_utf8(body.to_vec()).unwrap())
-    }
-
     #[tokio::test]
     async fn an_axum_router_takes_the_layers() {
         let app = router(service().await);
         let ada = bearer("ada");
         let bob = bearer("bob");
-        let me = get_path(&app, "/me", Some(&ada)).await;
-        assert_eq!((me.0, me.2.as_str()), (StatusCode::OK, "hello ada"));
-        let admin = get_path(&app, "/admin", Some(&ada)).await;
-        assert_eq!((admin.0, admin.2.as_str()), (StatusCode::OK, "admin area"));
-        let forbidden = get_path(&app, "/admin", Some(&bob)).await;
-        assert_eq!(forbidden.0, StatusCode::FORBIDDEN);
-        assert_eq!(forbidden.1.as_deref(), Some(INSUFFICIENT_SCOPE));
-        let anonymous = get_path(&app, "/me", None).await;
+        let me = call(app.clone(), "/me", &[&ada]).await;
+        assert_eq!((me.status, me.body.as_str()), (StatusCode::OK, "hello ada"));
+        let admin = call(app.clone(), "/admin", &[&ada]).await;
         assert_eq!(
-            (anonymous.0, anonymous.1.as_deref()),
+            (admin.status, admin.body.as_str()),
+            (StatusCode::OK, "admin area")
+        );
+        let forbidden = call(app.clone(), "/admin", &[&bob]).await;
+        assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+        assert_eq!(forbidden.challenge(), Some(INSUFFICIENT_SCOPE));
+        let anonymous = call(app.clone(), "/me", &[]).await;
+        assert_eq!(
+            (anonymous.status, anonymous.challenge()),
             (StatusCode::UNAUTHORIZED, Some("Bearer"))
         );
-        let health = get_path(&app, "/healthz", None).await;
-        assert_eq!((health.0, health.2.as_str()), (StatusCode::OK, "ok"));
+        let health = call(app, "/healthz", &[]).await;
+        assert_eq!(
+            (health.status, health.body.as_str()),
+            (StatusCode::OK, "ok")
+        );
     }
 }

@@ -305,5 +305,4 @@ fn describe(error: &reqwest::Error) -> String {
 }
 
 #[cfg(test)]
-#[path = "http_tests.rs"]
 mod tests;

@@ -260,5 +260,4 @@ impl fmt::Debug for RemoteKeys {
 }
 
 #[cfg(test)]
-#[path = "remote_tests.rs"]
 mod tests;

@@ -13,8 +13,8 @@ use mongodb::change_stream::event::ResumeToken;
 use mongodb::error::{Error as DriverError, ErrorKind};
 use serde::{Deserialize, Serialize};
 
+use super::repository::{MongoUserRepository, map_error};
 use super::schema::canonical_id;
-use super::{MongoUserRepository, map_error};
 use crate::change_feed::{
     Change, ChangeFeed, ChangeStream, DocumentKind, FeedError, FeedResult, ResumePoint,
 };

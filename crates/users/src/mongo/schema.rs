@@ -235,7 +235,7 @@ impl MongoSchema {
         let mut read = RawDocumentBuf::new();
         for element in stored {
             let (key, value) = element.map_err(|e| RepositoryError::Corrupt {
-                id: super::document_id(stored),
+                id: super::repository::document_id(stored),
                 reason: e.to_string(),
             })?;
             if key == "_id" {

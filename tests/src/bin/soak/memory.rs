@@ -5,8 +5,15 @@ use std::time::Duration;
 
 use crate::workload::Ctx;
 
-/// RSS growth after warm-up that fails a run long enough to judge it.
+/// RSS growth after warm-up, outside the Redis restart, that fails a run long enough to
+/// judge it: a leak is growth that goes on while nothing changes.
 pub(crate) const RSS_GROWTH_LIMIT_PERCENT: f64 = 5.0;
+/// RSS growth across the Redis restart (kill to Redis used again) that fails a run. The
+/// outage grows the working set once — marks held until Redis takes them, answers kept in
+/// L1 only, requests queued behind the repository — and the allocator keeps those pages;
+/// the same seed grew 4.7–5.4 % there (`--seed 11594144716567301703`) before and after
+/// the changes of issue 20, so this is a bound on a one-time step, not a leak detector.
+pub(crate) const RSS_RESTART_LIMIT_PERCENT: f64 = 15.0;
 /// Shortest run whose RSS growth is judged: shorter runs on a shared machine are too
 /// short for RSS to be a reliable signal.
 pub(crate) const RSS_JUDGED_FROM_SECONDS: u64 = 60;
@@ -88,9 +95,22 @@ impl Memory {
         })
     }
 
-    /// The judged figure: from the end of the warm-up to the end.
+    /// From the end of the warm-up to the end.
     pub(crate) fn growth_percent(&self) -> f64 {
         self.percent_of_warm(self.at_warm_up_kib, self.at_end_kib)
+    }
+
+    /// Whether the run stayed within the limits: the growth outside the restart (until the
+    /// kill, and after Redis was used again) within [`RSS_GROWTH_LIMIT_PERCENT`], the step
+    /// across it within [`RSS_RESTART_LIMIT_PERCENT`]; without a restart to split on, the
+    /// whole growth within the first.
+    pub(crate) fn within_limits(&self) -> bool {
+        match self.growth_parts() {
+            Some([before, across, after]) => {
+                before + after <= RSS_GROWTH_LIMIT_PERCENT && across <= RSS_RESTART_LIMIT_PERCENT
+            }
+            None => self.growth_percent() <= RSS_GROWTH_LIMIT_PERCENT,
+        }
     }
 
     /// The judged growth split in three: until the kill, across the restart (kill to Redis
@@ -124,44 +144,4 @@ pub(crate) fn per_second(samples: &[Sample]) -> Vec<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rss_growth_is_measured_from_the_end_of_the_warm_up() {
-        let sample = |at: u64, rss: u64| Sample {
-            at: Duration::from_secs(at),
-            rss_kib: Some(rss),
-            authentications: at * 10,
-        };
-        let samples = [
-            sample(0, 50),
-            sample(5, 100),
-            sample(6, 101),
-            sample(7, 120),
-            sample(8, 103),
-            sample(10, 104),
-        ];
-        let seconds = |s: u64| Some(Duration::from_secs(s));
-        let memory = Memory::of(&samples, Duration::from_secs(5), seconds(7), seconds(8)).unwrap();
-        assert_eq!(
-            (memory.at_warm_up_kib, memory.at_end_kib, memory.peak_kib),
-            (100, 104, 120)
-        );
-        assert!((memory.growth_percent() - 4.0).abs() < 1e-9);
-        // 101 before the kill, 103 once Redis is used again.
-        let parts = memory.growth_parts().unwrap();
-        for (part, expected) in parts.into_iter().zip([1.0, 2.0, 1.0]) {
-            assert!((part - expected).abs() < 1e-9, "{parts:?}");
-        }
-        // A kill inside the warm-up leaves nothing to split.
-        let early = Memory::of(&samples, Duration::from_secs(5), seconds(2), seconds(8)).unwrap();
-        assert_eq!(early.growth_parts(), None);
-        assert_eq!(per_second(&samples), vec![50, 10, 10, 10, 20]);
-        assert_eq!(
-            parse_vm_rss("Name:\tsoak\nVmRSS:\t  123456 kB\n"),
-            Some(123_456)
-        );
-        assert_eq!(parse_vm_rss("Name:\tsoak\n"), None);
-    }
-}
+mod tests;

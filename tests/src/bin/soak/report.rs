@@ -9,7 +9,8 @@ use crate::args::Args;
 use crate::chaos::RECOVERY_TIMEOUT;
 use crate::judge::Seen;
 use crate::memory::{
-    Memory, RSS_GROWTH_LIMIT_PERCENT, RSS_JUDGED_FROM_SECONDS, Sample, per_second,
+    Memory, RSS_GROWTH_LIMIT_PERCENT, RSS_JUDGED_FROM_SECONDS, RSS_RESTART_LIMIT_PERCENT, Sample,
+    per_second,
 };
 use crate::model::{Timeline, lock};
 use crate::probe::Probe;
@@ -64,8 +65,7 @@ pub(crate) fn report(ctx: &Ctx, run: &Run) -> Verdict {
     let verdict = Verdict {
         unexpected: tally.unexpected(),
         not_exercised: not_exercised(ctx, run),
-        rss_over_limit: run.args.judges_rss()
-            && memory.is_none_or(|m| m.growth_percent() > RSS_GROWTH_LIMIT_PERCENT),
+        rss_over_limit: run.args.judges_rss() && memory.is_none_or(|m| !m.within_limits()),
     };
     rows.push(("result".into(), verdict_row(&verdict, run.args.seed)));
     print_rows(&rows);
@@ -247,7 +247,9 @@ fn memory_row(memory: Option<Memory>, args: Args) -> String {
         mib
     };
     let judged = if args.judges_rss() {
-        format!("limit {RSS_GROWTH_LIMIT_PERCENT} %")
+        format!(
+            "limits {RSS_GROWTH_LIMIT_PERCENT} % outside the restart, {RSS_RESTART_LIMIT_PERCENT} % across it"
+        )
     } else {
         format!(
             "not judged: a {} s run is too short for RSS to be a reliable signal on a shared machine (judged from {RSS_JUDGED_FROM_SECONDS} s)",
@@ -328,7 +330,8 @@ fn verdict_row(verdict: &Verdict, seed: Seed) -> String {
     reasons.extend(verdict.not_exercised.iter().cloned());
     if verdict.rss_over_limit {
         reasons.push(format!(
-            "RSS grew more than {RSS_GROWTH_LIMIT_PERCENT} % after the warm-up"
+            "RSS grew more than {RSS_GROWTH_LIMIT_PERCENT} % after the warm-up outside the \
+             restart, or more than {RSS_RESTART_LIMIT_PERCENT} % across it"
         ));
     }
     if reasons.is_empty() {

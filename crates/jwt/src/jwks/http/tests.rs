@@ -15,10 +15,10 @@ use super::*;
 use crate::jwks::RemoteJwks;
 use crate::{TokenIssuer, test_keys};
 
-const TEST_CA: &[u8] = include_bytes!("../testkeys/tls_ca.cert.der");
+const TEST_CA: &[u8] = include_bytes!("../../testkeys/tls_ca.cert.der");
 /// For `127.0.0.1` and `localhost`, signed by [`TEST_CA`].
-const LOCALHOST_CERT: &[u8] = include_bytes!("../testkeys/tls_localhost.cert.der");
-const LOCALHOST_KEY: &[u8] = include_bytes!("../testkeys/tls_localhost.key.der");
+const LOCALHOST_CERT: &[u8] = include_bytes!("../../testkeys/tls_localhost.cert.der");
+const LOCALHOST_KEY: &[u8] = include_bytes!("../../testkeys/tls_localhost.key.der");
 
 fn url(text: &str) -> Url {
     Url::parse(text).unwrap()

@@ -240,10 +240,10 @@ async fn a_logout_of_a_reissued_token_raises_the_mark_to_its_lifetime() {
     let (first, second) = (token(now + 60), token(now + 3600));
     auth.logout(&first).await.unwrap();
     auth.logout(&second).await.unwrap();
-    let revocations = &auth.inner.tiers.revocations;
+    let marks = auth.inner.state.marks();
     let id = authcache_jwt::revocation_id(&second, &auth.inner.verifier.verify(&second).unwrap());
     assert_eq!(
-        revocations.lookup(&id).await,
+        marks.revoked(&id).await,
         crate::tokens::Lookup::Mark(now + 3600),
         "the mark rose to the later token's exp"
     );
@@ -822,8 +822,8 @@ async fn bus_events_drop_local_state_but_never_this_instances_revocations() {
     auth.authenticate(&ada).await.unwrap();
     auth.authenticate(&bob).await.unwrap();
     auth.logout(&ada).await.unwrap();
-    let tiers = &auth.inner.tiers;
-    tiers.on_bus_event(authcache_core::BusEvent::Resubscribed);
+    let state = &auth.inner.state;
+    state.on_bus_event(authcache_core::BusEvent::Resubscribed);
     for noise in [
         "",
         "garbage",
@@ -831,13 +831,13 @@ async fn bus_events_drop_local_state_but_never_this_instances_revocations() {
         "other:v1:user:bob",
         "authcache:revoked:x",
     ] {
-        tiers.on_bus_event(authcache_core::BusEvent::Invalidated(noise.to_owned()));
+        state.on_bus_event(authcache_core::BusEvent::Invalidated(noise.to_owned()));
     }
     let revoked_key = format!("authcache:revoked:{}", {
         let claims = JwtVerifier::hs256(SECRET).verify(&ada).unwrap();
         authcache_jwt::revocation_id(&ada, &claims)
     });
-    tiers.on_bus_event(authcache_core::BusEvent::Invalidated(revoked_key));
+    state.on_bus_event(authcache_core::BusEvent::Invalidated(revoked_key));
     assert_eq!(
         auth.authenticate(&ada).await.unwrap_err(),
         AuthError::Revoked
@@ -1081,7 +1081,7 @@ async fn a_user_read_in_the_refresh_window_is_reloaded_in_the_background() {
     let ada = auth.user("ada").await.unwrap();
     assert_eq!(repository.loads(), 1);
     // Ada's entry as if written 290 s ago: 10 s left of 300, inside the last 10 %.
-    let tier = &auth.inner.tiers.users;
+    let tier = auth.inner.state.users_tier();
     tier.set_with_ttl("ada", (*ada).clone(), Duration::from_secs(10))
         .await
         .unwrap();
@@ -1112,7 +1112,7 @@ async fn a_user_read_in_the_refresh_window_is_reloaded_in_the_background() {
 async fn warm_answers_never_outlive_a_change_of_what_they_were_built_from() {
     let users = repository();
     let auth = service(users.clone()).await;
-    let tiers = &auth.inner.tiers;
+    let state = &auth.inner.state;
     let ada = bearer("ada");
     let warm = |auth: &AuthService| auth.stats().principals.l1_hits;
     auth.authenticate(&ada).await.unwrap();
@@ -1121,11 +1121,11 @@ async fn warm_answers_never_outlive_a_change_of_what_they_were_built_from() {
     // Another instance announced a change of a role, then of the user: each makes the
     // next request a warm miss, answered again through the tiers.
     let announced = |kind, id| {
-        let key = tiers.keyspace.key(kind, id).unwrap();
-        tiers.on_bus_event(authcache_core::BusEvent::Invalidated(key.to_string()));
+        let key = state.keyspace().key(kind, id).unwrap();
+        state.on_bus_event(authcache_core::BusEvent::Invalidated(key.to_string()));
     };
     for (kind, id) in [
-        (authcache_core::KeyKind::Perms, "admin"),
+        (authcache_core::KeyKind::RolePerms, "admin"),
         (authcache_core::KeyKind::User, "ada"),
     ] {
         let before = warm(&auth);

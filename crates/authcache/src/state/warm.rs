@@ -5,10 +5,10 @@
 //! with a [`Stamp`] of everything the answer was built from: the user tier's version of the
 //! user id, the permissions tier's epoch (role changes), and the epochs of the revocation
 //! and cutoff memos (per user and per issuer), and the verifier's key-set version (a key
-//! dropped from a remote set ends what was verified with it). A hit whose stamp differs from the current one is a miss,
-//! so every invalidation that reaches this instance — a local write, a bus message, a bus
-//! reconnect, a logout, a `logout_all`, a role change — takes effect on the very next
-//! request, as it does without this cache.
+//! dropped from a remote set ends what was verified with it). A hit whose stamp differs
+//! from the current one is a miss, so every invalidation that reaches this instance — a
+//! local write, a bus message, a bus reconnect, a logout, a `logout_all`, a role change —
+//! takes effect on the very next request, as it does without this cache.
 //!
 //! Entries live at most half the L1 cap (and never beyond the token's validation TTL).
 //! The marks' memo lives as long, so a revocation written by an instance whose bus
@@ -21,58 +21,41 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use authcache_core::{L1Cache, L1Entry, Version};
+use authcache_core::{L1Cache, L1Entry, TierStatsSnapshot, Version, counter};
 use authcache_memory::MemoryL1;
 use authcache_users::UserRecord;
 
 use crate::Principal;
-use crate::service::Tiers;
-use crate::stats::Counters;
 
 /// What a warm answer was built from; equal stamps mean nothing it depends on changed.
+/// Read by [`State::stamp`](super::State::stamp).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp {
-    user: Version,
-    permissions: Version,
-    revocations: Version,
-    cutoffs: Version,
-    issuer_cutoffs: Version,
+    pub(super) user: Version,
+    pub(super) permissions: Version,
+    /// Revocations, user cutoffs, issuer cutoffs.
+    pub(super) marks: [Version; 3],
     /// The verifier's key-set version the token was verified under.
-    keys: u64,
-}
-
-impl Stamp {
-    /// The stamp of `user_id`'s answers now. Read it before looking anything up: a change
-    /// after the reading makes the entry built from those lookups a miss.
-    pub(crate) fn now<U: UserRecord>(tiers: &Tiers<U>, user_id: &str, keys: u64) -> Self {
-        Self {
-            user: tiers.users.version(user_id),
-            permissions: tiers.perms.epoch(),
-            revocations: tiers.revocations.epoch(),
-            cutoffs: tiers.cutoffs.epoch(),
-            issuer_cutoffs: tiers.issuer_cutoffs.epoch(),
-            keys,
-        }
-    }
+    pub(super) keys: u64,
 }
 
 /// A remembered answer.
 #[derive(Debug)]
-pub(crate) struct Answer<U> {
+struct Answer<U> {
     principal: Principal<U>,
     stamp: Stamp,
 }
 
 /// Principals by bearer string, in this process only.
 #[derive(Debug)]
-pub(crate) struct Warm<U> {
+pub(super) struct Warm<U> {
     l1: MemoryL1<Answer<U>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 impl<U: UserRecord> Warm<U> {
-    pub(crate) fn new(max_entries: u64) -> Self {
+    pub(super) fn new(max_entries: u64) -> Self {
         Self {
             l1: MemoryL1::new(max_entries),
             hits: AtomicU64::new(0),
@@ -80,26 +63,30 @@ impl<U: UserRecord> Warm<U> {
         }
     }
 
-    /// The principal `bearer` authenticated as, if nothing it was built from changed since
-    /// (`keys`: the verifier's key-set version now).
-    pub(crate) fn get(&self, tiers: &Tiers<U>, bearer: &str, keys: u64) -> Option<Principal<U>> {
+    /// The principal `bearer` authenticated as, if its stamp is still `stamp_now` of its
+    /// user id.
+    pub(super) fn get(
+        &self,
+        bearer: &str,
+        stamp_now: impl Fn(&str) -> Stamp,
+    ) -> Option<Principal<U>> {
         let found = self
             .l1
             .get(bearer)
             .and_then(L1Entry::into_value)
-            .filter(|answer| answer.stamp == Stamp::now(tiers, answer.principal.id(), keys))
+            .filter(|answer| answer.stamp == stamp_now(answer.principal.id()))
             .map(|answer| answer.principal.clone());
         let counter = if found.is_some() {
             &self.hits
         } else {
             &self.misses
         };
-        Counters::bump(counter);
+        counter::bump(counter);
         found
     }
 
     /// Remembers `principal` for `bearer`, built from the state `stamp` was read in.
-    pub(crate) fn insert(
+    pub(super) fn insert(
         &self,
         bearer: &str,
         principal: Principal<U>,
@@ -110,15 +97,15 @@ impl<U: UserRecord> Warm<U> {
         self.l1.insert(bearer, L1Entry::present(answer), ttl);
     }
 
-    pub(crate) fn remove(&self, bearer: &str) {
+    pub(super) fn remove(&self, bearer: &str) {
         self.l1.remove(bearer);
     }
 
-    pub(crate) fn stats(&self) -> authcache_core::TierStatsSnapshot {
-        authcache_core::TierStatsSnapshot {
-            l1_hits: Counters::read(&self.hits),
-            misses: Counters::read(&self.misses),
-            ..authcache_core::TierStatsSnapshot::default()
+    pub(super) fn stats(&self) -> TierStatsSnapshot {
+        TierStatsSnapshot {
+            l1_hits: counter::read(&self.hits),
+            misses: counter::read(&self.misses),
+            ..TierStatsSnapshot::default()
         }
     }
 }
