@@ -18,8 +18,8 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use authcache_core::Fingerprint;
 use authcache_core::key::MAX_ID_LEN;
+use sha2::{Digest, Sha256};
 
 /// The id of the empty role name.
 const EMPTY: &str = "%";
@@ -71,8 +71,9 @@ fn needs_encoding(c: char) -> bool {
     c == '%' || c == HASHED || c.is_whitespace() || c.is_control()
 }
 
+/// A role name is not a token: hashed here, not by the token fingerprint.
 fn hashed(role: &str) -> String {
-    format!("{HASHED}{}", Fingerprint::of(role).as_str())
+    format!("{HASHED}{}", hex::encode(Sha256::digest(role.as_bytes())))
 }
 
 #[cfg(test)]

@@ -82,6 +82,9 @@ pub enum KeyError {
         "invalid key prefix {0:?}: it must be non-empty, without ':', whitespace or control characters"
     )]
     InvalidPrefix(String),
+    /// Not a token fingerprint: 64 lowercase hex digits are expected.
+    #[error("not a token fingerprint (64 lowercase hex digits)")]
+    NotAFingerprint,
 }
 
 /// Result of cache operations.

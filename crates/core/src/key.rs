@@ -31,8 +31,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sha2::{Digest, Sha256};
-
 use crate::KeyError;
 
 /// Longest id accepted, in bytes: ids are user ids, not documents.
@@ -119,14 +117,30 @@ impl fmt::Display for KeyKind {
     }
 }
 
-/// The SHA-256 of a token, hex encoded: the only form in which a token reaches a key.
+/// The SHA-256 of a token as 64 lowercase hex digits: the only form in which a token
+/// reaches a key. It is computed in one place, `authcache_jwt::fingerprint` (which also
+/// takes a `Bearer ` header value); this type only accepts its result, so a raw token can
+/// never be passed where a fingerprint is expected.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Fingerprint(String);
 
 impl Fingerprint {
-    /// Fingerprints a token (the compact JWT, without any `Bearer ` scheme).
-    pub fn of(token: &str) -> Self {
-        Self(hex::encode(Sha256::digest(token.as_bytes())))
+    /// Length of a fingerprint: a SHA-256 in hex.
+    pub const LEN: usize = 64;
+
+    /// A fingerprint computed by `authcache_jwt::fingerprint`.
+    ///
+    /// # Errors
+    /// [`KeyError::NotAFingerprint`] for anything but 64 lowercase hex digits.
+    pub fn from_hex(hex: &str) -> Result<Self, KeyError> {
+        let digits = hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if hex.len() == Self::LEN && digits {
+            Ok(Self(hex.to_owned()))
+        } else {
+            Err(KeyError::NotAFingerprint)
+        }
     }
 
     /// The 64 lowercase hex digits.

@@ -24,8 +24,9 @@
 //! let key = keys.key(KeyKind::User, "42").unwrap();
 //! assert_eq!(key.as_str(), "authcache:v1:user:42");
 //! assert!(keys.key(KeyKind::User, "has space").is_err());
-//! let token = keys.token_key(KeyKind::Revoked, &Fingerprint::of("a.b.c"));
-//! assert!(!token.as_str().contains("a.b.c"));
+//! // A token's fingerprint, as `authcache_jwt::fingerprint` computes it.
+//! let fingerprint = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+//! let token = keys.token_key(KeyKind::Revoked, &Fingerprint::from_hex(fingerprint).unwrap());
 //! // Revocations live outside the schema version: a schema bump never un-revokes.
 //! assert!(token.as_str().starts_with("authcache:revoked:"));
 //!

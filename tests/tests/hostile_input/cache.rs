@@ -29,7 +29,7 @@ use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 
 use crate::auth_support::{SECRET, SIGNING_KEY, another_bearer, bearer, memory_repository};
-use crate::hostile_input::fixture::{Truth, bare, lasting_ttls, truth};
+use crate::hostile_input::fixture::{Truth, lasting_ttls, truth};
 
 const PREFIX: &str = "hostile";
 
@@ -323,7 +323,8 @@ impl Shelf {
                 Reader::Never,
             ),
             Target::Validation => {
-                let fingerprint = Fingerprint::of(bare(&tokens.ada));
+                let fingerprint =
+                    Fingerprint::from_hex(&authcache_jwt::fingerprint(&tokens.ada)).unwrap();
                 let key = keyspace
                     .token_key(KeyKind::Token, &fingerprint)
                     .as_str()
