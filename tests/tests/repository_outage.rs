@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use auth_support::{ROLES, SECRET, SIGNING_KEY, bearer, patient_breaker, users};
+use auth_support::{SECRET, SIGNING_KEY, bearer, patient_breaker, seed_mongo};
 use authcache::health::Status;
 use authcache::{
     AuthService, BreakerConfig, BreakerState, CacheConfig, JwtVerifier, MongoUserRepository,
-    RepositoryConfig, Ttls, User, UserRepository,
+    RepositoryConfig, Ttls, User,
 };
 use authcache_tests::hooked_repository::{AfterRead, HookedRepository};
 use authcache_tests::mongo_server::MongoServer;
@@ -38,17 +38,7 @@ async fn seed(mongo: &MongoServer, database: &str, only: Option<&[&str]>) {
     let repository = MongoUserRepository::<User>::connect_with(&mongo.uri(), database, options)
         .await
         .unwrap();
-    for (role, permissions) in ROLES {
-        repository
-            .upsert_role(role, permissions.iter().copied())
-            .await
-            .unwrap();
-    }
-    for user in users() {
-        if only.is_none_or(|only| only.contains(&user.id.as_str())) {
-            repository.upsert(&user).await.unwrap();
-        }
-    }
+    seed_mongo(&repository, only).await;
 }
 
 async fn service_on_config(

@@ -36,8 +36,18 @@ pub(crate) async fn service() -> AuthService {
 
 /// Waits until `probe` holds, polling every 5 ms; fails the test after 10 s.
 pub(crate) async fn eventually<F: FnMut() -> bool>(what: &str, mut probe: F) {
+    eventually_async(what, || std::future::ready(probe())).await;
+}
+
+/// As [`eventually`], for a probe that has to wait for its answer (a read of the shared
+/// cache, say).
+pub(crate) async fn eventually_async<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !probe() {
+    while !probe().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"

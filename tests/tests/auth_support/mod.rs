@@ -80,6 +80,13 @@ pub async fn mongo_repository(server: &MongoServer) -> Arc<dyn UserRepository> {
     let repository = MongoUserRepository::connect(&server.uri(), &server.fresh_database())
         .await
         .unwrap();
+    seed_mongo(&repository, None).await;
+    Arc::new(repository)
+}
+
+/// Writes the fixture's roles, and its users (those named in `only`, or all), through
+/// `repository`.
+pub async fn seed_mongo(repository: &MongoUserRepository, only: Option<&[&str]>) {
     for (role, permissions) in ROLES {
         repository
             .upsert_role(role, permissions.iter().copied())
@@ -87,9 +94,10 @@ pub async fn mongo_repository(server: &MongoServer) -> Arc<dyn UserRepository> {
             .unwrap();
     }
     for user in users() {
-        repository.upsert(&user).await.unwrap();
+        if only.is_none_or(|only| only.contains(&user.id.as_str())) {
+            repository.upsert(&user).await.unwrap();
+        }
     }
-    Arc::new(repository)
 }
 
 /// The default breaker, except that an L2 call may take [`PATIENT_TIMEOUT`] (the Redis

@@ -8,7 +8,7 @@ use authcache_core::{BusEvent, Cache, EnvelopeCodec, Keyspace, SigningKey};
 use authcache_memory::MemoryCache;
 use authcache_users::{User, UserRepository};
 
-use crate::test_support::eventually;
+use crate::test_support::{eventually, eventually_async};
 use crate::{AuthError, AuthService, JwtVerifier};
 
 const KEY: &[u8] = b"epoch-test-signing-key-012345678";
@@ -139,20 +139,14 @@ async fn a_lost_or_lower_shared_epoch_is_written_back_never_adopted() {
         .put_shared_epoch(codec().encode(&key, &1_u64).unwrap())
         .await;
     bus_event(&auth, &BusEvent::Resubscribed);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while shared.shared_epoch().await != Some(2) {
-        assert!(tokio::time::Instant::now() < deadline, "never written back");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let written_back = || async { shared.shared_epoch().await == Some(2) };
+    eventually_async("the epoch to be written back", written_back).await;
     assert_eq!(auth.stats().keyspace_epoch, 2, "never lowered");
 
     // Gone (Redis restarted empty, the key evicted): written back too.
     shared.l2.delete(&key).await.unwrap();
     bus_event(&auth, &BusEvent::Resubscribed);
-    while shared.shared_epoch().await != Some(2) {
-        assert!(tokio::time::Instant::now() < deadline, "never written back");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually_async("the epoch to be written back", written_back).await;
     let late = shared.instance().await;
     assert_eq!(late.stats().keyspace_epoch, 2);
 }

@@ -10,7 +10,7 @@ use authcache_users::{DocumentKind, FeedResult, MemoryUserRepository, User, User
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::test_support::eventually;
+use crate::test_support::{eventually, eventually_async};
 use crate::{AuthService, JwtVerifier};
 
 /// A feed driven by the test: changes sent on a channel; resume points count them.
@@ -257,14 +257,10 @@ async fn a_restarted_watcher_resumes_from_its_signed_checkpoint() {
     let codec =
         EnvelopeCodec::new().with_signing_key(authcache_core::SigningKey::new(key).unwrap());
     let saved = Checkpoints::new(&Keyspace::default(), &codec, &guarded).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while saved.load().await.unwrap().as_ref().map(position) != Some(2) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no checkpoint after both"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually_async("a checkpoint after both", || async {
+        saved.load().await.unwrap().as_ref().map(position) == Some(2)
+    })
+    .await;
     drop(first);
 
     let second = watched(&repository, &feed, Some((&l2, key))).await;
