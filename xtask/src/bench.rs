@@ -38,7 +38,10 @@ pub(crate) fn run(args: &[&str]) -> Result<()> {
     let quick = args.contains(&"--quick");
     let bench_args: Vec<&str> = args.iter().copied().filter(|a| *a != "--quick").collect();
     let tools = services::install()?;
-    install_redis_benchmark()?;
+    // The references' load generators: `redis-benchmark` for the L2 throughput row, `wrk`
+    // for the proxy rows.
+    install_apt_tool("redis-benchmark", "redis-tools")?;
+    install_apt_tool("wrk", "wrk")?;
     let target = target_dir();
     let quickstart = build_quickstart(&target)?;
     let figures = target.join("bench-figures.jsonl");
@@ -105,9 +108,10 @@ fn build_quickstart(target: &Path) -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// `redis-benchmark` (the reference of the L2 throughput row) comes with redis-tools.
-fn install_redis_benchmark() -> Result<()> {
-    if on_path("redis-benchmark") {
+/// Installs the Debian `package` that provides `program` when it is not on the path (as
+/// root; otherwise fails with the command to run).
+fn install_apt_tool(program: &str, package: &str) -> Result<()> {
+    if on_path(program) {
         return Ok(());
     }
     let root_user = Command::new("id")
@@ -115,18 +119,12 @@ fn install_redis_benchmark() -> Result<()> {
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
     if !root_user {
-        bail!("redis-benchmark missing: run `sudo apt-get install -y redis-tools`");
+        bail!("{program} missing: run `sudo apt-get install -y {package}`");
     }
     exec(Command::new("apt-get").args(["update", "-q"]))?;
     exec(
         Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "redis-tools",
-            ])
+            .args(["install", "-y", "-q", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }

@@ -1,11 +1,14 @@
 //! The servers tests and benches need: installed when missing, started and stopped on demand.
 //!
-//! - `redis-server` and `redis-cli` come from the OS packages (`apt-get`, as root only).
+//! - `redis-server`, `redis-cli`, `nginx` and `caddy` come from the OS packages (`apt-get`,
+//!   as root only), installed without starting the system services the nginx and caddy
+//!   packages ship: the test kit runs its own servers on free ports.
 //! - SecantusDB, the MongoDB-compatible test server, comes from PyPI into a venv under
 //!   `target/tools/secantus`, pinned; the test kit finds it through `AUTHCACHE_SECANTUSD`.
 
 use std::fs;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -35,34 +38,99 @@ impl Tools {
 /// # Errors
 /// A one-line instruction when something cannot be installed from here.
 pub(crate) fn install() -> Result<Tools> {
-    install_redis()?;
+    install_os_packages()?;
     let secantusd = install_secantus()?;
-    println!("services: redis-server and {} ready", secantusd.display());
+    println!(
+        "services: redis-server, nginx, caddy and {} ready",
+        secantusd.display()
+    );
     Ok(Tools { secantusd })
 }
 
-fn install_redis() -> Result<()> {
-    if on_path("redis-server") && on_path("redis-cli") {
+/// The Debian packages the tests run, each with the program that shows it is installed.
+const OS_PACKAGES: &[(&str, &str)] = &[
+    ("redis-server", "redis-server"),
+    ("redis-tools", "redis-cli"),
+    ("nginx", "nginx"),
+    ("caddy", "caddy"),
+];
+
+/// Where Debian puts daemons: `/usr/sbin` is not on a non-root user's `PATH`, yet the
+/// test kit finds `nginx` there, so an installed nginx must not read as missing.
+const SYSTEM_BIN_DIRS: &[&str] = &["/usr/sbin", "/usr/bin"];
+
+fn install_os_packages() -> Result<()> {
+    let missing: Vec<&str> = OS_PACKAGES
+        .iter()
+        .filter(|(_, program)| !installed(program))
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
+    let packages = missing.join(" ");
     if !is_root() {
         bail!(
-            "redis-server/redis-cli missing: run `sudo apt-get install -y redis-server redis-tools`"
+            "{packages} missing: run `sudo apt-get install -y --no-install-recommends {packages}`"
         );
     }
     exec(Command::new("apt-get").args(["update", "-q"]))?;
+    let _no_starts = NoServiceStarts::install()?;
     exec(
         Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "redis-server",
-                "redis-tools",
-            ])
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+fn installed(program: &str) -> bool {
+    on_path(program)
+        || SYSTEM_BIN_DIRS
+            .iter()
+            .any(|dir| Path::new(dir).join(program).is_file())
+}
+
+/// Debian's `nginx` and `caddy` packages start a system server on port 80 from their
+/// maintainer scripts. Nothing of ours needs it, and a machine-wide web server is not
+/// something a test-tool install should leave behind, so the install runs under a
+/// `policy-rc.d` that denies every service start (exit 101: Debian's convention for chroots
+/// and image builds, honoured by `invoke-rc.d` and `deb-systemd-invoke`). The file is
+/// removed on drop; a policy already in place (container images ship one) is left alone.
+/// The services stay enabled: a later boot or `systemctl start` runs them as usual.
+struct NoServiceStarts {
+    created: Option<PathBuf>,
+}
+
+impl NoServiceStarts {
+    const PATH: &str = "/usr/sbin/policy-rc.d";
+    const DENY_ALL: &str = "#!/bin/sh\n# Written by `cargo xtask services install` for the duration of one apt-get run.\nexit 101\n";
+
+    fn install() -> Result<Self> {
+        let path = PathBuf::from(Self::PATH);
+        if path.exists() {
+            return Ok(Self { created: None });
+        }
+        fs::write(&path, Self::DENY_ALL)
+            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o755)))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self {
+            created: Some(path),
+        })
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.created.take()
+            && let Err(error) = fs::remove_file(&path)
+        {
+            eprintln!(
+                "services: remove {} by hand ({error}): it stops every service start",
+                path.display()
+            );
+        }
+    }
 }
 
 fn install_secantus() -> Result<PathBuf> {

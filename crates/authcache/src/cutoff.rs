@@ -1,6 +1,7 @@
 //! The rule of a `logout_all` cutoff: when it was made, and which tokens it refuses.
 //!
-//! A cutoff is the instant of the call, to the microsecond. A token is refused when it was
+//! A cutoff is the instant of the call (or the earlier instant `logout_all_before` is
+//! given: when the user was logged out), to the microsecond. A token is refused when it was
 //! issued before that instant *at the precision its `iat` is given in*: a whole-second
 //! `iat` is compared with the cutoff's second, a millisecond one (`1765000000.123`) with
 //! its millisecond, a microsecond one with its microsecond. So the login that follows a
@@ -23,7 +24,7 @@ const MICROS: u64 = 1_000_000;
 /// (10¹¹ µs is 1970-01-02).
 const SECONDS_BELOW: u64 = 100_000_000_000;
 
-/// The cutoff a `logout_all` made at `now` stores: microseconds since the Unix epoch.
+/// The cutoff a `logout_all` as of `now` stores: microseconds since the Unix epoch.
 pub(crate) fn at(now: SystemTime) -> u64 {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     u64::try_from(since.as_micros()).unwrap_or(u64::MAX)

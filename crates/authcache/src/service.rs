@@ -247,7 +247,32 @@ impl<U: UserRecord> AuthService<U> {
     ///
     /// [`AuthServiceBuilder::max_token_lifetime`]: crate::AuthServiceBuilder::max_token_lifetime
     pub async fn logout_all(&self, user_id: &str) -> Result<Revocation> {
-        with_l2_budget(self.inner.logout_all(user_id)).await
+        self.logout_all_before(user_id, SystemTime::now()).await
+    }
+
+    /// [`logout_all`](Self::logout_all) as of `before` rather than now: every token of
+    /// `user_id` issued before `before` is refused with [`AuthError::Revoked`] on every
+    /// instance, and the tokens issued since are not touched — the answer to "the user was
+    /// logged out at `before`", such as an OpenID Connect back-channel logout, whose logout
+    /// token says when (`iat`). A logout token replayed to another instance an hour later
+    /// then refuses the tokens issued before the logout, as the first delivery did, and
+    /// never the login that followed it.
+    ///
+    /// Cutoffs only rise: an earlier `before` than a cutoff already in force changes
+    /// nothing, and never gives back a token refused by the later one. A `before` in the
+    /// future is taken as now (a cutoff after now would refuse logins still to come). The
+    /// cutoff is kept for as long as a token issued before `before` can live (`before` plus
+    /// [`AuthServiceBuilder::max_token_lifetime`], plus the leeway); a `before` so old that
+    /// every such token has expired writes nothing and answers
+    /// [`Revocation::AlreadyInForce`]. `iat` precision, [`Revocation::Pending`] and the
+    /// rest: as for `logout_all`.
+    ///
+    /// # Errors
+    /// [`AuthError::UnknownUser`] for an id that cannot be a user id.
+    ///
+    /// [`AuthServiceBuilder::max_token_lifetime`]: crate::AuthServiceBuilder::max_token_lifetime
+    pub async fn logout_all_before(&self, user_id: &str, before: SystemTime) -> Result<Revocation> {
+        with_l2_budget(self.inner.logout_all_before(user_id, before)).await
     }
 
     /// Revokes every token of `issuer` (its `iss`; `""` for tokens without one) issued
@@ -596,10 +621,17 @@ impl<U: UserRecord> Inner<U> {
             .saturating_add(EXP_SKEW)
     }
 
-    async fn logout_all(&self, user_id: &str) -> Result<Revocation> {
-        let ttl = self.cutoff_ttl();
-        let now = crate::cutoff::at(SystemTime::now());
-        let cutoff = self.state.marks().cut_off(user_id, now, ttl).await;
+    async fn logout_all_before(&self, user_id: &str, before: SystemTime) -> Result<Revocation> {
+        let now = SystemTime::now();
+        let before = before.min(now);
+        // A token issued before `before` lives until `before` + the longest lifetime at most.
+        let since = now.duration_since(before).unwrap_or_default();
+        let ttl = self.cutoff_ttl().saturating_sub(since);
+        if ttl.is_zero() {
+            return Ok(Revocation::AlreadyInForce);
+        }
+        let marks = self.state.marks();
+        let cutoff = marks.cut_off(user_id, crate::cutoff::at(before), ttl).await;
         let invalidated = self.state.forget_user(user_id).await;
         Revocation::of_writes("logout_all", [cutoff, invalidated])
     }

@@ -1,4 +1,4 @@
-//! The rows of the report (issue 12, item 4): what each figure compares, by id, and the
+//! The rows of the report (issue 12, item 4; the proxy rows, issue 22, item 6): what each figure compares, by id, and the
 //! target it must meet. Ids are criterion's `<group>/<function>` or the `figures` bench's.
 
 /// What a row must show to be met.
@@ -172,6 +172,39 @@ pub(crate) const ROWS: &[Row<'static>] = &[
         "quickstart end to end (release), Redis + MongoDB-compatible server",
         "quickstart_throughput/redis_mongodb",
     ),
+    // The sidecar behind nginx (issue 22, item 6): wrk, 64 connections, one valid token.
+    // nginx (1 worker), the sidecar, the upstream and wrk share the same cores.
+    alone(
+        "proxy, 64 connections (wrk): nginx → upstream, no auth (the limit), req/s",
+        "proxy_rps/nginx_direct",
+    ),
+    alone("… p50", "proxy_p50/nginx_direct"),
+    alone("… p99", "proxy_p99/nginx_direct"),
+    row(
+        "proxy: nginx `auth_request` → authcache-server → upstream vs no auth, req/s \
+         (nginx, sidecar, upstream and wrk on the same cores)",
+        "proxy_rps/nginx_auth_request",
+        "proxy_rps/nginx_direct",
+        Target::RatioAtLeast(0.5),
+    ),
+    row(
+        "… p50",
+        "proxy_p50/nginx_auth_request",
+        "proxy_p50/nginx_direct",
+        Target::None,
+    ),
+    row(
+        "… p99",
+        "proxy_p99/nginx_auth_request",
+        "proxy_p99/nginx_direct",
+        Target::None,
+    ),
+    alone(
+        "authcache-server `/auth` alone, 64 connections (wrk), req/s",
+        "proxy_rps/auth_alone",
+    ),
+    alone("… p50", "proxy_p50/auth_alone"),
+    alone("… p99", "proxy_p99/auth_alone"),
     row(
         "p99 of hot users across TTL boundaries, refresh-ahead 0.1 vs off",
         "ttl_boundary_p99/refresh_ahead",

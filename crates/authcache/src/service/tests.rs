@@ -1379,3 +1379,48 @@ async fn an_unavailable_repository_is_told_as_unavailable() {
     assert_refusal_told(&auth, &bearer("ada"), "unavailable", Some("ada")).await;
     assert_eq!(auth.stats().refusals.get("unavailable"), 1);
 }
+
+/// A cutoff as of a past instant (a back-channel logout's `iat`): tokens issued before it
+/// are refused, the ones issued after it kept; an earlier cutoff made later gives nothing
+/// back; a `before` in the future is now, and one older than any live token writes nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn logout_all_before_cuts_at_the_instant_given_and_never_lowers_a_cutoff() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let auth = service(repository()).await;
+    let issued = |sub: &str, at: SystemTime| {
+        let claims = authcache_jwt::Claims::new(sub, authcache_jwt::unix_now() + 600);
+        format!("Bearer {}", issuer().sign(&claims.issued_at(at)).unwrap())
+    };
+    let logged_out = SystemTime::now() - Duration::from_secs(60);
+    let before = issued("ada", logged_out - Duration::from_secs(10));
+    let after = issued("ada", logged_out + Duration::from_secs(10));
+
+    assert_eq!(
+        auth.logout_all_before("ada", logged_out).await,
+        Ok(crate::Revocation::Recorded)
+    );
+    assert_eq!(
+        auth.authenticate(&before).await.unwrap_err(),
+        AuthError::Revoked
+    );
+    assert_eq!(auth.authenticate(&after).await.unwrap().id(), "ada");
+
+    let earlier = logged_out - Duration::from_secs(30);
+    assert!(auth.logout_all_before("ada", earlier).await.is_ok());
+    assert_eq!(
+        auth.authenticate(&before).await.unwrap_err(),
+        AuthError::Revoked,
+        "the later cutoff stays in force"
+    );
+    assert_eq!(auth.authenticate(&after).await.unwrap().id(), "ada");
+
+    let future = SystemTime::now() + Duration::from_secs(3600);
+    auth.logout_all_before("bob", future).await.unwrap();
+    let next_login = issued("bob", SystemTime::now());
+    assert_eq!(auth.authenticate(&next_login).await.unwrap().id(), "bob");
+    assert_eq!(
+        auth.logout_all_before("bob", UNIX_EPOCH).await,
+        Ok(crate::Revocation::AlreadyInForce)
+    );
+}
