@@ -1,15 +1,17 @@
 //! The hot path of authcache-core: an L1 hit through `Tiered<T>` against a bare
-//! `moka::sync::Cache::get` of the same `Arc<T>` (group `core_l1_hit`), the `MemoryL1`
-//! lookup alone against that moka `get` on one reader and on four concurrent readers
-//! (groups `core_l1_get`, `core_l1_get_4_readers`), and the L2 envelope's encode/decode
-//! cost for a typical user, with and without the HMAC tag (group `core_envelope`, not a
-//! comparison).
+//! `quick_cache::sync::Cache::get` of the same `Arc<T>` — the map `MemoryL1` wraps — and
+//! against a bare `moka::sync::Cache::get`, the hand-written pattern it replaced (group
+//! `core_l1_hit`: functions `raw`, `moka`, `authcache`), the `MemoryL1` lookup alone
+//! against that moka `get` on one reader and on four concurrent readers (groups
+//! `core_l1_get`, `core_l1_get_4_readers`), and the L2 envelope's encode/decode cost for a
+//! typical user, with and without the HMAC tag (group `core_envelope`, not a comparison).
 //!
-//! In `core_l1_hit` both sides run in the same async harness on the same runtime, so the
-//! difference is what `Tiered` adds to the lookup and what `MemoryL1` saves over moka: the
-//! `dyn L1Cache` call, `MemoryL1`'s lookup and deadline check (one clock read), the hit
-//! counter and the `async fn` state machine. The `core_l1_get` groups call `MemoryL1`
-//! through `dyn L1Cache`, as `Tiered` does.
+//! In `core_l1_hit` all sides run in the same async harness on the same runtime. Against
+//! `raw` (the same map type, key type and value as `MemoryL1`'s, with quick_cache's default
+//! sharding) the difference is our whole layer over the map: the `dyn L1Cache` call, the
+//! deadline check (one clock read), the hit counter and the `async fn` state machine.
+//! Against `moka` it is that layer minus what a moka `get` costs over a quick_cache one.
+//! The `core_l1_get` groups call `MemoryL1` through `dyn L1Cache`, as `Tiered` does.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
@@ -52,6 +54,14 @@ fn runtime() -> tokio::runtime::Runtime {
 /// not depend on how far off its expiry is, neither in moka nor in `MemoryL1`.
 const LONG_TTL: Duration = Duration::from_secs(3600);
 
+/// The map `MemoryL1` is built on, bare: `Box<str>` keys looked up by `&str`, holding the
+/// same `Arc<User>`, no expiry check.
+fn raw_quick_cache() -> quick_cache::sync::Cache<Box<str>, Arc<User>> {
+    let raw = quick_cache::sync::Cache::new(10_000);
+    raw.insert(Box::from(ID), Arc::new(user()));
+    raw
+}
+
 /// The hand-written pattern: a moka cache of decoded values with a TTL, holding the user.
 fn raw_moka() -> moka::sync::Cache<Arc<str>, Arc<User>> {
     let raw = moka::sync::Cache::builder()
@@ -64,7 +74,8 @@ fn raw_moka() -> moka::sync::Cache<Arc<str>, Arc<User>> {
 
 fn core_l1_hit(c: &mut Criterion) {
     let runtime = runtime();
-    let raw = raw_moka();
+    let raw = raw_quick_cache();
+    let moka = raw_moka();
 
     let l2 = Arc::new(GuardedCache::new(
         Arc::new(MemoryCache::default()),
@@ -90,6 +101,10 @@ fn core_l1_hit(c: &mut Criterion) {
     group.bench_function("raw", |b| {
         b.to_async(&runtime)
             .iter(|| async { black_box(raw.get(black_box(ID))) });
+    });
+    group.bench_function("moka", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(moka.get(black_box(ID))) });
     });
     group.bench_function("authcache", |b| {
         b.to_async(&runtime)

@@ -10,7 +10,9 @@
 
 mod bytes;
 mod cold_requests;
+mod growth;
 mod l2_throughput;
+mod propagation;
 mod quickstart;
 mod rss;
 mod throughput;
@@ -29,7 +31,7 @@ pub(crate) struct Context {
 type Section = (&'static str, fn(&Context));
 
 /// Sections in the order they run; the name is what a filter matches.
-const SECTIONS: [Section; 7] = [
+const SECTIONS: [Section; 9] = [
     ("throughput", throughput::run),
     ("l2_throughput", l2_throughput::run),
     ("bytes", bytes::run),
@@ -37,6 +39,8 @@ const SECTIONS: [Section; 7] = [
     ("cold_requests", cold_requests::run),
     ("quickstart", quickstart::run),
     ("ttl_boundary", ttl_boundary::run),
+    ("growth", growth::run),
+    ("propagation", propagation::run),
 ];
 
 fn main() {

@@ -128,8 +128,8 @@ fn moka_growth(users: &[User]) -> u64 {
     after.saturating_sub(before)
 }
 
-/// `VmRSS` of this process, in bytes.
-fn resident_bytes() -> u64 {
+/// `VmRSS` of this process, in bytes (also read by `growth`).
+pub(crate) fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     let kib: u64 = status
         .lines()

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::results::{Measured, Outcome, Results, Unit};
-use super::rows::{ENTRY_BYTES, GROUP_TARGETS, ROWS, Row, Target};
+use super::rows::{ENTRY_BYTES, GROUP_TARGETS, HISTOGRAMS, ROWS, Row, Target};
 
 /// The whole report.
 pub(crate) fn render(results: &Results, quick: bool) -> String {
@@ -41,7 +41,55 @@ pub(crate) fn render(results: &Results, quick: bool) -> String {
             let _ = writeln!(out, "{}", line(results, &row));
         }
     }
+    out.push_str(&histograms(results));
     out
+}
+
+/// Buckets looked up per histogram: 2^40 µs is some 12 days.
+const BUCKETS: u32 = 40;
+/// Characters of the longest bar.
+const BAR: u64 = 40;
+
+/// The [`HISTOGRAMS`] this run measured, in a text block: one line per log₂ bucket from the
+/// first non-empty one to the last — bounds, count, and a bar scaled to the largest count.
+fn histograms(results: &Results) -> String {
+    let mut block = String::new();
+    for (title, group) in HISTOGRAMS {
+        let counts: Vec<(u32, u64)> = (0..BUCKETS)
+            .filter_map(|k| {
+                let count = results.measured(&format!("{group}/{k}"))?;
+                Some((k, count.value as u64))
+            })
+            .collect();
+        let (Some(&(first, _)), Some(&(last, _))) = (counts.first(), counts.last()) else {
+            continue;
+        };
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        let widest = counts.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+        let _ = writeln!(block, "{title} (n = {total})");
+        for k in first..=last {
+            let count = counts.iter().find(|(b, _)| *b == k).map_or(0, |(_, n)| *n);
+            // Bucket k is [2^k, 2^(k+1)) µs; bucket 0 also holds what took under 1 µs.
+            let micros = |k: u32| 1e3 * f64::from(k).exp2();
+            let lower = if k == 0 {
+                "0".to_owned()
+            } else {
+                human_time(micros(k))
+            };
+            let upper = human_time(micros(k + 1));
+            let bar = "#".repeat(count.saturating_mul(BAR).div_ceil(widest) as usize);
+            let _ = writeln!(block, "  [{lower:>9}, {upper:>9})  {count:>6}  {bar}");
+        }
+        block.push('\n');
+    }
+    if block.is_empty() {
+        return block;
+    }
+    format!(
+        "\nPropagation across 3 instances: time from the call returning on one instance until \
+         every other one answers the change, count per log₂ bucket:\n\n```text\n{}\n```\n",
+        block.trim_end()
+    )
 }
 
 /// Raw-vs-authcache groups no row of [`ROWS`] shows: `(group, ours id, raw id, target)`.

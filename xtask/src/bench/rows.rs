@@ -52,10 +52,19 @@ pub(crate) const ENTRY_BYTES: (&str, &str) =
 
 /// The table, in the order it is printed.
 pub(crate) const ROWS: &[Row<'static>] = &[
+    // Item 3 of issue 23: the reference is the map `MemoryL1` wraps, so the ratio is our
+    // layer's cost over it. The moka row stays for the pattern it replaced, with its target:
+    // it is what made quick_cache worth the switch, and a regression there would show.
     row(
-        "L1 hit vs bare moka `get`",
+        "L1 hit vs bare `quick_cache` `get` of the same `Arc`",
         "core_l1_hit/authcache",
         "core_l1_hit/raw",
+        Target::RatioAtMost(1.2),
+    ),
+    row(
+        "L1 hit vs bare moka `get` (the replaced pattern)",
+        "core_l1_hit/authcache",
+        "core_l1_hit/moka",
         Target::RatioAtMost(1.0),
     ),
     row(
@@ -125,16 +134,29 @@ pub(crate) const ROWS: &[Row<'static>] = &[
         Target::None,
     ),
     row(
-        "L2 throughput, 64 tasks, vs `redis-benchmark -c 64 -t get -d {entry_bytes}`",
+        "L2 throughput, 64 tasks (one user each), vs raw redis-rs `GET` of the same entries, 64 \
+         tasks on one `ConnectionManager`",
         "l2_throughput_64_tasks/authcache",
-        "l2_throughput_64_tasks/redis_benchmark",
+        "l2_throughput_64_tasks/redis_rs",
         Target::RatioAtLeast(0.9),
     ),
     row(
-        "miss path (L1 + L2 miss → MongoDB → fill) vs driver `find_one` + Redis `SET`",
+        "… vs `redis-benchmark -c 64 -t get -d {entry_bytes}`",
+        "l2_throughput_64_tasks/authcache",
+        "l2_throughput_64_tasks/redis_benchmark",
+        Target::None,
+    ),
+    row(
+        "… vs `redis-benchmark -c 64 -P 16 -t get -d {entry_bytes}` (pipelined)",
+        "l2_throughput_64_tasks/authcache",
+        "l2_throughput_64_tasks/redis_benchmark_p16",
+        Target::None,
+    ),
+    row(
+        "miss path (L1 + L2 miss → MongoDB → fill) vs the replaced system's: Redis `GET` (miss) + driver `find_one` + Redis `SET EX`",
         "auth_miss_path/authcache",
         "auth_miss_path/raw",
-        Target::RatioAtMost(1.3),
+        Target::RatioAtMost(1.1),
     ),
     row(
         "bytes per user entry (20-field document, signed) vs `serde_json`",
@@ -147,6 +169,73 @@ pub(crate) const ROWS: &[Row<'static>] = &[
         "user_entry_bytes/authcache",
         "user_entry_bytes/pickle_base64",
         Target::RatioAtMost(0.4),
+    ),
+    // What those bytes are, and what the shrinkings and codecs of issue 23, item 4 would
+    // save: the `figures` bench's `bytes` section and the `codec` bench.
+    alone(
+        "… of which the header (magic, version, codec, flags)",
+        "user_entry_part/header",
+    ),
+    alone(
+        "… the expiry (Unix ms, bincode varint)",
+        "user_entry_part/expiry",
+    ),
+    alone("… the `Option` tag", "user_entry_part/option_tag"),
+    alone("… the document (bincode 2)", "user_entry_part/document"),
+    alone("… the HMAC-SHA256 tag", "user_entry_part/tag"),
+    row(
+        "bytes per user entry with the expiry as varint seconds since a deployment epoch, vs today",
+        "user_entry_bytes/varint_expiry",
+        "user_entry_bytes/authcache",
+        Target::None,
+    ),
+    row(
+        "… as Unix seconds (no epoch), vs today",
+        "user_entry_bytes/unix_seconds_expiry",
+        "user_entry_bytes/authcache",
+        Target::None,
+    ),
+    row(
+        "… with a 1-byte header, vs today",
+        "user_entry_bytes/short_header",
+        "user_entry_bytes/authcache",
+        Target::None,
+    ),
+    row(
+        "small user entry (`User`, 1 role) with the expiry as varint seconds, vs today",
+        "small_user_entry_bytes/varint_expiry",
+        "small_user_entry_bytes/authcache",
+        Target::None,
+    ),
+    row(
+        "… with a 1-byte header, vs today",
+        "small_user_entry_bytes/short_header",
+        "small_user_entry_bytes/authcache",
+        Target::None,
+    ),
+    row(
+        "bytes per user entry (20 fields, signed), postcard vs bincode 2 (the default)",
+        "codec_entry_bytes/postcard",
+        "codec_entry_bytes/bincode",
+        Target::None,
+    ),
+    row(
+        "… small user",
+        "codec_small_entry_bytes/postcard",
+        "codec_small_entry_bytes/bincode",
+        Target::None,
+    ),
+    row(
+        "envelope encode (signed), 20 fields, postcard vs bincode 2",
+        "codec_encode/postcard",
+        "codec_encode/bincode",
+        Target::None,
+    ),
+    row(
+        "envelope verify + decode, 20 fields, postcard vs bincode 2",
+        "codec_decode/postcard",
+        "codec_decode/bincode",
+        Target::None,
     ),
     row(
         "RSS per L1 entry, 100,000 users cached, vs bare moka `Cache<String, Arc<User>>`",
@@ -216,6 +305,183 @@ pub(crate) const ROWS: &[Row<'static>] = &[
         "ttl_boundary_p999/refresh_ahead",
         "ttl_boundary_p999/no_refresh_ahead",
         Target::None,
+    ),
+    // Cost as the work grows (issue 23, item 2): the quickstart's workload — warm HS256
+    // `authenticate` from 64 tasks, users drawn Zipf s = 1.1 (seed 23), memory repository,
+    // Redis L2, default L1 capacity (50,000) — at 10 k, 100 k and 1 M users (`--quick` stops
+    // at 100 k). A larger size is compared with 10 k, more instances with one.
+    alone(
+        "growth: warm `authenticate`, Zipf s = 1.1, 64 tasks, Redis L2, 10,000 users, 1 instance",
+        "growth_throughput/users_10k",
+    ),
+    alone("… p99", "growth_p99/users_10k"),
+    alone(
+        "… RSS of the process (repository and tokens included)",
+        "growth_rss/users_10k",
+    ),
+    alone(
+        "… RSS growth per cached principal",
+        "growth_rss_per_principal/users_10k",
+    ),
+    alone("… Redis CPU, % of one core", "growth_redis_cpu/users_10k"),
+    row(
+        "… 2 instances on the one Redis, total throughput vs 1 instance",
+        "growth_throughput/users_10k_2_instances",
+        "growth_throughput/users_10k",
+        Target::None,
+    ),
+    alone(
+        "… Redis CPU, % of one core, 2 instances",
+        "growth_redis_cpu/users_10k_2_instances",
+    ),
+    row(
+        "… 4 instances on the one Redis, total throughput vs 1 instance",
+        "growth_throughput/users_10k_4_instances",
+        "growth_throughput/users_10k",
+        Target::None,
+    ),
+    alone(
+        "… Redis CPU, % of one core, 4 instances",
+        "growth_redis_cpu/users_10k_4_instances",
+    ),
+    row(
+        "growth: the same, 100,000 users, 1 instance, vs 10,000 users",
+        "growth_throughput/users_100k",
+        "growth_throughput/users_10k",
+        Target::None,
+    ),
+    row(
+        "… p99 vs 10,000 users",
+        "growth_p99/users_100k",
+        "growth_p99/users_10k",
+        Target::None,
+    ),
+    row(
+        "… RSS of the process vs 10,000 users",
+        "growth_rss/users_100k",
+        "growth_rss/users_10k",
+        Target::None,
+    ),
+    row(
+        "… RSS growth per cached principal vs 10,000 users",
+        "growth_rss_per_principal/users_100k",
+        "growth_rss_per_principal/users_10k",
+        Target::None,
+    ),
+    alone("… Redis CPU, % of one core", "growth_redis_cpu/users_100k"),
+    row(
+        "… 2 instances on the one Redis, total throughput vs 1 instance",
+        "growth_throughput/users_100k_2_instances",
+        "growth_throughput/users_100k",
+        Target::None,
+    ),
+    alone(
+        "… Redis CPU, % of one core, 2 instances",
+        "growth_redis_cpu/users_100k_2_instances",
+    ),
+    row(
+        "… 4 instances on the one Redis, total throughput vs 1 instance",
+        "growth_throughput/users_100k_4_instances",
+        "growth_throughput/users_100k",
+        Target::None,
+    ),
+    alone(
+        "… Redis CPU, % of one core, 4 instances",
+        "growth_redis_cpu/users_100k_4_instances",
+    ),
+    row(
+        "growth: the same, 1,000,000 users, 1 instance, vs 10,000 users",
+        "growth_throughput/users_1m",
+        "growth_throughput/users_10k",
+        Target::None,
+    ),
+    row(
+        "… p99 vs 10,000 users",
+        "growth_p99/users_1m",
+        "growth_p99/users_10k",
+        Target::None,
+    ),
+    row(
+        "… RSS of the process vs 10,000 users",
+        "growth_rss/users_1m",
+        "growth_rss/users_10k",
+        Target::None,
+    ),
+    row(
+        "… RSS growth per cached principal vs 10,000 users",
+        "growth_rss_per_principal/users_1m",
+        "growth_rss_per_principal/users_10k",
+        Target::None,
+    ),
+    alone("… Redis CPU, % of one core", "growth_redis_cpu/users_1m"),
+    row(
+        "… 2 instances on the one Redis, total throughput vs 1 instance",
+        "growth_throughput/users_1m_2_instances",
+        "growth_throughput/users_1m",
+        Target::None,
+    ),
+    alone(
+        "… Redis CPU, % of one core, 2 instances",
+        "growth_redis_cpu/users_1m_2_instances",
+    ),
+    row(
+        "… 4 instances on the one Redis, total throughput vs 1 instance",
+        "growth_throughput/users_1m_4_instances",
+        "growth_throughput/users_1m",
+        Target::None,
+    ),
+    alone(
+        "… Redis CPU, % of one core, 4 instances",
+        "growth_redis_cpu/users_1m_4_instances",
+    ),
+    // Propagation across 3 instances (issue 23, item 3): from the call returning on one
+    // instance until every other one answers the change; histograms below the table.
+    alone(
+        "propagation, 3 instances, one Redis: `logout` → every other instance refuses the token, p50",
+        "propagation_logout_redis/p50",
+    ),
+    alone("… p99", "propagation_logout_redis/p99"),
+    alone("… p99.9", "propagation_logout_redis/p999"),
+    alone("… max", "propagation_logout_redis/max"),
+    alone(
+        "… the same on the 3-master Cluster, p50",
+        "propagation_logout_cluster/p50",
+    ),
+    alone("… p99", "propagation_logout_cluster/p99"),
+    alone("… p99.9", "propagation_logout_cluster/p999"),
+    alone("… max", "propagation_logout_cluster/max"),
+    alone(
+        "propagation, one Redis: role removed + `invalidate_user` → every other instance drops the permission, p50",
+        "propagation_invalidate_redis/p50",
+    ),
+    alone("… p99", "propagation_invalidate_redis/p99"),
+    alone("… p99.9", "propagation_invalidate_redis/p999"),
+    alone("… max", "propagation_invalidate_redis/max"),
+    alone(
+        "… the same on the 3-master Cluster, p50",
+        "propagation_invalidate_cluster/p50",
+    ),
+    alone("… p99", "propagation_invalidate_cluster/p99"),
+    alone("… p99.9", "propagation_invalidate_cluster/p999"),
+    alone("… max", "propagation_invalidate_cluster/max"),
+];
+
+/// The distributions the report draws as histograms under the table (issue 23, item 3):
+/// title, and the group of their buckets — `<group>/<k>` counts the samples that took
+/// [2^k, 2^(k+1)) µs (the `figures` bench's `propagation` section writes them).
+pub(crate) const HISTOGRAMS: &[(&str, &str)] = &[
+    ("`logout`, one Redis", "propagation_logout_redis_histogram"),
+    (
+        "`logout`, 3-master Cluster",
+        "propagation_logout_cluster_histogram",
+    ),
+    (
+        "role removed + `invalidate_user`, one Redis",
+        "propagation_invalidate_redis_histogram",
+    ),
+    (
+        "role removed + `invalidate_user`, 3-master Cluster",
+        "propagation_invalidate_cluster_histogram",
     ),
 ];
 
