@@ -24,6 +24,7 @@ mod upstream;
 
 pub use caddy::{CaddyServer, caddy_program};
 pub use client::{ProxyReply, get, request};
+pub use launch::Proxy;
 pub use nginx::{NginxMode, NginxServer, nginx_program};
 pub use upstream::{EchoUpstream, Echoed};
 

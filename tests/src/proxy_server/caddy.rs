@@ -60,35 +60,13 @@ impl CaddyServer {
             .replace("@UPSTREAM@", &upstream.to_string())
             .replace("@PORT@", &port.to_string())
     }
+}
 
-    /// The TCP port it listens on (127.0.0.1).
-    pub fn port(&self) -> u16 {
-        self.proxy.port()
-    }
+impl std::ops::Deref for CaddyServer {
+    type Target = Proxy;
 
-    /// `http://127.0.0.1:PORT{path}`; `path` starts with `/`.
-    pub fn url(&self, path: &str) -> String {
-        self.proxy.url(path)
-    }
-
-    /// The generated Caddyfile it runs.
-    pub fn config(&self) -> &str {
-        self.proxy.config()
-    }
-
-    /// Its temp dir: `Caddyfile`, `output.log` (Caddy logs to stderr), its data and config.
-    pub fn dir(&self) -> &Path {
-        self.proxy.dir()
-    }
-
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.proxy.pid()
-    }
-
-    /// The last lines of its log, for failure messages.
-    pub fn log_tail(&self) -> String {
-        self.proxy.log_tail()
+    fn deref(&self) -> &Proxy {
+        &self.proxy
     }
 }
 

@@ -63,9 +63,13 @@ pub(super) enum Stop {
     Terminate,
 }
 
-/// A running proxy: its process group, port, temp dir and config.
+/// A running proxy: its process group, port, temp dir and config. [`NginxServer`] and
+/// [`CaddyServer`] dereference to it.
+///
+/// [`NginxServer`]: super::NginxServer
+/// [`CaddyServer`]: super::CaddyServer
 #[derive(Debug)]
-pub(super) struct Proxy {
+pub struct Proxy {
     // Declared before `dir`: the process is killed before its dir is removed.
     process: ProxyProcess,
     port: u16,
@@ -112,27 +116,34 @@ impl Proxy {
         panic!("{what} did not start:\n{}", failures.join("\n---\n"));
     }
 
-    pub(super) fn port(&self) -> u16 {
+    /// The TCP port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
         self.port
     }
 
-    pub(super) fn url(&self, path: &str) -> String {
+    /// `http://127.0.0.1:PORT{path}`; `path` starts with `/`.
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    pub(super) fn dir(&self) -> &Path {
+    /// Its temp dir: the config, `output.log`, and the proxy's own files (nginx's prefix:
+    /// pid file and `error.log`; Caddy's data and config).
+    pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
-    pub(super) fn config(&self) -> &str {
+    /// The config it runs.
+    pub fn config(&self) -> &str {
         &self.config
     }
 
-    pub(super) fn log_tail(&self) -> String {
+    /// The last lines of its logs, for failure messages.
+    pub fn log_tail(&self) -> String {
         log_tail(self.dir.path())
     }
 
-    pub(super) fn pid(&self) -> u32 {
+    /// The leader's process id (nginx's master; its worker is a child of it).
+    pub fn pid(&self) -> u32 {
         self.process.child.id()
     }
 }

@@ -106,9 +106,9 @@ impl NginxServer {
         let (auth_http, locations) = match mode {
             NginxMode::AuthRequest(auth) => (
                 AUTH_HTTP.replace("@AUTH@", &auth.to_string()),
-                AUTH_LOCATIONS,
+                auth_locations(),
             ),
-            NginxMode::Direct => (String::new(), DIRECT_LOCATIONS),
+            NginxMode::Direct => (String::new(), DIRECT_LOCATIONS.to_owned()),
         };
         CONFIG
             .replace("@AUTH_HTTP@", &auth_http)
@@ -116,35 +116,13 @@ impl NginxServer {
             .replace("@PORT@", &port.to_string())
             .replace("@LOCATIONS@", locations.trim_end())
     }
+}
 
-    /// The TCP port it listens on (127.0.0.1).
-    pub fn port(&self) -> u16 {
-        self.proxy.port()
-    }
+impl std::ops::Deref for NginxServer {
+    type Target = Proxy;
 
-    /// `http://127.0.0.1:PORT{path}`; `path` starts with `/`.
-    pub fn url(&self, path: &str) -> String {
-        self.proxy.url(path)
-    }
-
-    /// The generated config it runs.
-    pub fn config(&self) -> &str {
-        self.proxy.config()
-    }
-
-    /// Its temp dir (prefix): `nginx.conf`, `error.log`, `output.log`, the pid file.
-    pub fn dir(&self) -> &Path {
-        self.proxy.dir()
-    }
-
-    /// The master's process id (its worker is a child of it).
-    pub fn pid(&self) -> u32 {
-        self.proxy.pid()
-    }
-
-    /// The last lines of its logs, for failure messages.
-    pub fn log_tail(&self) -> String {
-        self.proxy.log_tail()
+    fn deref(&self) -> &Proxy {
+        &self.proxy
     }
 }
 
@@ -215,9 +193,10 @@ const DIRECT_LOCATIONS: &str = r#"        location / {
         }
 "#;
 
-const AUTH_LOCATIONS: &str = r#"        location = /authcache {
+/// The internal location that asks the auth endpoint: `@NAME@` with `/auth@QUERY@`.
+const SUBREQUEST: &str = r#"        location = @NAME@ {
             internal;
-            proxy_pass http://authcache/auth;
+            proxy_pass http://authcache/auth@QUERY@;
             proxy_pass_request_body off;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -226,40 +205,11 @@ const AUTH_LOCATIONS: &str = r#"        location = /authcache {
             proxy_set_header X-Original-Method $request_method;
             proxy_set_header X-Original-Host $host;
         }
+"#;
 
-        location = /authcache-admin {
-            internal;
-            proxy_pass http://authcache/auth?role=admin;
-            proxy_pass_request_body off;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Original-Host $host;
-        }
-
-        location / {
-            auth_request /authcache;
-            auth_request_set $user $upstream_http_x_auth_request_user;
-            auth_request_set $email $upstream_http_x_auth_request_email;
-            auth_request_set $groups $upstream_http_x_auth_request_groups;
-            auth_request_set $permissions $upstream_http_x_auth_request_permissions;
-            auth_request_set $auth_challenge $upstream_http_www_authenticate;
-            add_header WWW-Authenticate $authcache_challenge always;
-
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Auth-Request-User $user;
-            proxy_set_header X-Auth-Request-Email $email;
-            proxy_set_header X-Auth-Request-Groups $groups;
-            proxy_set_header X-Auth-Request-Permissions $permissions;
-        }
-
-        location /admin/ {
-            auth_request /authcache-admin;
+/// A location `@PATH@` let through by the subrequest `@NAME@`, with the identity it answers.
+const PROTECTED: &str = r#"        location @PATH@ {
+            auth_request @NAME@;
             auth_request_set $user $upstream_http_x_auth_request_user;
             auth_request_set $email $upstream_http_x_auth_request_email;
             auth_request_set $groups $upstream_http_x_auth_request_groups;
@@ -277,3 +227,18 @@ const AUTH_LOCATIONS: &str = r#"        location = /authcache {
             proxy_set_header X-Auth-Request-Permissions $permissions;
         }
 "#;
+
+/// The auth mode's locations: every path asks `/auth`, `/admin/…` asks `/auth?role=admin`.
+fn auth_locations() -> String {
+    let subrequest =
+        |name: &str, query: &str| SUBREQUEST.replace("@NAME@", name).replace("@QUERY@", query);
+    let protected =
+        |path: &str, name: &str| PROTECTED.replace("@PATH@", path).replace("@NAME@", name);
+    [
+        subrequest("/authcache", ""),
+        subrequest("/authcache-admin", "?role=admin"),
+        protected("/", "/authcache"),
+        protected("/admin/", "/authcache-admin"),
+    ]
+    .join("\n")
+}
