@@ -66,6 +66,7 @@ fn init_logs(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logs(args.log_format);
+    let stop = termination()?;
     let (auth, mut server_config) = if args.demo {
         let auth = demo::service().await.context("building the demo service")?;
         (auth, ServerConfig::default())
@@ -111,31 +112,33 @@ async fn main() -> anyhow::Result<()> {
         grpc = ?running.grpc_addr(),
         "serving"
     );
-    running.until(terminated()).await;
+    running.until(stop).await;
     tracing::info!(target: "authcache_server", "stopped");
     Ok(())
 }
 
-/// SIGTERM (an orchestrator's stop) or SIGINT (Ctrl-C); never, if neither can be watched.
-async fn terminated() {
-    let interrupt = async {
+/// Completes on SIGTERM (an orchestrator's stop) or SIGINT (Ctrl-C). The handlers are
+/// installed when this is called, not when the future is first polled: a stop that arrives
+/// while the server starts up is a clean stop too, never the signal's default (death).
+#[cfg(unix)]
+fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = term => {}
-    }
+    })
 }
