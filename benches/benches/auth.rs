@@ -103,7 +103,7 @@ async fn service(alg: &Alg, cache: CacheConfig, validation_cache: bool) -> AuthS
 }
 
 async fn connection(redis: &RedisServer) -> ConnectionManager {
-    ConnectionManager::new(redis::Client::open(redis.url()).unwrap())
+    ConnectionManager::new(authcache_benches::raw_redis_client(&redis.url()).unwrap())
         .await
         .unwrap()
 }
@@ -294,7 +294,15 @@ impl MissPasses<'_> {
             self.passes += 1;
             let prefix = format!("bench_miss_{}", self.passes);
             let repository = Arc::clone(&self.repository);
-            self.auth = Some(l2_only_service(self.redis, repository, &prefix).await);
+            // The last pass's service goes first, and the new one is subscribed before a
+            // read is timed: their start-up and teardown would otherwise run inside the
+            // timed reads (one thread runs everything here).
+            self.auth = None;
+            let auth = l2_only_service(self.redis, repository, &prefix).await;
+            while auth.stats().bus_subscribed == Some(false) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            self.auth = Some(auth);
             self.next = 0;
         }
         self.next += 1;

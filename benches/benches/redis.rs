@@ -36,9 +36,10 @@ fn setup() -> Setup {
         .map(|i| keyspace.key(KeyKind::User, &format!("bench-{i}")).unwrap())
         .collect();
     let (raw, cache) = runtime.block_on(async {
-        let raw = ConnectionManager::new(redis::Client::open(server.url()).unwrap())
-            .await
-            .unwrap();
+        let raw =
+            ConnectionManager::new(authcache_benches::raw_redis_client(&server.url()).unwrap())
+                .await
+                .unwrap();
         let cache = RedisCache::connect(&RedisConfig::from_url(&server.url()).unwrap())
             .await
             .unwrap();

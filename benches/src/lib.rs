@@ -18,6 +18,20 @@ pub mod figures;
 #[cfg(feature = "facade")]
 pub mod profile;
 
+/// A redis-rs client for the raw references, with the socket option `authcache-redis` sets
+/// on its own connections (`TCP_NODELAY`; redis-rs 1.x leaves it off, and redis-py, the
+/// replaced system's client, sets it): a ratio then measures what the cache adds, not a
+/// socket option.
+///
+/// # Errors
+/// When redis-rs cannot parse `url`.
+#[cfg(feature = "redis")]
+pub fn raw_redis_client(url: &str) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let nodelay = redis::io::tcp::TcpSettings::default().set_nodelay(true);
+    redis::Client::open(url.into_connection_info()?.set_tcp_settings(nodelay))
+}
+
 /// Set (to anything but `0`) by `cargo xtask bench --quick`: the same table, shorter runs.
 pub const QUICK_ENV: &str = "AUTHCACHE_BENCH_QUICK";
 

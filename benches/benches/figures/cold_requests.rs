@@ -108,9 +108,10 @@ async fn ours(redis_url: &str) -> u64 {
 async fn hand_rolled(redis_url: &str) -> u64 {
     const ID: &str = "cold-hand-rolled";
     let (repository, loads) = slow_repository(ID);
-    let conn = redis::aio::ConnectionManager::new(redis::Client::open(redis_url).unwrap())
-        .await
-        .unwrap();
+    let conn =
+        redis::aio::ConnectionManager::new(authcache_benches::raw_redis_client(redis_url).unwrap())
+            .await
+            .unwrap();
     burst(|| {
         let (repository, mut conn) = (Arc::clone(&repository), conn.clone());
         async move {

@@ -7,17 +7,21 @@
 //! lock, a hash probe and a clone (one reference-count increment).
 //!
 //! quick_cache has no expiry of its own, so each entry carries its absolute deadline and a
-//! read compares it with one clock read: an expired entry is a miss and is removed there
-//! (lazily); one never read again is evicted by S3-FIFO like any other cold entry, so the
-//! bound holds either way.
+//! read compares it with one clock read (a coarse clock, see [`clock`]): an expired entry is
+//! a miss and is removed there (lazily); one never read again is evicted by S3-FIFO like any
+//! other cold entry, so the bound holds either way.
 
 use std::fmt;
 use std::num::NonZero;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use authcache_core::{L1Cache, L1Entry};
 use quick_cache::sync::{Cache, DefaultLifecycle};
 use quick_cache::{DefaultHashBuilder, OptionsBuilder, UnitWeighter};
+
+use self::clock::{Clock, Moment};
+
+mod clock;
 
 /// 10,000 entries per kind: the active users of a busy instance over the L1 cap (30 s).
 pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
@@ -32,12 +36,12 @@ const SHARDS_PER_CORE: usize = 4;
 /// What the map holds for an id.
 struct Slot<T> {
     entry: L1Entry<T>,
-    /// `None` when the TTL reaches beyond what an `Instant` can represent: never expires.
-    expires_at: Option<Instant>,
+    /// `None` when the TTL reaches beyond what the clock can represent: never expires.
+    expires_at: Option<Moment>,
 }
 
 impl<T> Slot<T> {
-    fn is_live(&self, now: Instant) -> bool {
+    fn is_live(&self, now: Moment) -> bool {
         self.expires_at.is_none_or(|deadline| now < deadline)
     }
 }
@@ -48,24 +52,6 @@ impl<T> Clone for Slot<T> {
         Self {
             entry: self.entry.clone(),
             expires_at: self.expires_at,
-        }
-    }
-}
-
-/// Where a [`MemoryL1`] reads the time. Outside unit tests there is one variant, so the
-/// match costs nothing; unit tests move a manual clock instead of sleeping.
-enum Clock {
-    System,
-    #[cfg(test)]
-    Manual(std::sync::Arc<tests::ManualClock>),
-}
-
-impl Clock {
-    fn now(&self) -> Instant {
-        match self {
-            Self::System => Instant::now(),
-            #[cfg(test)]
-            Self::Manual(clock) => clock.now(),
         }
     }
 }
@@ -86,7 +72,7 @@ impl<T: Send + Sync + 'static> Default for MemoryL1<T> {
 impl<T: Send + Sync + 'static> MemoryL1<T> {
     /// An L1 holding at most `max_entries` values and negative entries (`0` holds none).
     pub fn new(max_entries: u64) -> Self {
-        Self::with_clock(max_entries, Clock::System)
+        Self::with_clock(max_entries, Clock::system())
     }
 
     fn with_clock(max_entries: u64, clock: Clock) -> Self {
@@ -103,7 +89,7 @@ impl<T: Send + Sync + 'static> MemoryL1<T> {
 
     /// Drops the entry for `id` if it is still expired at `now`; an entry inserted since it
     /// was read (with a later deadline) stays.
-    fn remove_expired(&self, id: &str, now: Instant) {
+    fn remove_expired(&self, id: &str, now: Moment) {
         self.entries.remove_if(id, |slot| !slot.is_live(now));
     }
 }
@@ -163,11 +149,11 @@ impl<T: Send + Sync + 'static> L1Cache<T> for MemoryL1<T> {
     }
 
     fn insert(&self, id: &str, entry: L1Entry<T>, ttl: Duration) {
-        if ttl.is_zero() {
+        // Too short to keep (zero, or within the clock's resolution): the id holds nothing.
+        let Some(expires_at) = self.clock.deadline(ttl) else {
             self.entries.remove(id);
             return;
-        }
-        let expires_at = self.clock.now().checked_add(ttl);
+        };
         self.entries
             .insert(Box::from(id), Slot { entry, expires_at });
     }

@@ -83,6 +83,9 @@ fn cluster_client(config: &RedisConfig) -> redis::RedisResult<ClusterClient> {
         .connection_timeout(config.connect_timeout())
         .response_timeout(config.timeout())
         .retries(CLUSTER_RETRIES)
+        // The cluster client opens its node connections with its own settings, not the
+        // seeds'.
+        .tcp_settings(crate::config::tcp_settings())
         .build()
 }
 

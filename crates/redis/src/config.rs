@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authcache_core::CacheError;
+use redis::io::tcp::TcpSettings;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
 /// Why a Redis URL was rejected. Never contains the URL itself (it may hold a password).
@@ -175,8 +176,18 @@ impl RedisConfig {
     }
 }
 
+/// The socket options of every connection this crate opens: `TCP_NODELAY`. redis-rs 1.x
+/// leaves Nagle's algorithm on (redis-rs issue #2195; 2.0 flips the default), and on a
+/// multiplexed connection a small request written while an earlier one is unacknowledged
+/// then waits for the peer's delayed ACK — up to 40 ms on Linux. Redis itself sets
+/// `TCP_NODELAY` on its side of every client connection.
+pub(crate) fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
+
 fn parse(index: usize, url: &str) -> Result<ConnectionInfo, ConfigError> {
     url.into_connection_info()
+        .map(|info| info.set_tcp_settings(tcp_settings()))
         .map_err(|err| ConfigError::InvalidUrl {
             index,
             // redis-rs' URL errors are fixed strings; scrub anyway in case that changes.

@@ -45,9 +45,13 @@ async fn the_demo_prints_tokens_that_work_and_sigterm_stops_it_cleanly() {
             "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Its log, for the failure message: read to the end (the child's exit) on a thread of
+    // its own, so the child never blocks on a full pipe.
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     let stdout = child.stdout.take().unwrap();
     // The introduction ends with the admin curl lines; read until the last one.
     let lines = tokio::task::spawn_blocking(move || {
@@ -87,5 +91,9 @@ async fn the_demo_prints_tokens_that_work_and_sigterm_stops_it_cleanly() {
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
-    assert!(exit.success(), "SIGTERM is a clean stop: {exit:?}");
+    let log = log.join().unwrap();
+    assert!(
+        exit.success(),
+        "SIGTERM is a clean stop: {exit:?}; its log:\n{log}"
+    );
 }

@@ -160,11 +160,18 @@ where
         if let Some(entry) = self.l1_get(id) {
             return Ok(Fetched::from_entry(entry));
         }
-        // The version before the key (see `get`).
-        let since = self.l1.version(id);
-        let key = self.key(id)?;
-        self.fly(id, || self.fetch(id, &key, since, trust, load))
-            .await
+        // Boxed: the rest of the read path (L2, the loader, the fill) is an ~800-byte state
+        // machine, which every caller's future would otherwise hold and move even when the
+        // L1 answers — most of what an L1 hit cost over the map it reads. A miss pays one
+        // allocation beside a round trip.
+        Box::pin(async move {
+            // The version before the key (see `get`).
+            let since = self.l1.version(id);
+            let key = self.key(id)?;
+            self.fly(id, || self.fetch(id, &key, since, trust, load))
+                .await
+        })
+        .await
     }
 
     /// The L2 read, the load and the conditional fill, run once per flight.

@@ -1,24 +1,13 @@
 //! Unit tests of `l1`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Instant;
 
+use super::clock::ManualClock;
 use super::*;
 
-/// A clock that moves only when told to.
-pub(super) struct ManualClock(Mutex<Instant>);
-
-impl ManualClock {
-    pub(super) fn now(&self) -> Instant {
-        *self.0.lock().unwrap()
-    }
-
-    fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
 fn manual(max_entries: u64) -> (MemoryL1<String>, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
+    let clock = Arc::new(ManualClock::new());
     let l1 = MemoryL1::with_clock(max_entries, Clock::Manual(clock.clone()));
     (l1, clock)
 }
@@ -146,14 +135,49 @@ fn a_ttl_beyond_the_clock_never_expires() {
 }
 
 #[test]
-fn entries_expire_on_the_system_clock() {
+fn entries_expire_on_the_system_clock_and_never_late() {
     let l1 = MemoryL1::<String>::new(10);
-    l1.insert("short", present("x"), Duration::from_nanos(1));
+    let ttl = Duration::from_millis(50);
+    // Read on the precise clock before the insert: every hit must come before this + ttl.
+    let stored_at = Instant::now();
+    l1.insert("short", present("x"), ttl);
     l1.insert("long", present("y"), Duration::from_secs(600));
-    // Bounded by count, not time: the monotonic clock passes 1 ns within a few reads.
-    let expired = (0..1_000_000).any(|_| l1.get("short").is_none());
-    assert!(expired, "a 1 ns entry was still served");
+    let mut expired = false;
+    // Bounded by count, not time: the coarse clock moves every tick (a few ms).
+    for _ in 0..100_000 {
+        let hit = l1.get("short").is_some();
+        let read_at = Instant::now();
+        if !hit {
+            expired = true;
+            break;
+        }
+        assert!(
+            read_at < stored_at + ttl,
+            "served {:?} after the insert, past its TTL of {ttl:?}",
+            read_at - stored_at
+        );
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    assert!(
+        expired,
+        "a 50 ms entry was still served after 100,000 reads"
+    );
     assert!(l1.get("long").is_some());
+}
+
+#[test]
+fn a_ttl_within_the_clock_resolution_is_not_kept() {
+    let l1 = MemoryL1::<String>::new(10);
+    l1.insert("1", present("x"), MINUTE);
+    let Clock::System { resolution } = l1.clock else {
+        unreachable!("MemoryL1::new reads the system clock")
+    };
+    l1.insert("1", present("y"), resolution);
+    assert!(
+        l1.get("1").is_none(),
+        "the old value is gone, the new one not kept"
+    );
+    assert_eq!(l1.entry_count(), 0);
 }
 
 #[test]

@@ -42,6 +42,19 @@ fn defaults_and_overrides() {
 }
 
 #[test]
+fn every_node_is_connected_with_nagle_off() {
+    let config =
+        RedisConfig::from_urls(["redis://127.0.0.1:7000", "rediss://cache.example"]).unwrap();
+    assert!(
+        config
+            .nodes()
+            .iter()
+            .all(|node| node.tcp_settings().nodelay()),
+        "a node would be connected with Nagle's algorithm on"
+    );
+}
+
+#[test]
 fn rejects_bad_urls_without_echoing_them() {
     let err = RedisConfig::from_url("http://user:topsecret@host").unwrap_err();
     assert!(matches!(err, ConfigError::InvalidUrl { index: 0, .. }));
