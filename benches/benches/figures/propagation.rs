@@ -24,6 +24,8 @@ use authcache::{
 use authcache_benches::by_mode;
 use authcache_benches::figures::Unit;
 use authcache_tests::redis_server::{PATIENT_TIMEOUT, RedisClusterServer};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 
 use crate::{Context, record};
 
@@ -67,7 +69,7 @@ pub(crate) fn run(cx: &Context) {
     ];
     for (backend, cache) in backends {
         for change in [Change::Logout, Change::RoleRemoved] {
-            let mut rng = Rng(seed);
+            let mut rng = SmallRng::seed_from_u64(seed);
             let samples = cx
                 .runtime
                 .block_on(measure(cache.clone(), change, changes, &mut rng));
@@ -106,7 +108,12 @@ struct Sample {
 }
 
 /// `changes` changes on instances drawn from `rng`, each timed.
-async fn measure(cache: CacheConfig, change: Change, changes: usize, rng: &mut Rng) -> Vec<Sample> {
+async fn measure(
+    cache: CacheConfig,
+    change: Change,
+    changes: usize,
+    rng: &mut SmallRng,
+) -> Vec<Sample> {
     let repository = Arc::new(
         MemoryUserRepository::new()
             .with_role(ROLE, [PERMISSION])
@@ -130,7 +137,7 @@ async fn measure(cache: CacheConfig, change: Change, changes: usize, rng: &mut R
             let who = auth.authenticate(&token).await.unwrap();
             assert!(who.has_permission(PERMISSION), "{id} is warm with the role");
         }
-        let origin = rng.below(INSTANCES);
+        let origin = rng.random_range(0..INSTANCES);
         let others: Vec<&AuthService> = (0..INSTANCES)
             .filter(|&n| n != origin)
             .map(|n| &instances[n])
@@ -284,22 +291,5 @@ fn record_distribution(id: &str, sorted: &[Duration]) {
     }
     for (k, count) in buckets.iter().enumerate().filter(|(_, n)| **n > 0) {
         record(&format!("{id}_histogram/{k}"), *count as f64, Unit::Count);
-    }
-}
-
-/// SplitMix64: seedable and enough to pick instances.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
     }
 }
