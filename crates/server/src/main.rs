@@ -7,6 +7,7 @@
 //! AUTHCACHE_VERIFIER__SECRET_ENV=TOKEN_SECRET AUTHCACHE_CACHE__BACKEND=redis … authcache-server
 //! ```
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -103,7 +104,13 @@ async fn main() -> anyhow::Result<()> {
     let running = server.start(listeners);
     if args.demo {
         let text = demo::introduction(&auth, running.public_addr(), running.admin_addr()).await?;
-        println!("{text}");
+        // One write, its failure ignored: `println!` wrote the text and its newline apart and
+        // panicked when the reader had gone in between (`| head`, a test that read what it
+        // needed) — the introduction is for a reader, and a missing one is no reason to die.
+        let mut stdout = std::io::stdout().lock();
+        let _unread = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush());
     }
     tracing::info!(
         target: "authcache_server",
